@@ -1,0 +1,234 @@
+"""Versioned configuration dataclasses, saved as ``config.json`` beside ``model.safetensors``.
+
+One :class:`ModelConfig` describes a whole LatentFace checkpoint: the stage-1 autoencoder
+(:class:`AutoencoderConfig`), the two stage-2 representation diffusion models (:class:`RDMConfig`)
+and the face-crop policy (:class:`CropConfig`). ``to_dict``/``from_dict`` are exact inverses;
+unknown versions and unknown or ill-typed fields raise :class:`~latentface_sdk.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+#: The config format this version of the SDK writes and reads.
+CONFIG_VERSION = 1
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class AutoencoderConfig:
+    """Stage 1: encoders, decoders, confidence network and renderer settings.
+
+    ``width`` scales every network (the paper-sized model uses 64, the CPU-sized default 32).
+    Pose is ``(tx, ty, tz, yaw, pitch, roll)``: translations in units of the face depth,
+    angles in degrees after the tanh output is scaled by ``max_rotation_deg``.
+    Light is ``(ambient, diffuse, dx, dy)`` with ambient and diffuse in ``[0, 1]``.
+    """
+
+    image_size: int = 64
+    latent_dim: int = 256
+    width: int = 32
+    pose_dim: int = 6
+    light_dim: int = 4
+    fov_deg: float = 10.0
+    depth_min: float = 0.9
+    depth_max: float = 1.1
+    border_depth: float = 0.7
+    max_rotation_deg: float = 60.0
+    max_translation_xy: float = 0.1
+    max_translation_z: float = 0.0
+
+    def validate(self) -> None:
+        if self.image_size != 64:
+            raise ConfigError(f"autoencoder.image_size must be 64 (got {self.image_size})")
+        if self.latent_dim <= 0 or self.width <= 0:
+            raise ConfigError("autoencoder.latent_dim and autoencoder.width must be positive")
+        if self.width % 4:
+            raise ConfigError(f"autoencoder.width must be a multiple of 4 (got {self.width})")
+        if not 0.0 < self.fov_deg < 90.0:
+            raise ConfigError(f"autoencoder.fov_deg must be in (0, 90) (got {self.fov_deg})")
+        if not 0.0 < self.depth_min < self.depth_max:
+            raise ConfigError("autoencoder.depth_min must be positive and below depth_max")
+        if (self.pose_dim, self.light_dim) != (6, 4):
+            raise ConfigError("autoencoder.pose_dim must be 6 and light_dim 4")
+
+    @property
+    def focal(self) -> float:
+        """Focal length in normalised device units (image spans [-1, 1])."""
+        return 1.0 / math.tan(math.radians(self.fov_deg) / 2.0)
+
+
+@dataclass
+class RDMConfig:
+    """Stage 2: one representation diffusion model (the texture and the shape RDM share it).
+
+    The denoiser takes the noisy latent concatenated with the condition ``Z_exp`` and predicts the
+    clean identity latent (x0-prediction). ``channels`` are the widths of its down, middle and up
+    blocks (paper: 512, 128, 256).
+    """
+
+    latent_dim: int = 256
+    channels: tuple[int, int, int] = (512, 128, 256)
+    time_embed_dim: int = 128
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 2e-2
+    sample_steps: int = 5
+
+    def validate(self) -> None:
+        if len(self.channels) != 3 or min(self.channels) <= 0:
+            raise ConfigError(f"rdm.channels must be three positive widths (got {self.channels})")
+        if self.num_train_timesteps < 2 or not 1 <= self.sample_steps <= self.num_train_timesteps:
+            raise ConfigError("rdm.sample_steps must be between 1 and num_train_timesteps")
+
+
+@dataclass
+class CropConfig:
+    """How a detected face box becomes the 64x64 network input (shared by training and inference).
+
+    The MTCNN box is made square around its centre, enlarged by ``margin`` (a fraction of its side)
+    and resized to ``size``. ``min_face_size`` (pixels) and ``threshold`` go to MTCNN.
+    """
+
+    size: int = 64
+    margin: float = 0.2
+    min_face_size: int = 20
+    threshold: float = 0.9
+
+    def validate(self) -> None:
+        if self.size <= 0 or not 0.0 <= self.margin < 2.0:
+            raise ConfigError("crop.size must be positive and crop.margin in [0, 2)")
+
+
+@dataclass
+class ModelConfig:
+    """The whole checkpoint: what ``config.json`` holds.
+
+    ``checksum`` is the SHA-256 of ``model.safetensors``, verified at load when present.
+    ``metadata`` is free-form (training recipe, data, steps) and is carried as is.
+    """
+
+    name: str = "latentface-cpu-small"
+    version: int = CONFIG_VERSION
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    rdm: RDMConfig = field(default_factory=RDMConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    checksum: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {self.version!r} is not supported by this latentface-sdk "
+                f"(it reads version {CONFIG_VERSION}); upgrade the package or re-save the model"
+            )
+        self.autoencoder.validate()
+        self.rdm.validate()
+        self.crop.validate()
+        if self.rdm.latent_dim != self.autoencoder.latent_dim:
+            raise ConfigError("rdm.latent_dim must equal autoencoder.latent_dim")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if "version" not in data:
+            raise ConfigError(f"{source}: missing the 'version' field")
+        if data["version"] != CONFIG_VERSION:
+            raise ConfigError(
+                f"{source}: config version {data['version']!r} is not supported "
+                f"(this latentface-sdk reads version {CONFIG_VERSION})"
+            )
+        try:
+            cfg = cls(
+                name=str(data.get("name", cls.name)),
+                version=int(data["version"]),
+                autoencoder=_build(AutoencoderConfig, data.get("autoencoder", {}), f"{source}: autoencoder"),
+                rdm=_build(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
+                crop=_build(CropConfig, data.get("crop", {}), f"{source}: crop"),
+                checksum=data.get("checksum"),
+                metadata=dict(data.get("metadata", {})),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"{source}: {exc}") from exc
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {sorted(unknown)}")
+        try:
+            cfg.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return cfg
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config as JSON to ``path`` (a file, or a folder that gets ``config.json``)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / CONFIG_NAME
+        p.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        """Read a config from ``path`` (a file or a folder holding ``config.json``)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / CONFIG_NAME
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read ({exc})") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, source=str(p))
+
+
+_T = TypeVar("_T")
+
+
+def _build(kind: type[_T], data: Any, source: str) -> _T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected an object, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        default = getattr(kind(), key)
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{source}.{key}: expected a list, got {value!r}")
+            value = tuple(type(default[0])(v) for v in value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}.{key}: expected true/false, got {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{source}.{key}: expected a number, got {value!r}")
+            if isinstance(default, int) and not float(value).is_integer():
+                raise ConfigError(f"{source}.{key}: expected an integer, got {value!r}")
+            value = type(default)(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{source}.{key}: expected a string, got {value!r}")
+        values[key] = value
+    return kind(**values)

@@ -1,0 +1,57 @@
+"""Typed errors raised by latentface-sdk.
+
+Every failure the SDK can foresee is a subclass of :class:`LatentFaceError`, so that callers can
+catch them all at once, or one kind at a time. Each also derives from the closest built-in error
+(``ValueError``, ``FileNotFoundError``, ...) so that generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class LatentFaceError(Exception):
+    """Base class of every error raised on purpose by latentface-sdk."""
+
+
+class InvalidImageError(LatentFaceError, ValueError):
+    """An input could not be read or interpreted as an image (says which input and why)."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image has more pixels than the configured limit (decompression-bomb guard)."""
+
+
+class NoFaceError(LatentFaceError):
+    """No face was found in an image that must contain one."""
+
+
+class WeightsError(LatentFaceError):
+    """Model weights or their config are missing, corrupt, unsafe or do not match the model."""
+
+
+class ConfigError(WeightsError, ValueError):
+    """A ``config.json`` is unreadable, has an unknown version or an invalid field."""
+
+
+class ChecksumError(WeightsError):
+    """A weights file does not match the checksum recorded in its config."""
+
+
+class OfflineError(WeightsError, OSError):
+    """Weights were requested from the Hugging Face Hub but are not cached and the Hub cannot be reached."""
+
+
+class DataError(LatentFaceError, ValueError):
+    """A data set, manifest or pairs file used for training or evaluation is malformed."""
+
+
+__all__ = [
+    "LatentFaceError",
+    "InvalidImageError",
+    "ImageTooLargeError",
+    "NoFaceError",
+    "WeightsError",
+    "ConfigError",
+    "ChecksumError",
+    "OfflineError",
+    "DataError",
+]

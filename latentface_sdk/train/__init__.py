@@ -1,0 +1,1 @@
+"""latentface_sdk.train"""

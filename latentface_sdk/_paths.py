@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import CONFIG_NAME
+
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
 """The installed (or checked-out) ``latentface_sdk`` package folder; tests point it at a temporary tree."""
-
-CONFIG_NAME = "config.json"
 
 
 def _candidates(package_dir: Path) -> list[Path]:

@@ -28,7 +28,9 @@ WEIGHTS_NAME = "model.safetensors"
 class AutoencoderConfig:
     """Stage 1: encoders, decoders, confidence network and renderer settings.
 
-    ``width`` scales every network (the paper-sized model uses 64, the CPU-sized default 32).
+    ``width`` scales the four encoders and ``decoder_width`` the two map decoders and the confidence
+    network (the paper-sized model uses 64 for both; the CPU-sized default 32 and 16, since the 64x64
+    decoder layers dominate the cost of a training step on a CPU).
     Pose is ``(tx, ty, tz, yaw, pitch, roll)``: translations in units of the face depth,
     angles in degrees after the tanh output is scaled by ``max_rotation_deg``.
     Light is ``(ambient, diffuse, dx, dy)`` with ambient and diffuse in ``[0, 1]``.
@@ -37,6 +39,7 @@ class AutoencoderConfig:
     image_size: int = 64
     latent_dim: int = 256
     width: int = 32
+    decoder_width: int = 16
     pose_dim: int = 6
     light_dim: int = 4
     fov_deg: float = 10.0
@@ -52,8 +55,11 @@ class AutoencoderConfig:
             raise ConfigError(f"autoencoder.image_size must be 64 (got {self.image_size})")
         if self.latent_dim <= 0 or self.width <= 0:
             raise ConfigError("autoencoder.latent_dim and autoencoder.width must be positive")
-        if self.width % 4:
-            raise ConfigError(f"autoencoder.width must be a multiple of 4 (got {self.width})")
+        if self.width % 4 or self.decoder_width % 4 or self.decoder_width <= 0:
+            raise ConfigError(
+                f"autoencoder.width and decoder_width must be positive multiples of 4 "
+                f"(got {self.width}, {self.decoder_width})"
+            )
         if not 0.0 < self.fov_deg < 90.0:
             raise ConfigError(f"autoencoder.fov_deg must be in (0, 90) (got {self.fov_deg})")
         if not 0.0 < self.depth_min < self.depth_max:

@@ -1,0 +1,109 @@
+"""The stage-1 model: image -> latents (texture, shape, pose, light) -> maps (albedo, depth).
+
+No rendering happens here (that is :mod:`latentface_sdk.render`); this module only holds the networks
+and maps their raw outputs to physical quantities:
+
+* pose ``(tx, ty, tz, yaw, pitch, roll)``: tanh outputs scaled by the config's translation and rotation
+  ranges (angles in degrees);
+* light ``(ambient, diffuse, dx, dy)``: ambient and diffuse in [0, 1], direction components in [-1, 1];
+* albedo in [0, 1] (B, 3, 64, 64);
+* depth (B, 64, 64): the decoder's tanh map, centred on its mean, scaled to the config's depth range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..config import AutoencoderConfig
+from .decoders import ConfidenceNet, MapDecoder
+from .encoders import FeatureEncoder, NumericalEncoder
+
+
+@dataclass
+class Latents:
+    """Stage-1 latents of a batch: ``texture`` and ``shape`` (B, latent_dim), ``pose`` (B, 6), ``light`` (B, 4)."""
+
+    texture: Tensor
+    shape: Tensor
+    pose: Tensor
+    light: Tensor
+
+
+@dataclass
+class Maps:
+    """Decoded canonical maps: ``albedo`` (B, 3, H, W) in [0, 1] and ``depth`` (B, H, W)."""
+
+    albedo: Tensor
+    depth: Tensor
+
+
+class LatentAutoencoder(nn.Module):
+    """Encoders and decoders of the 3D latent autoencoder (paper section 2.2, appendix B)."""
+
+    def __init__(self, cfg: AutoencoderConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or AutoencoderConfig()
+        self.cfg.validate()
+        w, d = self.cfg.width, self.cfg.latent_dim
+        self.texture_encoder = FeatureEncoder(d, w)
+        self.shape_encoder = FeatureEncoder(d, w)
+        self.pose_encoder = NumericalEncoder(self.cfg.pose_dim, w)
+        self.light_encoder = NumericalEncoder(self.cfg.light_dim, w)
+        dw = self.cfg.decoder_width
+        self.albedo_decoder = MapDecoder(3, d, dw)
+        self.depth_decoder = MapDecoder(1, d, dw)
+        self.confidence = ConfidenceNet(dw)
+        c = self.cfg
+        self.register_buffer(
+            "pose_scale",
+            torch.tensor([c.max_translation_xy, c.max_translation_xy, c.max_translation_z,
+                          c.max_rotation_deg, c.max_rotation_deg, c.max_rotation_deg]),
+            persistent=False,
+        )
+
+    @staticmethod
+    def normalize(images: Tensor) -> Tensor:
+        """Images in [0, 1] -> network input in [-1, 1]."""
+        return images * 2.0 - 1.0
+
+    def encode(self, images: Tensor) -> Latents:
+        """Encode images (B, 3, 64, 64) in [0, 1]."""
+        x = self.normalize(images)
+        return Latents(
+            texture=self.texture_encoder(x),
+            shape=self.shape_encoder(x),
+            pose=self.map_pose(self.pose_encoder(x)),
+            light=self.map_light(self.light_encoder(x)),
+        )
+
+    def map_pose(self, raw: Tensor) -> Tensor:
+        """tanh outputs (B, 6) -> pose in translation units and degrees."""
+        return raw * self.pose_scale
+
+    @staticmethod
+    def map_light(raw: Tensor) -> Tensor:
+        """tanh outputs (B, 4) -> (ambient, diffuse) in [0, 1] and direction (dx, dy) in [-1, 1]."""
+        return torch.cat([(raw[:, :2] + 1.0) / 2.0, raw[:, 2:]], dim=1)
+
+    def decode_albedo(self, texture: Tensor) -> Tensor:
+        """Texture latent (B, D) -> albedo (B, 3, 64, 64) in [0, 1]."""
+        return (self.albedo_decoder(texture) + 1.0) / 2.0
+
+    def decode_depth(self, shape: Tensor) -> Tensor:
+        """Shape latent (B, D) -> depth (B, 64, 64) in [depth_min, depth_max], centred on the range middle."""
+        raw = self.depth_decoder(shape)[:, 0]
+        raw = raw - raw.mean(dim=(1, 2), keepdim=True)
+        c = self.cfg
+        mid, half = (c.depth_min + c.depth_max) / 2.0, (c.depth_max - c.depth_min) / 2.0
+        return (mid + raw * half).clamp(c.depth_min, c.depth_max)
+
+    def decode(self, texture: Tensor, shape: Tensor) -> Maps:
+        """Decode both canonical maps."""
+        return Maps(albedo=self.decode_albedo(texture), depth=self.decode_depth(shape))
+
+    def forward(self, images: Tensor) -> tuple[Latents, Maps]:
+        latents = self.encode(images)
+        return latents, self.decode(latents.texture, latents.shape)

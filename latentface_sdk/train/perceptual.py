@@ -1,0 +1,88 @@
+"""Feature networks for the feature-level reconstruction loss (paper eq. 9).
+
+The paper uses VGG16's relu3_3. ImageNet weights cannot be downloaded on the machines this project
+trains on, so the default is :class:`RandomConvFeatures`: a fixed, seeded, randomly initialised
+three-stage convolutional network (no download, no training, identical on every machine for a given
+seed). Random convolutional features keep a perceptual loss sensitive to local structure (edges,
+texture) rather than to per-pixel colour; the paper notes that VGG can be replaced by a self-supervised
+network. Users who have VGG16 weights (converted to safetensors) can pass them to :class:`VGG16Features`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import WeightsError
+
+#: ImageNet normalisation used by VGG16.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+class RandomConvFeatures(nn.Module):
+    """Fixed random conv features: (B, 3, 64, 64) in [0, 1] -> (B, 4 width, 16, 16). Parameters are frozen."""
+
+    def __init__(self, seed: int = 0, width: int = 16) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(width, width * 2, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(width * 2, width * 2, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(width * 2, width * 4, 3, 2, 1), nn.ReLU(),
+        )
+        with torch.no_grad():
+            for m in self.net:
+                if isinstance(m, nn.Conv2d):
+                    fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                    assert m.bias is not None
+                    m.bias.zero_()
+        self.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images * 2.0 - 1.0)
+
+
+class VGG16Features(nn.Module):
+    """VGG16 up to relu3_3 (B, 256, 16, 16) from a user-supplied safetensors file of torchvision's vgg16."""
+
+    def __init__(self, weights: str | Path) -> None:
+        super().__init__()
+        from safetensors.torch import load_file
+        from torchvision.models import vgg16
+
+        path = Path(weights)
+        if path.suffix != ".safetensors":
+            raise WeightsError(f"{path}: VGG16 weights must be a .safetensors file (pickled files are refused)")
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise WeightsError(f"{path}: cannot read VGG16 weights ({exc})") from exc
+        full = vgg16(weights=None)
+        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        try:
+            full.features.load_state_dict(feats, strict=True)
+        except RuntimeError as exc:
+            raise WeightsError(f"{path}: not torchvision vgg16 weights ({exc})") from exc
+        self.net = full.features[:16]
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net((images - self.mean) / self.std)
+
+
+def build_feature_network(kind: str = "random-conv", weights: str | Path | None = None, seed: int = 0) -> nn.Module:
+    """The feature network named ``kind`` ('random-conv' or 'vgg16', which needs ``weights``)."""
+    if kind == "random-conv":
+        return RandomConvFeatures(seed=seed)
+    if kind == "vgg16":
+        if weights is None:
+            raise WeightsError("the 'vgg16' feature network needs a weights file (vgg16 state dict as safetensors)")
+        return VGG16Features(weights)
+    raise ValueError(f"unknown feature network {kind!r} (use 'random-conv' or 'vgg16')")

@@ -126,6 +126,10 @@ def test_wheel_ships_bundled_weights(tmp_path: Path) -> None:
     assert "latentface_sdk/weights/README.md" in names
     assert "latentface_sdk/weights/tiny-test/train.log" not in names
     assert "latentface_sdk/py.typed" in names and "latentface_sdk/_paths.py" in names
+    recipes = {
+        p.relative_to(src).as_posix() for p in (src / "latentface_sdk" / "train" / "configs").glob("*.json")
+    }
+    assert recipes <= names, "training recipes must ship in the wheel"
 
     # Imported from the unpacked wheel (not this checkout), the package lists the bundled model.
     probe = (

@@ -118,7 +118,9 @@ def to_rgb_list(
         return [_convert_item(x, i, max_pixels) for i, x in enumerate(images)]
     if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
         if images.shape[0] == 0:
-            raise InvalidImageError(f"empty batch of images (shape {tuple(images.shape)}): pass at least one image")
+            raise InvalidImageError(
+                f"empty batch of images (shape {tuple(images.shape)}): pass at least one image"
+            )
         return [_convert_item(images[i], i, max_pixels) for i in range(images.shape[0])]
     return [_convert_item(images, 0, max_pixels)]  # type: ignore[arg-type]
 

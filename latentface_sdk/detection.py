@@ -1,0 +1,437 @@
+"""Face detection (MTCNN) and the crop policy, shared by training and inference.
+
+One rule turns a face box into the network input, :func:`crop_face`:
+
+1. the box is made square around its centre, side ``max(w, h) * (1 + margin)`` (:func:`square_box`);
+2. the square is cut from the image at sub-pixel precision; where it leaves the image the border
+   pixels are **replicated** (edge padding), never filled with black, so that a face near the border
+   does not get a hard artificial edge that the photometric loss would try to explain;
+3. it is resized to ``size x size`` with PIL's bilinear filter, which antialiases when shrinking.
+
+Already aligned face crops (``detect=False``) go through :func:`crop_aligned`: the centred square of
+side ``min(H, W)``, resized the same way.
+
+:class:`FaceDetector` wraps :class:`facenet_pytorch.MTCNN`, whose weights ship inside the
+``facenet-pytorch`` wheel (nothing is downloaded). Faces are returned largest first, in the
+coordinates of the image passed in, keeping those whose score is at least ``crop.threshold``.
+:func:`prepare_crops` applies all of this to a data set, with a progress bar and an ``.npz`` cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .config import CropConfig
+from .errors import InvalidImageError, LatentFaceError
+from .images import downscale_for_detection, to_rgb
+
+logger = logging.getLogger(__name__)
+
+#: Method codes stored in :attr:`CropSet.method`.
+METHOD_MTCNN = "mtcnn"  #: largest MTCNN face, cropped with :func:`crop_face`
+METHOD_CENTER = "center"  #: centre crop (``detect=False``, or no face found and ``fallback="center"``)
+METHOD_NOFACE = "noface"  #: readable, but no face found and ``fallback="none"``
+METHOD_FAILED = "failed"  #: the file could not be read as an image
+
+_CACHE_FORMAT = 1
+
+
+@dataclass
+class FaceBox:
+    """One detected face.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in pixels of the original image (continuous coordinates: pixel
+    ``i`` spans ``[i, i + 1)``), ``score`` the MTCNN probability, ``landmarks`` the five points
+    (eyes, nose, mouth corners) as a ``(5, 2)`` array of ``(x, y)``, or ``None``.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+
+class FaceDetector:
+    """MTCNN face detector returning :class:`FaceBox` lists, largest face first.
+
+    ``crop.min_face_size`` goes to MTCNN and ``crop.threshold`` filters the final scores. Images
+    whose long side exceeds ``max_side`` are downscaled for detection and the boxes mapped back.
+    Inference only; the wrapped MTCNN is a plain ``nn.Module`` (``self.mtcnn``).
+    """
+
+    def __init__(
+        self,
+        crop: CropConfig | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        max_side: int = 1280,
+        max_batch: int = 64,
+    ) -> None:
+        from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is built
+
+        self.crop = crop if crop is not None else CropConfig()
+        self.crop.validate()
+        self.device = torch.device(device)
+        self.max_side = max_side
+        self.max_batch = max_batch
+        self.mtcnn = MTCNN(
+            keep_all=True,
+            select_largest=True,
+            min_face_size=self.crop.min_face_size,
+            device=self.device,
+        ).eval()
+
+    def to(self, device: str | torch.device) -> FaceDetector:
+        """Move the detector to ``device`` (returns ``self``)."""
+        self.device = torch.device(device)
+        self.mtcnn.device = self.device
+        self.mtcnn.to(self.device)
+        return self
+
+    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Faces in one RGB ``uint8`` ``(H, W, 3)`` image, largest first (may be empty)."""
+        return self.detect_batch([rgb])[0]
+
+    def detect_batch(self, rgbs: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        """Faces in each image; same-size images go through MTCNN together (grouped by size).
+
+        Images larger than ``max_side`` are downscaled first and their boxes mapped back.
+        """
+        prepared: list[tuple[np.ndarray, float]] = []
+        for i, rgb in enumerate(rgbs):
+            if not (
+                isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+            ):
+                raise InvalidImageError(
+                    f"item {i}: the detector takes RGB uint8 HxWx3 arrays "
+                    f"(got {type(rgb).__name__} {getattr(rgb, 'shape', '')}); convert with images.to_rgb"
+                )
+            prepared.append(downscale_for_detection(rgb, self.max_side))
+        results: list[list[FaceBox]] = [[] for _ in prepared]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (small, _) in enumerate(prepared):
+            if min(small.shape[:2]) >= self.crop.min_face_size:  # smaller images cannot hold a face
+                groups.setdefault(small.shape, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start : start + self.max_batch]
+                batch = np.stack([prepared[i][0] for i in chunk])
+                for i, faces in zip(chunk, self._run(batch), strict=True):
+                    results[i] = _rescale(faces, prepared[i][1])
+        return results
+
+    def _run(self, batch: np.ndarray) -> list[list[FaceBox]]:
+        """One MTCNN call on a ``(B, H, W, 3)`` uint8 batch -> faces per image (small-image coords)."""
+        with torch.inference_mode():
+            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+        out: list[list[FaceBox]] = []
+        for b in range(batch.shape[0]):
+            faces: list[FaceBox] = []
+            if boxes[b] is not None:
+                bx = np.asarray(boxes[b], dtype=np.float64).reshape(-1, 4)
+                pr = np.asarray(probs[b], dtype=np.float64).reshape(-1)
+                pt = np.asarray(points[b], dtype=np.float64).reshape(-1, 5, 2)
+                for k in range(bx.shape[0]):
+                    if pr[k] >= self.crop.threshold and np.isfinite(bx[k]).all():
+                        box = (float(bx[k, 0]), float(bx[k, 1]), float(bx[k, 2]), float(bx[k, 3]))
+                        faces.append(FaceBox(box=box, score=float(pr[k]), landmarks=pt[k].copy()))
+            out.append(sorted(faces, key=lambda f: (-f.area, -f.score)))
+        return out
+
+
+def _rescale(faces: list[FaceBox], scale: float) -> list[FaceBox]:
+    if scale == 1.0:
+        return faces
+    out = []
+    for f in faces:
+        box = (f.box[0] / scale, f.box[1] / scale, f.box[2] / scale, f.box[3] / scale)
+        marks = None if f.landmarks is None else f.landmarks / scale
+        out.append(FaceBox(box=box, score=f.score, landmarks=marks))
+    return out
+
+
+# ------------------------------------------------------------------------------------ the crop policy
+
+
+def square_box(box: Sequence[float], margin: float) -> tuple[float, float, float, float]:
+    """The square around ``box``'s centre with side ``max(w, h) * (1 + margin)``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    half = side / 2.0
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def crop_face(rgb: np.ndarray, box: Sequence[float], crop: CropConfig) -> np.ndarray:
+    """Cut the face in ``box`` out of ``rgb`` as a ``uint8`` ``(size, size, 3)`` network input.
+
+    The square of :func:`square_box` (with ``crop.margin``) is taken with edge-replicate padding
+    where it leaves the image and resized with PIL bilinear (antialiased). Pure function.
+    """
+    x1, y1, x2, y2 = square_box(box, crop.margin)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 - x1 <= 0:
+        raise ValueError(f"cannot crop a degenerate face box {tuple(box)}")
+    return _resample_square(rgb, (x1, y1, x2, y2), crop.size)
+
+
+def crop_aligned(rgb: np.ndarray, size: int = 64) -> np.ndarray:
+    """For already aligned faces: the centred square of side ``min(H, W)``, resized to ``size``."""
+    h, w = rgb.shape[:2]
+    side = float(min(h, w))
+    left, top = (w - side) / 2.0, (h - side) / 2.0
+    return _resample_square(rgb, (left, top, left + side, top + side), size)
+
+
+def _resample_square(rgb: np.ndarray, square: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """Resample the (float) square of ``rgb`` to ``size x size``, replicating edges outside the image."""
+    x1, y1, x2, y2 = square
+    h, w = rgb.shape[:2]
+    # Take an integer window a little larger than the square (the filter reaches ~side/size pixels
+    # beyond it), replicate the image border into the parts outside, and let PIL resample the
+    # float square inside that window.
+    pad = int(math.ceil((x2 - x1) / size)) + 2
+    wx1, wy1 = int(math.floor(x1)) - pad, int(math.floor(y1)) - pad
+    wx2, wy2 = int(math.ceil(x2)) + pad, int(math.ceil(y2)) + pad
+    rows = np.clip(np.arange(wy1, wy2), 0, h - 1)  # clipped indices = edge replication
+    cols = np.clip(np.arange(wx1, wx2), 0, w - 1)
+    window = rgb[rows[:, None], cols[None, :]]
+    box = (x1 - wx1, y1 - wy1, x2 - wx1, y2 - wy1)
+    out = Image.fromarray(np.ascontiguousarray(window)).resize(
+        (size, size), Image.Resampling.BILINEAR, box=box
+    )
+    return np.ascontiguousarray(np.asarray(out))
+
+
+def select_faces(boxes: Sequence[FaceBox], policy: Literal["largest", "all"] = "largest") -> list[FaceBox]:
+    """Apply the several-faces policy: ``"largest"`` keeps the largest face, ``"all"`` keeps all.
+
+    Either way the result is ordered largest first; an empty input gives an empty list.
+    """
+    ordered = sorted(boxes, key=lambda f: (-f.area, -f.score))
+    if policy == "largest":
+        return ordered[:1]
+    if policy == "all":
+        return ordered
+    raise ValueError(f"unknown face policy {policy!r}; use 'largest' or 'all'")
+
+
+# ------------------------------------------------------------------------------------------ data sets
+
+
+@dataclass
+class CropSet:
+    """Face crops of a data set, one row per input path (input order kept, nothing dropped).
+
+    ``crops`` ``uint8 (N, size, size, 3)`` (zeros where not ``ok``); ``ok`` ``bool (N,)``;
+    ``boxes`` ``float32 (N, 4)`` MTCNN boxes in original pixels (NaN when none); ``scores``
+    ``float32 (N,)`` (NaN when none); ``method`` one of ``"mtcnn"``, ``"center"``, ``"noface"``,
+    ``"failed"`` per row; ``errors`` the reason for ``"failed"`` rows (empty string otherwise).
+    """
+
+    paths: list[str]
+    crops: np.ndarray
+    ok: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    method: np.ndarray
+    errors: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self) -> dict[str, int]:
+        """How many rows got each method code."""
+        return {
+            m: int((self.method == m).sum())
+            for m in (METHOD_MTCNN, METHOD_CENTER, METHOD_NOFACE, METHOD_FAILED)
+        }
+
+    @property
+    def n_failed(self) -> int:
+        """Rows whose file could not be read."""
+        return int((self.method == METHOD_FAILED).sum())
+
+
+def prepare_crops(
+    paths: Sequence[str | Path],
+    crop: CropConfig,
+    *,
+    detect: bool = True,
+    fallback: Literal["center", "none"] = "none",
+    cache_file: Path | None = None,
+    progress: bool = True,
+    batch_size: int = 32,
+    detector: FaceDetector | None = None,
+) -> CropSet:
+    """Crop the largest face of every image in ``paths`` (training and evaluation data).
+
+    With ``detect=True`` MTCNN finds the faces and :func:`crop_face` cuts the largest; when none is
+    found, ``fallback="center"`` uses :func:`crop_aligned` (method ``"center"``) and ``"none"`` marks
+    the row ``"noface"``. With ``detect=False`` every image is centre-cropped. Unreadable files are
+    marked ``"failed"`` and counted, never raised. With ``cache_file`` the result is saved as an
+    ``.npz`` keyed by a hash of (paths, file sizes and mtimes, crop config, detect, fallback) and
+    reused while the key matches; it is written atomically.
+    """
+    if fallback not in ("center", "none"):
+        raise ValueError(f"fallback must be 'center' or 'none' (got {fallback!r})")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive (got {batch_size})")
+    names = [os.fspath(p) for p in paths]
+    key = _cache_key(names, crop, detect, fallback)
+    if cache_file is not None:
+        cached = _load_cache(Path(cache_file), key)
+        if cached is not None:
+            logger.info("face crops: reusing %s (%d images)", cache_file, len(cached))
+            return cached
+
+    n, size = len(names), crop.size
+    result = CropSet(
+        paths=names,
+        crops=np.zeros((n, size, size, 3), dtype=np.uint8),
+        ok=np.zeros(n, dtype=bool),
+        boxes=np.full((n, 4), np.nan, dtype=np.float32),
+        scores=np.full(n, np.nan, dtype=np.float32),
+        method=np.full(n, METHOD_FAILED, dtype="<U6"),
+        errors=[""] * n,
+    )
+    if detect and detector is None and n:
+        detector = FaceDetector(crop)
+    with tqdm(total=n, desc="face crops", unit="img", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            indices = list(range(start, min(start + batch_size, n)))
+            images: dict[int, np.ndarray] = {}
+            for i in indices:
+                try:
+                    images[i] = to_rgb(names[i])
+                except LatentFaceError as exc:
+                    result.errors[i] = str(exc)
+            readable = list(images)
+            faces_of: dict[int, list[FaceBox]] = {}
+            if detect and detector is not None and readable:
+                found = detector.detect_batch([images[i] for i in readable])
+                faces_of = dict(zip(readable, found, strict=True))
+            for i in readable:
+                faces = select_faces(faces_of.get(i, []), "largest")
+                if faces:
+                    face = faces[0]
+                    result.crops[i] = crop_face(images[i], face.box, crop)
+                    result.boxes[i] = face.box
+                    result.scores[i] = face.score
+                    result.method[i], result.ok[i] = METHOD_MTCNN, True
+                elif not detect or fallback == "center":
+                    result.crops[i] = crop_aligned(images[i], size)
+                    result.method[i], result.ok[i] = METHOD_CENTER, True
+                else:
+                    result.method[i] = METHOD_NOFACE
+            bar.update(len(indices))
+            bar.set_postfix(result.counts(), refresh=False)
+    if result.n_failed:
+        logger.warning("face crops: %d of %d files could not be read", result.n_failed, n)
+    if cache_file is not None:
+        _save_cache(Path(cache_file), key, result)
+    return result
+
+
+def _cache_key(names: list[str], crop: CropConfig, detect: bool, fallback: str) -> str:
+    stats: list[list[int] | None] = []
+    for name in names:
+        try:
+            st = os.stat(name)
+            stats.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            stats.append(None)
+    payload = {
+        "format": _CACHE_FORMAT,
+        "paths": names,
+        "stats": stats,
+        "crop": dataclasses.asdict(crop),
+        "detect": detect,
+        "fallback": fallback,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _load_cache(path: Path, key: str) -> CropSet | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                logger.info("face crops: %s is stale (inputs or settings changed); recomputing", path)
+                return None
+            return CropSet(
+                paths=[str(p) for p in data["paths"]],
+                crops=data["crops"],
+                ok=data["ok"],
+                boxes=data["boxes"],
+                scores=data["scores"],
+                method=data["method"],
+                errors=[str(e) for e in data["errors"]],
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("face crops: cannot read cache %s (%s); recomputing", path, exc)
+        return None
+
+
+def _save_cache(path: Path, key: str, result: CropSet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                key=np.asarray(key),
+                paths=np.asarray(result.paths, dtype=str),
+                crops=result.crops,
+                ok=result.ok,
+                boxes=result.boxes,
+                scores=result.scores,
+                method=np.asarray(result.method, dtype=str),
+                errors=np.asarray(result.errors, dtype=str),
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = [
+    "METHOD_CENTER",
+    "METHOD_FAILED",
+    "METHOD_MTCNN",
+    "METHOD_NOFACE",
+    "CropSet",
+    "FaceBox",
+    "FaceDetector",
+    "crop_aligned",
+    "crop_face",
+    "prepare_crops",
+    "select_faces",
+    "square_box",
+]

@@ -1,0 +1,282 @@
+"""MTCNN detection and the crop policy shared by training and inference."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pytest
+
+from latentface_sdk.config import CropConfig
+from latentface_sdk.detection import (
+    CropSet,
+    FaceBox,
+    FaceDetector,
+    crop_aligned,
+    crop_face,
+    prepare_crops,
+    select_faces,
+    square_box,
+)
+from latentface_sdk.errors import InvalidImageError
+from latentface_sdk.images import to_rgb
+
+# ----------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def detector() -> Iterator[FaceDetector]:
+    """One MTCNN for the module, built with the network switched off (its weights ship in the wheel)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("FaceDetector tried to open a network connection")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", refuse)
+        mp.setattr(socket, "create_connection", refuse)
+        yield FaceDetector(CropConfig())
+
+
+@pytest.fixture(scope="module")
+def two_people(shared_data: Path) -> np.ndarray:
+    return to_rgb(shared_data / "photos" / "two_people.jpg")
+
+
+@pytest.fixture(scope="module")
+def two_people_faces(detector: FaceDetector, two_people: np.ndarray) -> list[FaceBox]:
+    return detector.detect(two_people)
+
+
+def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------- pure geometry
+
+
+def test_square_box_is_centred_and_enlarged() -> None:
+    assert square_box((10, 20, 30, 60), 0.5) == pytest.approx((-10, 10, 50, 70))
+    assert square_box((0, 0, 40, 10), 0.0) == pytest.approx((0, -15, 40, 25))
+
+
+def test_crop_face_lands_the_known_square_where_expected() -> None:
+    img = np.zeros((400, 400, 3), np.uint8)
+    img[100:300, 100:300] = 255  # a white 200 px square
+    tight = crop_face(img, (100, 100, 300, 300), CropConfig(size=64, margin=0.0))
+    assert tight.shape == (64, 64, 3) and tight.dtype == np.uint8
+    assert (tight[1:-1, 1:-1] == 255).all()
+    # margin 1.0: the square spans 400 px around the centre, the white square its middle half
+    wide = crop_face(img, (100, 100, 300, 300), CropConfig(size=64, margin=1.0))
+    assert (wide[17:47, 17:47] == 255).all()
+    assert (wide[:15] == 0).all() and (wide[49:] == 0).all()
+    assert (wide[:, :15] == 0).all() and (wide[:, 49:] == 0).all()
+    # an off-centre box moves the square in the crop: box centred 50 px right of the white square's centre
+    shifted = crop_face(img, (150, 100, 350, 300), CropConfig(size=64, margin=1.0))
+    cols = np.nonzero(shifted[32, :, 0] > 127)[0]
+    assert cols.min() == pytest.approx(8, abs=1) and cols.max() == pytest.approx(39, abs=1)
+
+
+def test_crop_face_replicates_edges_outside_the_image() -> None:
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[:, :10] = (255, 0, 0)  # red left border
+    img[:, 10:] = (0, 0, 255)
+    out = crop_face(img, (-50, 20, 30, 100), CropConfig(size=64, margin=0.0))
+    # the square spans x = -50..30: 60 of its 80 px (48 of 64 output columns) are red (border replicated, not black)
+    assert (out[:, :46] == (255, 0, 0)).all()
+    assert (out[:, 50:] == (0, 0, 255)).all()
+    # a box entirely outside still works (all replicated border)
+    far = crop_face(img, (500, 500, 540, 540), CropConfig(size=8, margin=0.0))
+    assert (far == (0, 0, 255)).all()
+
+
+def test_crop_face_refuses_degenerate_boxes() -> None:
+    with pytest.raises(ValueError, match="degenerate"):
+        crop_face(np.zeros((10, 10, 3), np.uint8), (5, 5, 5, 5), CropConfig())
+    with pytest.raises(ValueError, match="degenerate"):
+        crop_face(np.zeros((10, 10, 3), np.uint8), (np.nan, 0, 5, 5), CropConfig())
+
+
+def test_crop_aligned_takes_the_centre_square() -> None:
+    img = np.full((109, 89, 3), 100, np.uint8)  # CelebA-aligned size
+    img[:10] = (0, 255, 0)  # rows outside the centre square (rows 10..98) are green
+    img[99:] = (0, 255, 0)
+    out = crop_aligned(img, 64)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert (out[1:-1] == 100).all()  # the filter (support ~1.4 px here) may only touch the first/last row
+    assert (np.abs(out.astype(int) - 100) < 20).all()
+    wide = np.full((50, 80, 3), 7, np.uint8)
+    wide[:, :15] = 200
+    wide[:, 65:] = 200
+    assert (crop_aligned(wide, 32)[:, 1:-1] == 7).all()
+
+
+def test_select_faces_policy() -> None:
+    small = FaceBox((0, 0, 10, 10), 0.99)
+    big = FaceBox((0, 0, 30, 30), 0.95)
+    mid = FaceBox((5, 5, 25, 25), 0.999)
+    assert select_faces([small, big, mid], "largest") == [big]
+    assert select_faces([small, big, mid], "all") == [big, mid, small]
+    assert select_faces([], "largest") == []
+    with pytest.raises(ValueError, match="policy"):
+        select_faces([small], "first")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------- MTCNN
+
+
+def test_two_people_gives_two_faces_largest_first(
+    two_people: np.ndarray, two_people_faces: list[FaceBox]
+) -> None:
+    assert len(two_people_faces) == 2
+    a, b = two_people_faces
+    assert a.area >= b.area
+    h, w = two_people.shape[:2]
+    for f in two_people_faces:
+        assert f.score >= CropConfig().threshold
+        x1, y1, x2, y2 = f.box
+        assert -0.1 * w < x1 < x2 < 1.1 * w and -0.1 * h < y1 < y2 < 1.1 * h
+        assert f.landmarks is not None and f.landmarks.shape == (5, 2)
+        assert x1 <= f.landmarks[:, 0].min() and f.landmarks[:, 0].max() <= x2
+    assert (a.box[0] + a.box[2]) / 2 > w / 2 > (b.box[0] + b.box[2]) / 2  # one person on each side
+    crop = crop_face(two_people, a.box, CropConfig())
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8 and crop.std() > 10
+
+
+def test_noise_and_tiny_images_have_no_face(detector: FaceDetector) -> None:
+    assert detector.detect(_noise(200, 200)) == []
+    assert detector.detect(np.zeros((5, 5, 3), np.uint8)) == []  # below min_face_size: no MTCNN call
+    assert detector.detect(np.zeros((1, 1, 3), np.uint8)) == []
+
+
+def test_detect_batch_groups_sizes_and_maps_downscaled_boxes_back(
+    detector: FaceDetector, two_people: np.ndarray, two_people_faces: list[FaceBox]
+) -> None:
+    calls: list[tuple[int, ...]] = []
+    run = detector._run
+
+    def counting(batch: np.ndarray) -> list[list[FaceBox]]:
+        calls.append(batch.shape)
+        return run(batch)
+
+    old_side = detector.max_side
+    detector.max_side = 600  # forces a downscale of the 1126 px photo
+    try:
+        detector._run = counting  # type: ignore[method-assign]
+        h, w = two_people.shape[:2]
+        found = detector.detect_batch([two_people, _noise(h, w), np.zeros((3, 3, 3), np.uint8)])
+    finally:
+        detector.max_side = old_side
+        del detector._run
+    assert len(calls) == 1 and calls[0][0] == 2 and max(calls[0][1:3]) == 600  # one call, both photos
+    assert len(found[0]) == 2 and found[1] == [] and found[2] == []
+    for small, full in zip(found[0], two_people_faces, strict=True):
+        side = full.width
+        assert np.abs(np.subtract(small.box, full.box)).max() < 0.1 * side
+        assert small.landmarks is not None and full.landmarks is not None
+        assert np.abs(small.landmarks - full.landmarks).max() < 0.1 * side
+
+
+def test_detector_refuses_unconverted_input(detector: FaceDetector) -> None:
+    with pytest.raises(InvalidImageError, match="to_rgb"):
+        detector.detect(np.zeros((30, 30), np.float32))
+
+
+# -------------------------------------------------------------------------------------- prepare_crops
+
+
+class _Counting:
+    """Wraps a detector's ``detect_batch`` and counts the images it is asked to look at."""
+
+    def __init__(self, inner: FaceDetector | None = None) -> None:
+        self.inner = inner
+        self.images = 0
+
+    def detect_batch(self, rgbs: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        self.images += len(rgbs)
+        return self.inner.detect_batch(rgbs) if self.inner else [[] for _ in rgbs]
+
+
+@pytest.fixture
+def dataset(shared_data: Path, tmp_path: Path) -> list[str]:
+    celeba = sorted((shared_data / "celeba10k" / "images").glob("*.jpg"))[:10]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole jpeg")
+    noise = tmp_path / "noise.png"
+    from PIL import Image
+
+    Image.fromarray(_noise(109, 89)).save(noise)  # CelebA size: batched with them
+    return [str(p) for p in celeba[:5]] + [str(corrupt)] + [str(p) for p in celeba[5:]] + [str(noise)]
+
+
+def _assert_same(a: CropSet, b: CropSet) -> None:
+    assert a.paths == b.paths and a.errors == b.errors
+    for field in ("crops", "ok", "boxes", "scores", "method"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def test_prepare_crops_marks_bad_files_and_reuses_its_cache(
+    dataset: list[str], detector: FaceDetector, tmp_path: Path
+) -> None:
+    crop = CropConfig()
+    cache = tmp_path / "cache" / "crops.npz"
+    counter = _Counting(detector)
+    first = prepare_crops(
+        dataset, crop, cache_file=cache, progress=False, batch_size=6, detector=cast(FaceDetector, counter)
+    )
+    assert counter.images == 11  # every readable image was looked at once, the corrupt one never
+    assert len(first) == 12 and first.paths == dataset
+    assert first.crops.shape == (12, 64, 64, 3) and first.crops.dtype == np.uint8
+    assert list(first.method) == ["mtcnn"] * 5 + ["failed"] + ["mtcnn"] * 5 + ["noface"]
+    assert list(first.ok) == [True] * 5 + [False] + [True] * 5 + [False]
+    assert first.n_failed == 1 and first.counts() == {"mtcnn": 10, "center": 0, "noface": 1, "failed": 1}
+    assert "corrupt.jpg" in first.errors[5] and first.errors[0] == ""
+    assert np.isnan(first.boxes[5]).all() and np.isnan(first.boxes[11]).all() and np.isnan(first.scores[5])
+    assert np.isfinite(first.boxes[first.ok]).all() and (first.scores[first.ok] >= crop.threshold).all()
+    assert (first.crops[5] == 0).all() and first.crops[0].std() > 10
+    np.testing.assert_array_equal(first.crops[0], crop_face(to_rgb(dataset[0]), tuple(first.boxes[0]), crop))
+    assert sorted(os.listdir(cache.parent)) == ["crops.npz"]  # the temporary file was renamed away
+
+    again = prepare_crops(
+        dataset, crop, cache_file=cache, progress=False, batch_size=6, detector=cast(FaceDetector, counter)
+    )
+    assert counter.images == 11  # loaded, not recomputed
+    _assert_same(first, again)
+
+
+def test_prepare_crops_cache_key_follows_settings_and_files(dataset: list[str], tmp_path: Path) -> None:
+    cache = tmp_path / "aligned.npz"
+    aligned = prepare_crops(dataset, CropConfig(), detect=False, cache_file=cache, progress=False)
+    assert list(aligned.method) == ["center"] * 5 + ["failed"] + ["center"] * 6
+    np.testing.assert_array_equal(aligned.crops[0], crop_aligned(to_rgb(dataset[0]), 64))
+    assert np.isnan(aligned.boxes).all()
+
+    stub = _Counting()  # would find no face anywhere: proves the detect=True run does not reuse the cache
+    centred = prepare_crops(
+        dataset,
+        CropConfig(),
+        fallback="center",
+        cache_file=cache,
+        progress=False,
+        detector=cast(FaceDetector, stub),
+    )
+    assert stub.images == 11 and list(centred.method) == list(aligned.method)
+
+    smaller = prepare_crops(dataset, CropConfig(size=32), detect=False, cache_file=cache, progress=False)
+    assert smaller.crops.shape == (12, 32, 32, 3)
+
+    cache.write_bytes(b"garbage")  # an unreadable cache is recomputed, not raised
+    rebuilt = prepare_crops(dataset, CropConfig(), detect=False, cache_file=cache, progress=False)
+    _assert_same(aligned, rebuilt)
+
+    with np.load(cache, allow_pickle=False) as data:
+        key_before = str(data["key"])
+    os.utime(
+        dataset[-1], ns=(0, 0)
+    )  # a file changed (our own tmp file): the key changes, the cache is rewritten
+    prepare_crops(dataset, CropConfig(), detect=False, cache_file=cache, progress=False)
+    with np.load(cache, allow_pickle=False) as data:
+        assert str(data["key"]) != key_before

@@ -57,6 +57,7 @@ class LatentAutoencoder(nn.Module):
         self.depth_decoder = MapDecoder(1, d, dw)
         self.confidence = ConfidenceNet(dw)
         c = self.cfg
+        self.pose_scale: Tensor
         self.register_buffer(
             "pose_scale",
             torch.tensor([c.max_translation_xy, c.max_translation_xy, c.max_translation_z,

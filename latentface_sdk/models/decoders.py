@@ -50,7 +50,7 @@ class ConfidenceNet(nn.Module):
         super().__init__()
         chans = [3, width, width * 2, width * 4, width * 8]
         enc: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
             enc += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.GroupNorm(_groups(cout), cout),
                     nn.LeakyReLU(0.2, inplace=True)]
         enc += [nn.Conv2d(chans[-1], bottleneck, 4, 1, 0), nn.ReLU(inplace=True)]

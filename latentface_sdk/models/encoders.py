@@ -26,7 +26,7 @@ class FeatureEncoder(nn.Module):
         super().__init__()
         chans = [3, width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.GroupNorm(_groups(cout), cout),
                        nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.Conv2d(chans[-1], chans[-1], 4, 1, 0), nn.LeakyReLU(0.2, inplace=True),
@@ -45,7 +45,7 @@ class NumericalEncoder(nn.Module):
         super().__init__()
         chans = [3, width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.ReLU(inplace=True)]
         layers += [nn.Conv2d(chans[-1], chans[-1], 4, 1, 0), nn.ReLU(inplace=True),
                    nn.Conv2d(chans[-1], out_dim, 1), nn.Tanh()]

@@ -69,6 +69,8 @@ class VGG16Features(nn.Module):
         except RuntimeError as exc:
             raise WeightsError(f"{path}: not torchvision vgg16 weights ({exc})") from exc
         self.net = full.features[:16]
+        self.mean: Tensor
+        self.std: Tensor
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)

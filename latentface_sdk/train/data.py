@@ -1,0 +1,109 @@
+"""Training data: image lists from folders, manifests and the shared data sets, and crop data sets.
+
+Every image goes through :func:`latentface_sdk.detection.prepare_crops`, the same MTCNN crop as
+inference, once; the crops are cached as ``.npz`` so that epochs read memory, not JPEGs.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+#: Named sources inside the shared data folder (see ``../shared/data/README.md``). Stage 1 may use
+#: UTKFace, the CelebA ``train`` rows and IMFDB; the CelebA ``verify`` rows are never offered here.
+SHARED_SOURCES = ("utkface", "celeba-train", "imfdb")
+
+
+def image_folder(root: str | Path) -> list[str]:
+    """All images under ``root`` (recursive), sorted."""
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(f"{base}: not a folder of images")
+    return sorted(str(p) for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_path_manifest(path: str | Path) -> list[str]:
+    """Image paths from a CSV with a ``path`` column (relative paths resolve against the CSV's folder)."""
+    csv_path = Path(path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise DataError(f"{csv_path}: needs a 'path' column (found {reader.fieldnames})")
+            out = []
+            for line, row in enumerate(reader, start=2):
+                value = (row.get("path") or "").strip()
+                if not value:
+                    raise DataError(f"{csv_path}:{line}: empty path")
+                p = Path(value)
+                out.append(str(p if p.is_absolute() else csv_path.parent / p))
+    except OSError as exc:
+        raise DataError(f"{csv_path}: cannot read manifest ({exc})") from exc
+    return out
+
+
+def shared_source(root: str | Path, name: str) -> list[str]:
+    """Image paths of a named source in the shared data folder (``utkface``, ``celeba-train``, ``imfdb``)."""
+    base = Path(root)
+    if name == "utkface":
+        return image_folder(base / "utkface" / "images")
+    if name == "imfdb":
+        return image_folder(base / "imfdb" / "images")
+    if name == "celeba-train":
+        table = base / "celeba10k" / "identity.csv"
+        with open(table, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+        return [str(base / "celeba10k" / "images" / r["image"]) for r in rows]
+    raise DataError(f"unknown shared source {name!r} (choose from {SHARED_SOURCES})")
+
+
+def resolve_sources(sources: Sequence[str], shared_root: str | Path | None = None) -> list[str]:
+    """Expand data sources: ``shared:<name>``, a folder, or a ``.csv`` manifest; in order, duplicates dropped."""
+    paths: list[str] = []
+    for src in sources:
+        if src.startswith("shared:"):
+            if shared_root is None:
+                raise DataError(f"{src}: no shared data folder given")
+            paths += shared_source(shared_root, src.split(":", 1)[1])
+        elif src.lower().endswith(".csv"):
+            paths += read_path_manifest(src)
+        else:
+            paths += image_folder(src)
+    seen: set[str] = set()
+    unique = [p for p in paths if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    if not unique:
+        raise DataError(f"no images found in {list(sources)}")
+    return unique
+
+
+class CropDataset(Dataset[Tensor]):
+    """64x64 uint8 crops (N, H, W, 3) served as float tensors (3, H, W) in [0, 1].
+
+    ``flip=True`` mirrors half of the samples at random (faces are near-symmetric; the model's own
+    symmetry prior does not depend on it).
+    """
+
+    def __init__(self, crops: np.ndarray, flip: bool = True) -> None:
+        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+            raise DataError(f"crops must be uint8 (N, H, W, 3), got {crops.dtype} {crops.shape}")
+        self.crops = crops
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return int(self.crops.shape[0])
+
+    def __getitem__(self, index: int) -> Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.crops[index])).permute(2, 0, 1).float() / 255.0
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x

@@ -1,0 +1,328 @@
+"""Stage-1 trainer: the 3D latent autoencoder learns from unlabelled face crops by re-rendering them.
+
+``python -m latentface_sdk.train stage1 --config CONFIG.json --out RUN_DIR`` (or ``latentface-train
+stage1 ...``). The run folder receives:
+
+* ``train.log``: one JSON object per logged step (losses, images/s), appended across resumes;
+* ``grids/step_XXXXXXX.png``: input | reconstruction | albedo | depth | shading | frontal, for a fixed
+  set of faces, every ``grid_every`` steps;
+* ``checkpoint/``: ``config.json`` + ``model.safetensors`` (a loadable model folder) and
+  ``trainer_state.pt`` (optimizer state, step and RNG state: tensors and numbers only, read back with
+  ``torch.load(weights_only=True)``); ``--resume`` continues from it with the same data order;
+* ``model/``: the final model folder (stage 2 adds its RDMs to it).
+
+Multi-process training: ``torchrun --nproc_per_node N -m latentface_sdk.train stage1 ...`` (gloo on
+CPU, nccl on CUDA); rank 0 writes every file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
+from ..config import AutoencoderConfig, CropConfig, ModelConfig, _build
+from ..detection import prepare_crops
+from ..devices import resolve_device
+from ..errors import ConfigError, DataError
+from ..models.autoencoder import LatentAutoencoder
+from ..render.renderer import FaceRenderer
+from .data import CropDataset, resolve_sources
+from .losses import Reconstruction, Stage1Loss, reconstruct
+from .perceptual import build_feature_network
+
+logger = logging.getLogger("latentface_sdk.train")
+
+
+@dataclass
+class Stage1Config:
+    """The stage-1 recipe (a JSON file; unknown keys are refused)."""
+
+    sources: list[str] = field(default_factory=lambda: ["shared:utkface", "shared:celeba-train", "shared:imfdb"])
+    shared_root: str | None = None
+    max_images: int | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    crop: dict[str, Any] = field(default_factory=dict)
+    detect_min_face_size: int = 40
+    batch_size: int = 16
+    lr: float = 1e-4
+    steps: int = 2000
+    renderer: str = "auto"
+    feature_net: str = "random-conv"
+    vgg16_weights: str | None = None
+    lambda_f: float = 1.0
+    lambda_flip: float = 0.5
+    log_every: int = 10
+    grid_every: int = 250
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "auto"
+    name: str = "latentface-cpu-small"
+
+    @classmethod
+    def load(cls, path: str | Path) -> Stage1Config:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read stage-1 config ({exc})") from exc
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown stage-1 config key(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def autoencoder(self) -> AutoencoderConfig:
+        return _build(AutoencoderConfig, self.model, "stage1.model")
+
+    def crop_config(self) -> CropConfig:
+        return _build(CropConfig, self.crop, "stage1.crop")
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _maybe_init_distributed(device: torch.device) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def epoch_order(n: int, epoch: int, seed: int) -> Tensor:
+    """The permutation of data set indices used in ``epoch`` (identical on every rank and every resume)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def batch_indices(n: int, step: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> Tensor:
+    """Data indices of global ``step`` for one rank (each rank takes ``batch_size`` distinct images)."""
+    per_step = batch_size * world
+    per_epoch = max(n // per_step, 1)
+    epoch, pos = divmod(step, per_epoch)
+    order = epoch_order(n, epoch, seed)
+    start = pos * per_step + rank * batch_size
+    return order[start:start + batch_size]
+
+
+def flips_for(step: int, count: int, seed: int, rank: int = 0) -> Tensor:
+    """Which samples of a step are mirrored (augmentation), reproducible from the step number."""
+    gen = torch.Generator().manual_seed(seed * 7_919 + step * 31 + rank)
+    return torch.rand(count, generator=gen) < 0.5
+
+
+def load_batch(data: CropDataset, idx: Tensor, flips: Tensor) -> Tensor:
+    crops = torch.from_numpy(np.ascontiguousarray(data.crops[idx.numpy()]))
+    x = crops.permute(0, 3, 1, 2).float() / 255.0
+    return torch.where(flips.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def _to_uint8(x: Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def reconstruction_grid(images: Tensor, rec: Reconstruction, renderer: FaceRenderer) -> Image.Image:
+    """A PNG-ready grid, one face per row: input | reconstruction | albedo | depth | shading | frontal."""
+    depth = rec.maps.depth
+    lo = depth.amin(dim=(1, 2), keepdim=True)
+    hi = depth.amax(dim=(1, 2), keepdim=True)
+    depth_vis = (1.0 - (depth - lo) / (hi - lo).clamp(min=1e-6)).unsqueeze(1).expand(-1, 3, -1, -1)
+    frontal = renderer.render(rec.shaded.image, depth, torch.zeros_like(rec.latents.pose)).image
+    cols = [images, rec.recon.image, rec.maps.albedo, depth_vis, rec.shaded.shading.expand(-1, 3, -1, -1), frontal]
+    rows = [np.concatenate([_to_uint8(c[i]) for c in cols], axis=1) for i in range(images.shape[0])]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    elapsed: float = 0.0
+
+
+def save_checkpoint(folder: Path, model: LatentAutoencoder, cfg: ModelConfig, opt: torch.optim.Optimizer,
+                    state: TrainState) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model_folder(folder, cfg, prefixed(model, "autoencoder."))
+    payload = {"optimizer": opt.state_dict(), "step": state.step, "elapsed": state.elapsed,
+               "torch_rng": torch.get_rng_state()}
+    tmp = folder / "trainer_state.pt.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, folder / "trainer_state.pt")
+
+
+def load_checkpoint(folder: Path, model: LatentAutoencoder, opt: torch.optim.Optimizer) -> TrainState:
+    _, tensors = load_model_folder(folder)
+    load_part(model, tensors, "autoencoder.", str(folder))
+    payload = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
+    opt.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+    return TrainState(step=int(payload["step"]), elapsed=float(payload["elapsed"]))
+
+
+# ----------------------------------------------------------------------------------------- trainer
+
+
+class Stage1Trainer:
+    """Holds the model, renderer, loss and optimizer of one stage-1 run (I/O lives in :func:`train`)."""
+
+    def __init__(self, cfg: Stage1Config, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        torch.manual_seed(cfg.seed)
+        self.model = LatentAutoencoder(cfg.autoencoder()).to(device)
+        ae = self.model.cfg
+        backend = cfg.renderer if cfg.renderer != "auto" else ("pytorch3d" if device.type == "cuda" else "fast")
+        if backend not in ("fast", "pytorch3d"):
+            raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {cfg.renderer!r})")
+        self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)  # type: ignore[arg-type]
+        self.features = build_feature_network(cfg.feature_net, cfg.vgg16_weights).to(device)
+        self.loss = Stage1Loss(lambda_f=cfg.lambda_f, lambda_flip=cfg.lambda_flip)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        self.ddp: nn.Module = self.model
+        if dist.is_available() and dist.is_initialized():
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+
+    def step(self, images: Tensor) -> dict[str, float]:
+        """One optimisation step on a batch (B, 3, 64, 64) in [0, 1]; returns the loss parts."""
+        self.model.train()
+        images = images.to(self.device, non_blocking=True)
+        rec = reconstruct(self.ddp, self.renderer, images)  # type: ignore[arg-type]
+        total, parts = self.loss(rec, images, self.features)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return parts
+
+    @torch.no_grad()
+    def grid(self, images: Tensor) -> Image.Image:
+        self.model.eval()
+        images = images.to(self.device)
+        return reconstruction_grid(images, reconstruct(self.model, self.renderer, images), self.renderer)
+
+    def model_config(self, extra: dict[str, Any]) -> ModelConfig:
+        return ModelConfig(name=self.cfg.name, autoencoder=self.model.cfg, crop=self.cfg.crop_config(),
+                           metadata={"stage1": extra})
+
+
+def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropDataset:
+    """Resolve the sources, crop every image with MTCNN once (cached) and keep the good crops."""
+    paths = resolve_sources(cfg.sources, cfg.shared_root)
+    if cfg.max_images is not None:
+        paths = paths[: cfg.max_images]
+    crop = dataclasses.replace(cfg.crop_config(), min_face_size=cfg.detect_min_face_size)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    crops = prepare_crops(paths, crop, detect=True, fallback="none",
+                          cache_file=cache_dir / f"stage1_crops_{len(paths)}.npz", progress=progress)
+    good = crops.crops[crops.ok]
+    logger.info("stage1 data: %d images, %d usable crops, %s", len(paths), len(good), crops.counts())
+    if len(good) < cfg.batch_size:
+        raise DataError(f"only {len(good)} usable face crops, fewer than one batch of {cfg.batch_size}")
+    return CropDataset(good, flip=True)
+
+
+def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path | None = None,
+          progress: bool = True, data: CropDataset | None = None) -> Path:
+    """Run (or continue) a stage-1 training; returns the final model folder."""
+    device = resolve_device(cfg.device)
+    _maybe_init_distributed(device)
+    rank, world = _dist_info()
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = data if data is not None else prepare_data(cfg, cache_dir or out / "cache", progress and rank == 0)
+    trainer = Stage1Trainer(cfg, device)
+    ckpt = out / "checkpoint"
+    state = TrainState()
+    if resume and (ckpt / "trainer_state.pt").is_file():
+        state = load_checkpoint(ckpt, trainer.model, trainer.optimizer)
+        logger.info("resumed from %s at step %d", ckpt, state.step)
+    n = len(dataset)
+    fixed = load_batch(dataset, torch.arange(min(8, n)), torch.zeros(min(8, n), dtype=torch.bool))
+    log_file = out / "train.log"
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="stage1", unit="step", disable=not progress or rank != 0)
+    t_last, imgs_since = time.perf_counter(), 0
+    meta = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": world, "images": n,
+            "sources": cfg.sources, "feature_net": cfg.feature_net, "renderer": trainer.renderer.backend}
+    while state.step < cfg.steps:
+        idx = batch_indices(n, state.step, cfg.batch_size, cfg.seed, rank, world)
+        batch = load_batch(dataset, idx, flips_for(state.step, len(idx), cfg.seed, rank))
+        t0 = time.perf_counter()
+        parts = trainer.step(batch)
+        state.elapsed += time.perf_counter() - t0
+        state.step += 1
+        imgs_since += len(idx) * world
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['loss']:.3f}", l1=f"{parts['l1']:.3f}", refresh=False)
+        if rank != 0:
+            continue
+        if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+            now = time.perf_counter()
+            record = {"step": state.step, **{k: round(v, 5) for k, v in parts.items()},
+                      "images_per_s": round(imgs_since / (now - t_last), 3), "train_seconds": round(state.elapsed, 1)}
+            t_last, imgs_since = now, 0
+            with open(log_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+        if state.step % cfg.grid_every == 0 or state.step == cfg.steps:
+            (out / "grids").mkdir(exist_ok=True)
+            trainer.grid(fixed).save(out / "grids" / f"step_{state.step:07d}.png")
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+            save_checkpoint(ckpt, trainer.model, trainer.model_config({**meta, "trained_steps": state.step,
+                                                                        "train_seconds": round(state.elapsed)}),
+                            trainer.optimizer, state)
+    bar.close()
+    final = out / "model"
+    if rank == 0:
+        save_model_folder(final, trainer.model_config({**meta, "trained_steps": state.step,
+                                                       "train_seconds": round(state.elapsed)}),
+                          prefixed(trainer.model, "autoencoder."))
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m latentface_sdk.train stage1``."""
+    parser = argparse.ArgumentParser(prog="latentface-train stage1", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (logs, grids, checkpoints, model)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint if present")
+    parser.add_argument("--steps", type=int, help="override the number of steps")
+    parser.add_argument("--shared-root", type=Path, help="folder of the shared data sets (for shared:* sources)")
+    parser.add_argument("--cache-dir", type=Path, help="where face crops are cached (default RUN/cache)")
+    parser.add_argument("--max-images", type=int, help="use only the first N images (quick runs)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = Stage1Config.load(args.config) if args.config else Stage1Config()
+    if args.steps is not None:
+        cfg.steps = args.steps
+    if args.shared_root is not None:
+        cfg.shared_root = str(args.shared_root)
+    if args.max_images is not None:
+        cfg.max_images = args.max_images
+    if args.device:
+        cfg.device = args.device
+    final = train(cfg, args.out, resume=args.resume, cache_dir=args.cache_dir, progress=not args.no_progress)
+    print(f"stage 1 model written to {final}")
+    return 0

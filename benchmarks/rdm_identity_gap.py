@@ -1,0 +1,186 @@
+"""How much closer two photos of one person are with the generated ``Z_id`` than with their raw ``Z_exp``.
+
+Runs on the held-out celeba10k ``verify`` identities (never used for training): every image is cropped
+and encoded with the stage-1 encoders, the two RDMs generate ``Z_id`` (texture and shape), and for each
+feature (texture, shape, both concatenated) we report over *all* image pairs:
+
+- ``same``: mean cosine distance of same-identity pairs;
+- ``different``: mean cosine distance of different-identity pairs;
+- ``ratio`` = same / different (lower = identities better separated);
+- ``auc``: ROC AUC of cosine similarity for telling same from different pairs;
+
+for ``Z_exp`` and for ``Z_id``, and ``gain`` = ratio(Z_exp) / ratio(Z_id) (> 1: Z_id brings the two
+photos of a person closer, relative to other people).
+
+Usage::
+
+    python benchmarks/rdm_identity_gap.py --model runs/stage2 [--data ../shared/data] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def _cosine_distance_matrix(features: np.ndarray) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return 1.0 - x @ x.T
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC (Mann-Whitney U with average ranks for ties) of ``scores`` for ``positive`` labels."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    avg_rank = (ends - counts + 1 + ends) / 2.0
+    ranks = avg_rank[inverse]
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def pair_distances(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Mean cosine distance of same- and different-label pairs, their ratio and the same/different AUC."""
+    labels = np.asarray(labels)
+    dist = _cosine_distance_matrix(features)
+    iu = np.triu_indices(len(labels), k=1)
+    d = dist[iu]
+    same = labels[iu[0]] == labels[iu[1]]
+    if not same.any() or same.all():
+        raise ValueError("need both same-identity and different-identity pairs")
+    mean_same, mean_diff = float(d[same].mean()), float(d[~same].mean())
+    return {
+        "same": mean_same,
+        "different": mean_diff,
+        "ratio": mean_same / mean_diff if mean_diff > 0 else float("inf"),
+        "auc": _auc(-d, same),
+        "pairs_same": int(same.sum()),
+        "pairs_different": int((~same).sum()),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--model", type=Path, required=True, help="model folder with stage-1 and stage-2 weights")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the DDIM noise")
+    p.add_argument("--num-samples", type=int, default=1, help="RDM samples averaged per image")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--no-detect", action="store_true", help="centre crops instead of MTCNN")
+    p.add_argument("--cache-dir", type=Path, default=REPO_ROOT / ".cache" / "benchmarks")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p
+
+
+def _load_model(folder: Path) -> tuple[Any, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    from latentface_sdk.config import ModelConfig
+
+    try:
+        from latentface_sdk.hub import load_model_folder  # type: ignore[attr-defined]
+    except ImportError:
+        return ModelConfig.load(folder), load_file(str(folder / "model.safetensors"))
+    return load_model_folder(folder)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Encode the verify identities, generate ``Z_id`` and measure both; returns the results."""
+    from latentface_sdk.detection import prepare_crops
+    from latentface_sdk.train.groups import celeba_identity_groups
+    from latentface_sdk.train.stage2 import RDMPair, build_autoencoder, encode_latents, resolve_device
+
+    device = resolve_device(args.device)
+    mcfg, state = _load_model(args.model)
+    ae = build_autoencoder(mcfg, {k: v for k, v in state.items() if k.startswith("autoencoder.")})
+    pair = RDMPair(mcfg.rdm)
+    missing = pair.load_state_dict({k: v for k, v in state.items() if k.startswith("rdm_")}, strict=False)
+    if missing.missing_keys:
+        raise SystemExit(f"{args.model}: no trained RDM weights ({len(missing.missing_keys)} rdm tensors missing)")
+    pair.to(device).eval()
+
+    # Evaluation only: the verify split is read on purpose here, and never trained on.
+    groups = celeba_identity_groups(args.data, "verify", allow_verify=True, min_size=2)
+    t0 = time.perf_counter()
+    crops = prepare_crops(groups.paths, mcfg.crop, detect=not args.no_detect, fallback="center",
+                          cache_file=args.cache_dir / "celeba_verify_crops.npz", progress=True)
+    keep = np.flatnonzero(crops.ok)
+    labels = np.asarray(groups.groups)[keep]
+    latents = encode_latents(ae, crops.crops[keep], batch_size=args.batch_size, device=device, progress=True)
+    gen = torch.Generator(device="cpu").manual_seed(args.seed)
+    z_exp: dict[str, np.ndarray] = {}
+    z_id: dict[str, np.ndarray] = {}
+    for name, rdm in (("texture", pair.rdm_texture), ("shape", pair.rdm_shape)):
+        cond = latents[name].to(device)
+        parts = [rdm.sample(cond[i : i + args.batch_size], steps=args.steps, generator=gen,
+                            num_samples=args.num_samples).cpu()
+                 for i in range(0, cond.shape[0], args.batch_size)]
+        z_exp[name] = latents[name].numpy()
+        z_id[name] = torch.cat(parts).numpy()
+    z_exp["texture+shape"] = np.concatenate([z_exp["texture"], z_exp["shape"]], axis=1)
+    z_id["texture+shape"] = np.concatenate([z_id["texture"], z_id["shape"]], axis=1)
+    results: dict[str, Any] = {
+        "model": str(args.model),
+        "images": int(len(keep)),
+        "identities": int(len(set(labels.tolist()))),
+        "face_crops": crops.counts(),
+        "seed": args.seed,
+        "num_samples": args.num_samples,
+        "steps": args.steps or mcfg.rdm.sample_steps,
+        "seconds": 0.0,
+        "features": {},
+    }
+    for name in ("texture", "shape", "texture+shape"):
+        exp_stats = pair_distances(z_exp[name], labels)
+        id_stats = pair_distances(z_id[name], labels)
+        results["features"][name] = {
+            "z_exp": exp_stats,
+            "z_id": id_stats,
+            "gain": exp_stats["ratio"] / id_stats["ratio"] if id_stats["ratio"] > 0 else float("inf"),
+        }
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The results as a plain-text table."""
+    lines = [
+        f"celeba10k verify: {results['images']} images of {results['identities']} identities "
+        f"(DDIM {results['steps']} steps, {results['num_samples']} sample(s), seed {results['seed']})",
+        f"{'feature':<14} {'latent':<6} {'same':>8} {'different':>10} {'ratio':>7} {'auc':>7}",
+    ]
+    for name, f in results["features"].items():
+        for key in ("z_exp", "z_id"):
+            s = f[key]
+            lines.append(f"{name:<14} {key:<6} {s['same']:8.4f} {s['different']:10.4f} {s['ratio']:7.4f} {s['auc']:7.4f}")
+        lines.append(f"{name:<14} gain (ratio Z_exp / ratio Z_id) = {f['gain']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results = run(args)
+    print(format_table(results))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

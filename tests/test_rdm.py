@@ -1,0 +1,211 @@
+"""The representation diffusion model: schedule (eq. 6), loss (eq. 12), DDIM sampling, reproducibility."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from latentface_sdk.config import RDMConfig
+from latentface_sdk.errors import ConfigError
+from latentface_sdk.models.rdm import RDMDenoiser, RepresentationDiffusion, timestep_embedding
+
+SMALL = RDMConfig(latent_dim=8, channels=(32, 16, 24), time_embed_dim=16)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine, threads stall each other on these small tensors."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class _FakeDenoiser(nn.Module):
+    """A known, noise-dependent x0 predictor, to check the sampler against a hand-written DDIM loop."""
+
+    def forward(self, z_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        return 0.5 * cond + 0.1 * z_t + 1e-4 * t[:, None].to(z_t.dtype)
+
+
+class _Oracle(nn.Module):
+    """Predicts the (standardised) condition itself."""
+
+    def forward(self, z_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        return cond
+
+
+def _hand_alphas_cumprod(cfg: RDMConfig) -> list[float]:
+    n = cfg.num_train_timesteps
+    out, prod = [], 1.0
+    for i in range(n):
+        beta = cfg.beta_start + (cfg.beta_end - cfg.beta_start) * i / (n - 1)
+        prod *= 1.0 - beta
+        out.append(prod)
+    return out
+
+
+def test_alphas_cumprod_match_a_hand_computation() -> None:
+    cfg = RDMConfig(latent_dim=8, channels=(32, 16, 24), time_embed_dim=16, num_train_timesteps=10,
+                    beta_start=0.01, beta_end=0.2, sample_steps=2)
+    rdm = RepresentationDiffusion(cfg)
+    hand = torch.tensor(_hand_alphas_cumprod(cfg), dtype=torch.float64)
+    assert torch.allclose(rdm.alphas_cumprod.double(), hand, rtol=1e-6, atol=0)
+    # and the paper-sized schedule (T = 1000, linear 1e-4 .. 2e-2)
+    full = RepresentationDiffusion(RDMConfig(latent_dim=8, channels=(32, 16, 24), time_embed_dim=16))
+    hand_full = torch.tensor(_hand_alphas_cumprod(full.config), dtype=torch.float64)
+    assert torch.allclose(full.alphas_cumprod.double(), hand_full, rtol=1e-4, atol=1e-9)
+    assert full.alphas_cumprod[-1] < 1e-4 < full.alphas_cumprod[0]
+
+
+def test_add_noise_is_equation_6() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    z0, eps = torch.randn(5, 8), torch.randn(5, 8)
+    t = torch.tensor([0, 10, 250, 700, 999])
+    abar = torch.tensor(_hand_alphas_cumprod(SMALL), dtype=torch.float64)[t][:, None]
+    expected = abar.sqrt() * z0.double() + (1 - abar).sqrt() * eps.double()
+    assert torch.allclose(rdm.add_noise(z0, eps, t).double(), expected, atol=1e-5)
+
+
+def test_training_loss_is_the_clamped_snr_weighted_x0_error() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    z0, cond = torch.randn(6, 8), torch.randn(6, 8)
+    loss = rdm.training_loss(z0, cond, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (6,), generator=g)
+    eps = torch.randn(6, 8, generator=g)
+    abar = rdm.alphas_cumprod[t][:, None]
+    z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * eps
+    pred = rdm.denoiser(z_t, t, cond)
+    snr = abar[:, 0] / (1 - abar[:, 0])
+    expected = (snr.clamp(max=5.0) * (pred - z0).pow(2).mean(1)).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    # the weight really is clamped at small t, and is the plain SNR without a gamma
+    assert float(rdm.loss_weight(torch.tensor([0]))) == pytest.approx(5.0)
+    plain = RepresentationDiffusion(SMALL, snr_gamma=None)
+    assert float(plain.loss_weight(torch.tensor([0]))) > 1000.0
+
+
+def test_one_ddim_step_matches_the_closed_form() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    sched = rdm.ddim_scheduler(5)
+    assert sched.timesteps.tolist() == [999, 799, 599, 399, 199]
+    abar = torch.tensor(_hand_alphas_cumprod(SMALL), dtype=torch.float64)
+    x_t, x0 = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
+    prev = sched.step(x0.float(), 799, x_t.float(), eta=0.0, return_dict=False)[0]
+    a_t, a_prev = abar[799], abar[599]
+    eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    expected = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    assert torch.allclose(prev.double(), expected, rtol=1e-4, atol=1e-4)
+    # the last step lands exactly on the predicted clean latent
+    last = sched.step(x0.float(), 199, x_t.float(), eta=0.0, return_dict=False)[0]
+    assert torch.allclose(last, x0.float(), atol=1e-6)
+
+
+def test_sample_runs_the_ddim_recursion_from_pure_noise() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    rdm.denoiser = _FakeDenoiser()  # type: ignore[assignment]
+    cond = torch.randn(3, 8)
+    out = rdm.sample(cond, generator=torch.Generator().manual_seed(7))
+    abar = torch.tensor(_hand_alphas_cumprod(SMALL), dtype=torch.float64)
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(7)).double()
+    c = cond.double()
+    for t, prev in zip([999, 799, 599, 399, 199], [799, 599, 399, 199, -1], strict=True):
+        x0 = 0.5 * c + 0.1 * z + 1e-4 * t
+        a_t = abar[t]
+        a_prev = abar[prev] if prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+        eps = (z - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    assert torch.allclose(out.double(), z, atol=1e-4)
+
+
+def test_sample_shapes_and_seed_reproducibility() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    cond = torch.randn(5, 8)
+    a = rdm.sample(cond, generator=torch.Generator().manual_seed(1))
+    b = rdm.sample(cond, generator=torch.Generator().manual_seed(1))
+    c = rdm.sample(cond, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (5, 8) and a.dtype == torch.float32 and not a.requires_grad
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert rdm.sample(cond, steps=2, generator=torch.Generator().manual_seed(1)).shape == (5, 8)
+    with pytest.raises(ValueError):
+        rdm.sample(torch.randn(5, 7))
+    with pytest.raises(ValueError):
+        rdm.sample(cond, num_samples=0)
+
+
+def test_num_samples_averages_independent_samples() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    nn.init.normal_(rdm.denoiser.out.weight)  # make the output depend strongly on the noise
+    cond = torch.randn(4, 8)
+    avg = rdm.sample(cond, num_samples=3, generator=torch.Generator().manual_seed(5))
+    each = rdm.sample(cond.repeat(3, 1), generator=torch.Generator().manual_seed(5)).view(3, 4, 8)
+    assert avg.shape == (4, 8)
+    assert torch.allclose(avg, each.mean(0), atol=1e-5)
+    assert not torch.allclose(each[0], each[1])
+
+
+def test_sample_is_safe_to_call_from_several_threads() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    cond = torch.randn(6, 8)
+    expected = {s: rdm.sample(cond, steps=3 + s % 3, generator=torch.Generator().manual_seed(s)) for s in range(6)}
+    results: dict[int, Tensor] = {}
+
+    def work(seed: int) -> None:
+        results[seed] = rdm.sample(cond, steps=3 + seed % 3, generator=torch.Generator().manual_seed(seed))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(torch.equal(results[s], expected[s]) for s in range(6))
+
+
+def test_latent_statistics_standardise_and_are_saved() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    data = torch.randn(200, 8) * torch.linspace(0.5, 4.0, 8) + 3.0
+    rdm.set_latent_statistics(data)
+    z = rdm.normalize(data)
+    assert torch.allclose(z.mean(0), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(z.std(0), torch.ones(8), atol=1e-4)
+    assert torch.allclose(rdm.denormalize(z), data, atol=1e-5)
+    state = rdm.state_dict()
+    assert {"latent_mean", "latent_std"} <= set(state) and "alphas_cumprod" not in state
+    # the sampler works in standardised units and returns raw latents: an oracle that returns the
+    # standardised condition gives back the raw condition
+    rdm.denoiser = _Oracle()  # type: ignore[assignment]
+    assert torch.allclose(rdm.sample(data[:4]), data[:4], atol=1e-4)
+
+
+def test_denoiser_architecture_follows_the_paper() -> None:
+    net = RDMDenoiser(RDMConfig())
+    assert net.inp.in_features == 512
+    sd = net.state_dict()
+    assert [sd[f"{b}.layers.1.fc2.weight"].shape[0] for b in ("down", "middle", "up")] == [512, 128, 256]
+    assert sd["up.layers.0.fc1.weight"].shape == (256, 128 + 512)  # the U-Net skip from the down block
+    assert all(len(b.layers) == 2 for b in (net.down, net.middle, net.up))
+    out = net(torch.randn(3, 256), torch.tensor([0, 500, 999]), torch.randn(3, 256))
+    assert out.shape == (3, 256)
+    with pytest.raises(ValueError):
+        net(torch.randn(3, 256), torch.tensor([0, 1]), torch.randn(3, 256))
+
+
+def test_timestep_embedding_is_sinusoidal() -> None:
+    emb = timestep_embedding(torch.tensor([0, 3]), 6)
+    assert emb.shape == (2, 6)
+    assert torch.equal(emb[0], torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
+    freqs = [math.exp(-math.log(10000.0) * i / 3) for i in range(3)]
+    expected = [math.sin(3 * f) for f in freqs] + [math.cos(3 * f) for f in freqs]
+    assert torch.allclose(emb[1], torch.tensor(expected), atol=1e-6)
+
+
+def test_bad_schedule_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        RepresentationDiffusion(RDMConfig(beta_schedule="nonsense"))

@@ -12,6 +12,11 @@ feature (texture, shape, both concatenated) we report over *all* image pairs:
 for ``Z_exp`` and for ``Z_id``, and ``gain`` = ratio(Z_exp) / ratio(Z_id) (> 1: Z_id brings the two
 photos of a person closer, relative to other people).
 
+Before the cosine distances, both latents are standardised with the RDM's stored training statistics
+(``latent_mean``/``latent_std``, computed on the training ``Z_exp``; nothing is fitted on the verify
+images), because raw latents share a large common component that makes every cosine distance tiny.
+``--features centered`` only subtracts the mean, ``--features raw`` uses the latents as they are.
+
 Usage::
 
     python benchmarks/rdm_identity_gap.py --model runs/stage2 [--data ../shared/data] [--json out.json]
@@ -84,34 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="centre crops instead of MTCNN")
     p.add_argument("--cache-dir", type=Path, default=REPO_ROOT / ".cache" / "benchmarks")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--features", choices=("standardized", "centered", "raw"), default="standardized",
+                   help="how latents are prepared before cosine distances (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads")
     return p
-
-
-def _load_model(folder: Path) -> tuple[Any, dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    from latentface_sdk.config import ModelConfig
-
-    try:
-        from latentface_sdk.hub import load_model_folder  # type: ignore[attr-defined]
-    except ImportError:
-        return ModelConfig.load(folder), load_file(str(folder / "model.safetensors"))
-    return load_model_folder(folder)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Encode the verify identities, generate ``Z_id`` and measure both; returns the results."""
+    from latentface_sdk.checkpoint import load_model_folder, load_part
     from latentface_sdk.detection import prepare_crops
     from latentface_sdk.train.groups import celeba_identity_groups
     from latentface_sdk.train.stage2 import RDMPair, build_autoencoder, encode_latents, resolve_device
 
     device = resolve_device(args.device)
-    mcfg, state = _load_model(args.model)
-    ae = build_autoencoder(mcfg, {k: v for k, v in state.items() if k.startswith("autoencoder.")})
+    mcfg, state = load_model_folder(args.model)
+    ae = build_autoencoder(mcfg, state, source=str(args.model))
     pair = RDMPair(mcfg.rdm)
-    missing = pair.load_state_dict({k: v for k, v in state.items() if k.startswith("rdm_")}, strict=False)
-    if missing.missing_keys:
-        raise SystemExit(f"{args.model}: no trained RDM weights ({len(missing.missing_keys)} rdm tensors missing)")
+    load_part(pair.rdm_texture, state, "rdm_texture.", str(args.model))
+    load_part(pair.rdm_shape, state, "rdm_shape.", str(args.model))
     pair.to(device).eval()
 
     # Evaluation only: the verify split is read on purpose here, and never trained on.
@@ -130,8 +126,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         parts = [rdm.sample(cond[i : i + args.batch_size], steps=args.steps, generator=gen,
                             num_samples=args.num_samples).cpu()
                  for i in range(0, cond.shape[0], args.batch_size)]
-        z_exp[name] = latents[name].numpy()
-        z_id[name] = torch.cat(parts).numpy()
+        mean = rdm.latent_mean.cpu() if args.features != "raw" else torch.zeros(())
+        std = rdm.latent_std.cpu() if args.features == "standardized" else torch.ones(())
+        z_exp[name] = ((latents[name] - mean) / std).numpy()
+        z_id[name] = ((torch.cat(parts) - mean) / std).numpy()
     z_exp["texture+shape"] = np.concatenate([z_exp["texture"], z_exp["shape"]], axis=1)
     z_id["texture+shape"] = np.concatenate([z_id["texture"], z_id["shape"]], axis=1)
     results: dict[str, Any] = {
@@ -142,13 +140,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "num_samples": args.num_samples,
         "steps": args.steps or mcfg.rdm.sample_steps,
+        "features": args.features,
         "seconds": 0.0,
-        "features": {},
+        "results": {},
     }
     for name in ("texture", "shape", "texture+shape"):
         exp_stats = pair_distances(z_exp[name], labels)
         id_stats = pair_distances(z_id[name], labels)
-        results["features"][name] = {
+        results["results"][name] = {
             "z_exp": exp_stats,
             "z_id": id_stats,
             "gain": exp_stats["ratio"] / id_stats["ratio"] if id_stats["ratio"] > 0 else float("inf"),
@@ -161,10 +160,11 @@ def format_table(results: dict[str, Any]) -> str:
     """The results as a plain-text table."""
     lines = [
         f"celeba10k verify: {results['images']} images of {results['identities']} identities "
-        f"(DDIM {results['steps']} steps, {results['num_samples']} sample(s), seed {results['seed']})",
+        f"(DDIM {results['steps']} steps, {results['num_samples']} sample(s), seed {results['seed']}, "
+        f"{results['features']} latents)",
         f"{'feature':<14} {'latent':<6} {'same':>8} {'different':>10} {'ratio':>7} {'auc':>7}",
     ]
-    for name, f in results["features"].items():
+    for name, f in results["results"].items():
         for key in ("z_exp", "z_id"):
             s = f[key]
             lines.append(f"{name:<14} {key:<6} {s['same']:8.4f} {s['different']:10.4f} {s['ratio']:7.4f} {s['auc']:7.4f}")
@@ -174,6 +174,8 @@ def format_table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     results = run(args)
     print(format_table(results))
     if args.json is not None:

@@ -45,7 +45,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, RDMConfig
+from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
+from ..config import ModelConfig, RDMConfig
+from ..devices import resolve_device as _resolve_device
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
 from ..models.rdm import DEFAULT_SNR_GAMMA, RepresentationDiffusion
 from .groups import (
@@ -463,18 +465,15 @@ def _init_distributed(device: torch.device) -> _Dist:
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``/``"cuda:N"``.
 
-    Under torchrun with CUDA the local rank picks the GPU.
+    Under torchrun with CUDA a bare ``"cuda"`` becomes the local rank's GPU.
     """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but CUDA is not available")
-        if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    elif name != "cpu":
-        raise ConfigError(f"device must be auto, cpu or cuda (got {name!r})")
-    return torch.device(name)
+    try:
+        dev = _resolve_device(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
 
 
 def _save_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, step: int, recipe: str) -> None:
@@ -620,52 +619,24 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------- model folders
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_stage1_folder(folder: str | Path) -> tuple[ModelConfig, dict[str, Tensor]]:
-    """A stage-1 model folder -> (its config, its ``autoencoder.*`` tensors with the prefix kept)."""
-    folder = Path(folder)
-    try:
-        from ..hub import load_model_folder  # type: ignore[attr-defined]
-    except ImportError:
-        load_model_folder = None
-    if load_model_folder is not None:
-        mcfg, state = load_model_folder(folder)
-    else:
-        mcfg = ModelConfig.load(folder)
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            raise WeightsError(f"{folder}: no {WEIGHTS_NAME}")
-        if mcfg.checksum and _file_sha256(weights) != mcfg.checksum:
-            from ..errors import ChecksumError
+    """A stage-1 model folder -> (its config, its ``autoencoder.*`` tensors with the prefix kept).
 
-            raise ChecksumError(f"{weights}: SHA-256 does not match the checksum in {folder / CONFIG_NAME}")
-        try:
-            state = load_file(str(weights))
-        except Exception as exc:  # safetensors raises several error types for a corrupt file
-            raise WeightsError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    The checksum recorded in ``config.json`` is verified (:func:`latentface_sdk.checkpoint.load_model_folder`).
+    """
+    mcfg, state = load_model_folder(folder)
     ae = {k: v for k, v in state.items() if k.startswith("autoencoder.")}
     if not ae:
         raise WeightsError(f"{folder}: the weights hold no 'autoencoder.*' tensors (not a stage-1 model)")
     return mcfg, ae
 
 
-def build_autoencoder(mcfg: ModelConfig, tensors: dict[str, Tensor]) -> nn.Module:
-    """The stage-1 :class:`~latentface_sdk.models.autoencoder.LatentAutoencoder` with its weights loaded."""
+def build_autoencoder(mcfg: ModelConfig, tensors: dict[str, Tensor], *, source: str = "stage-1 weights") -> nn.Module:
+    """The stage-1 :class:`~latentface_sdk.models.autoencoder.LatentAutoencoder` with its weights loaded (eval mode)."""
     from ..models.autoencoder import LatentAutoencoder
 
     model = LatentAutoencoder(mcfg.autoencoder)
-    prefix = "autoencoder."
-    try:
-        model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-    except RuntimeError as exc:
-        raise WeightsError(f"stage-1 weights do not match the autoencoder config ({exc})") from exc
+    load_part(model, tensors, "autoencoder.", source)
     return model.eval()
 
 
@@ -678,25 +649,21 @@ def write_model_folder(
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (stage-1 tensors and both RDMs) to ``out_dir``.
 
-    The config is the stage-1 config with the trained ``rdm`` section, ``metadata["stage2"]`` set to
-    ``metadata`` and ``checksum`` = SHA-256 of the weights file. Returns the folder.
+    The config is the stage-1 config with the trained ``rdm`` section and ``metadata["stage2"]`` set to
+    ``metadata``; :func:`latentface_sdk.checkpoint.save_model_folder` fills in the checksum. Returns the
+    folder.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in autoencoder_tensors.items()}
-    for k, v in pair.state_dict().items():
-        tensors[k] = v.detach().to("cpu").contiguous()
-    weights = out / WEIGHTS_NAME
-    _atomic_save_safetensors(tensors, weights, {"format": "pt"})
+    tensors = dict(autoencoder_tensors)
+    tensors.update(prefixed(pair.rdm_texture, "rdm_texture."))
+    tensors.update(prefixed(pair.rdm_shape, "rdm_shape."))
     mcfg = dataclasses.replace(
         stage1_config,
         rdm=pair.rdm_texture.config,
         metadata={**stage1_config.metadata, "stage2": metadata},
-        checksum=_file_sha256(weights),
+        checksum=None,
     )
     mcfg.validate()
-    mcfg.save(out / CONFIG_NAME)
-    return out
+    return save_model_folder(out_dir, mcfg, tensors)
 
 
 # ---------------------------------------------------------------------------------------- the whole run

@@ -132,7 +132,7 @@ class Stage2Config:
     """
 
     data: list[DataSource] = field(default_factory=list)
-    steps: int = 20000
+    steps: int = 5000
     batch_groups: int = 16
     frames_per_group: int = 16
     min_group_size: int = 2
@@ -820,6 +820,9 @@ def main(argv: list[str] | None = None) -> int:
     except LatentFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"stage-2 model written to {folder}")
     return 0

@@ -401,3 +401,18 @@ def test_identity_gap_metric_on_a_synthetic_case() -> None:
     assert 0.0 <= stats_raw["auc"] <= 1.0 and stats_clean["auc"] == pytest.approx(1.0)
     args = bench.build_parser().parse_args(["--model", "m", "--data", "d", "--num-samples", "2"])
     assert args.num_samples == 2 and args.seed == 0
+
+
+def test_default_recipe_on_the_shared_data_excludes_verify_identities(shared_data: Path) -> None:
+    import csv
+
+    with (shared_data / "celeba10k" / "identity.csv").open() as fh:
+        verify = {r["image"] for r in csv.DictReader(fh) if r["split"] == "verify"}
+    sources = [DataSource(s.kind, str(shared_data), s.split) for s in Stage2Config.load(DEFAULT_CONFIG).data]
+    from latentface_sdk.train.stage2 import load_groups
+
+    data = load_groups(sources, min_size=2)
+    celeba = [p for p in data.paths if "celeba10k" in p]
+    assert celeba and not {Path(p).name for p in celeba} & verify
+    assert min(data.group_sizes().values()) >= 2
+    assert sum(1 for g in set(data.groups) if str(g).startswith("imfdb:")) == 8

@@ -22,6 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from latentface_sdk.eval import (
     EvalSettings,
     FeatureContext,
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="batch size of model feature extraction")
     p.add_argument("--seed", type=int, default=0, help="seed of the random encoder, RDM sampling and probe")
     p.add_argument("--epochs", type=int, default=FER_PROBE.epochs, help="probe epochs (paper: 20)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list-features", action="store_true", help="list the feature sets and exit")
     return p
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:20s} {text}")
         return 0
     names = parse_feature_names(args.features)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if args.train_csv or args.test_csv:
         if not (args.train_csv and args.test_csv):

@@ -21,6 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from latentface_sdk.eval import (
     EvalSettings,
     FeatureContext,
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="seed of the random encoder, RDM sampling and probe")
     p.add_argument("--probe-epochs", type=int, default=VERIFY_PROBE.epochs)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list-features", action="store_true", help="list the feature sets and exit")
     return p
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --pairs is required", file=sys.stderr)
         return 2
     names = parse_feature_names(args.features)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     pairs = read_pairs(args.pairs, args.images)
     if pairs.missing:
         print(f"{len({m.line for m in pairs.missing})} pair(s) skipped for missing images", file=sys.stderr)

@@ -91,7 +91,7 @@ class FaceDetector:
         device: str | torch.device = "cpu",
         *,
         max_side: int = 1280,
-        max_batch: int = 64,
+        max_batch: int = 32,
     ) -> None:
         from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is built
 

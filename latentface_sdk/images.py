@@ -201,8 +201,8 @@ def _from_pil(img: Image.Image, name: str, max_pixels: int) -> np.ndarray:
     _check_size(img.size[0], img.size[1], name, max_pixels)
     try:
         img.load()
-    except Image.DecompressionBombError:
-        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: refused by PIL's decompression-bomb guard ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise InvalidImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
     try:

@@ -10,6 +10,8 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from latentface_sdk.config import CropConfig
 from latentface_sdk.detection import (
@@ -91,6 +93,27 @@ def test_crop_face_replicates_edges_outside_the_image() -> None:
     # a box entirely outside still works (all replicated border)
     far = crop_face(img, (500, 500, 540, 540), CropConfig(size=8, margin=0.0))
     assert (far == (0, 0, 255)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    x1=st.floats(-60, 60),
+    y1=st.floats(-60, 60),
+    bw=st.floats(0.5, 80),
+    bh=st.floats(0.5, 80),
+    margin=st.floats(0, 1.5),
+    size=st.integers(1, 24),
+)
+def test_crop_face_any_box_gives_a_crop_within_the_image_range(
+    h: int, w: int, x1: float, y1: float, bw: float, bh: float, margin: float, size: int
+) -> None:
+    img = np.random.default_rng(h * 41 + w).integers(20, 200, size=(h, w, 3), dtype=np.uint8)
+    out = crop_face(img, (x1, y1, x1 + bw, y1 + bh), CropConfig(size=size, margin=margin))
+    assert out.shape == (size, size, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    # bilinear resampling of edge-replicated pixels never leaves the image's value range (no black fill)
+    assert out.min() >= img.min() and out.max() <= img.max()
 
 
 def test_crop_face_refuses_degenerate_boxes() -> None:
@@ -280,3 +303,22 @@ def test_prepare_crops_cache_key_follows_settings_and_files(dataset: list[str], 
     prepare_crops(dataset, CropConfig(), detect=False, cache_file=cache, progress=False)
     with np.load(cache, allow_pickle=False) as data:
         assert str(data["key"]) != key_before
+
+
+def test_face_is_found_in_an_exif_rotated_photo(
+    detector: FaceDetector, shared_data: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    upright = Image.open(shared_data / "photos" / "obama_small.jpg").convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # lying on its side, as a phone stores it
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "sideways.jpg"
+    stored.save(path, exif=exif, quality=95)
+    rgb = to_rgb(path)
+    assert rgb.shape[:2] == (upright.height, upright.width)
+    faces = detector.detect(rgb)
+    assert len(faces) == 1
+    reference = detector.detect(to_rgb(upright))[0]
+    assert np.abs(np.subtract(faces[0].box, reference.box)).max() < 0.1 * reference.width

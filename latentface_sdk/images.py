@@ -186,6 +186,12 @@ def _read_path(path: str | os.PathLike, name: str, max_pixels: int) -> np.ndarra
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: refused by PIL's decompression-bomb guard ({exc})") from exc
     except UnidentifiedImageError as exc:
+        kind = _signature(p)
+        if kind is not None:  # the file starts like an image but its header cannot be parsed
+            raise InvalidImageError(
+                f"{name}: starts like a {kind} file but its header cannot be read: the image data is "
+                f"truncated or corrupt (or declares a zero width or height)"
+            ) from exc
         raise InvalidImageError(
             f"{name}: not an image file PIL can identify (wrong extension, or not an image); {ACCEPTED}"
         ) from exc
@@ -195,6 +201,33 @@ def _read_path(path: str | os.PathLike, name: str, max_pixels: int) -> np.ndarra
         raise
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise InvalidImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
+
+
+#: File signatures of common image formats, to tell a damaged image from a file that is not one.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _signature(path: Path) -> str | None:
+    """The image format ``path`` starts like (by its first bytes), or ``None``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    return None
 
 
 def _from_pil(img: Image.Image, name: str, max_pixels: int) -> np.ndarray:
@@ -317,16 +350,18 @@ def _to_uint8(arr: np.ndarray, name: str, what: str) -> np.ndarray:
                 f"uint8 (or any integer dtype with values in [0, 255]) or uint16"
             )
         return arr.astype(np.uint8)
-    data = arr.astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
+    # Checked in the input's own precision: a finite float64 above float32's range is out of [0, 1],
+    # not "infinite".
+    if not np.isfinite(arr).all():
         raise InvalidImageError(f"{name}: {what} contains NaN or infinite values")
-    lo_f, hi_f = float(data.min()), float(data.max())
+    lo_f, hi_f = float(arr.min()), float(arr.max())
     if lo_f < -FLOAT_TOLERANCE or hi_f > 1.0 + FLOAT_TOLERANCE:
         raise InvalidImageError(
             f"{name}: float {what} has values in [{lo_f:.4g}, {hi_f:.4g}]; float images must lie in "
             f"[0, 1] (divide 0-255 data by 255, or pass uint8)"
         )
-    return np.rint(np.clip(data, 0.0, 1.0) * 255.0).astype(np.uint8)
+    data = np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0)
+    return np.rint(data * 255.0).astype(np.uint8)
 
 
 def _channels(arr: np.ndarray, name: str, what: str) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""Fixtures of the robustness suite: one offline MTCNN, real face photos, and a network guard.
+
+The shared ``shared_data`` fixture comes from ``tests/conftest.py`` (it applies to this folder too).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from latentface_sdk.config import CropConfig
+from latentface_sdk.detection import FaceDetector
+from latentface_sdk.images import to_rgb
+
+
+def _refuse(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("the SDK tried to open a network connection during a robustness test")
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to connect anywhere fails the test (proves offline paths stay offline)."""
+    monkeypatch.setattr(socket.socket, "connect", _refuse)
+    monkeypatch.setattr(socket, "create_connection", _refuse)
+
+
+@pytest.fixture(scope="session")
+def detector() -> Iterator[FaceDetector]:
+    """One MTCNN for the whole suite (its weights ship inside facenet-pytorch: built offline)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", _refuse)
+        mp.setattr(socket, "create_connection", _refuse)
+        yield FaceDetector(CropConfig())
+
+
+@pytest.fixture(scope="session")
+def photos(shared_data: Path) -> Path:
+    """``../shared/data/photos``: a few real photographs (one face, two people, a partial face)."""
+    return shared_data / "photos"
+
+
+@pytest.fixture(scope="session")
+def one_face(photos: Path) -> np.ndarray:
+    """A 320x240 RGB photo with one frontal face."""
+    return to_rgb(photos / "obama_small.jpg")

@@ -1,4 +1,17 @@
-"""latentface-sdk: self-supervised 3D-aware facial representations (LatentFace)."""
+"""latentface-sdk: self-supervised 3D-aware facial representations (LatentFace).
+
+The public surface: :class:`FaceEncoder` (load weights, then ``encode``, ``disentangle``, ``frontalize``,
+``render``), its typed results (:class:`Encoding`, :class:`Disentangled`, :class:`Frontalized`) and the
+errors (:class:`LatentFaceError` and its children).
+
+``FaceEncoder`` and the result types are imported on first use, so that ``import latentface_sdk`` (and
+``latentface --help``) stays light: torch and diffusers load only when the model is needed.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
@@ -13,8 +26,36 @@ from .errors import (
     WeightsError,
 )
 
+if TYPE_CHECKING:
+    from .encoder import FaceEncoder
+    from .results import Disentangled, Encoding, Frontalized
+
+_LAZY = {
+    "FaceEncoder": ".encoder",
+    "Encoding": ".results",
+    "Disentangled": ".results",
+    "Frontalized": ".results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "__version__",
+    "FaceEncoder",
+    "Encoding",
+    "Disentangled",
+    "Frontalized",
     "LatentFaceError",
     "InvalidImageError",
     "ImageTooLargeError",

@@ -1,0 +1,223 @@
+"""Typed results of :class:`~latentface_sdk.FaceEncoder`: latents, face boxes, disentangled parts, renders.
+
+Every result has one **row per face** and keeps, for each row, where it came from and whether it worked:
+
+* ``names[i]``: the input's name (the path for paths, ``"item k"`` for other inputs);
+* ``source[i]``: the index of the input the row comes from (with ``faces="largest"``, the default, row
+  ``i`` is input ``i``; with ``faces="all"`` an input gives one row per face, in input order);
+* ``ok[i]``: whether the row holds a real face; ``errors[i]`` the reason when not (``None`` when ok).
+
+Rows that are not ok hold NaN in every float field, so they can never be mistaken for a face.
+Tensors are on the CPU in ``float32`` (whatever device the model runs on); :meth:`Encoding.numpy` and
+friends give plain numpy arrays keyed by field name, ready for :func:`numpy.savez`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["Encoding", "Disentangled", "Frontalized"]
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu").numpy()
+
+
+def _row_arrays(names: list[str], ok: Tensor, errors: list[str | None], source: Tensor) -> dict[str, np.ndarray]:
+    return {
+        "names": np.asarray(names, dtype=str),
+        "ok": _np(ok).astype(bool),
+        "errors": np.asarray(["" if e is None else e for e in errors], dtype=str),
+        "source": _np(source).astype(np.int64),
+    }
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The stage-1 latents of each face, and where the face was found.
+
+    Attributes:
+        texture: ``(N, 256)`` texture (albedo) latent ``Z_t``.
+        shape: ``(N, 256)`` shape (depth) latent ``Z_s``.
+        pose: ``(N, 6)``: ``tx, ty, tz`` (units of the face depth) then ``yaw, pitch, roll`` in degrees
+            (also available as :attr:`yaw`, :attr:`pitch`, :attr:`roll`).
+        light: ``(N, 4)``: ``ambient, diffuse`` in ``[0, 1]`` then the direction ``dx, dy`` in ``[-1, 1]``.
+        boxes: ``(N, 4)`` ``x1, y1, x2, y2`` in pixels of the input image: the MTCNN box with
+            ``detect=True``; with ``detect=False`` the square that was cropped (the centred square of side
+            ``min(H, W)``); NaN when no face.
+        scores: ``(N,)`` MTCNN probability of the face; NaN with ``detect=False`` and when no face.
+        ok: ``(N,)`` bool, whether the row holds a face.
+        errors: the reason of each row that is not ok, ``None`` for ok rows.
+        names: the name of each row's input (the path, or ``"item k"``).
+        source: ``(N,)`` int64, the input index of each row.
+    """
+
+    texture: Tensor
+    shape: Tensor
+    pose: Tensor
+    light: Tensor
+    boxes: Tensor
+    scores: Tensor
+    ok: Tensor
+    errors: list[str | None]
+    names: list[str]
+    source: Tensor
+
+    def __len__(self) -> int:
+        return int(self.texture.shape[0])
+
+    @property
+    def yaw(self) -> Tensor:
+        """``(N,)`` yaw in degrees (rotation about the vertical axis)."""
+        return self.pose[:, 3]
+
+    @property
+    def pitch(self) -> Tensor:
+        """``(N,)`` pitch in degrees (rotation about the horizontal axis)."""
+        return self.pose[:, 4]
+
+    @property
+    def roll(self) -> Tensor:
+        """``(N,)`` roll in degrees (in-plane rotation)."""
+        return self.pose[:, 5]
+
+    @property
+    def latents(self) -> Tensor:
+        """``(N, 512)``: ``[Z_t, Z_s]``, the texture and shape latents side by side."""
+        return torch.cat([self.texture, self.shape], dim=1)
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """Every field as a numpy array, keyed by field name (``errors`` as strings, ``""`` when ok)."""
+        out = {k: _np(getattr(self, k)) for k in ("texture", "shape", "pose", "light", "boxes", "scores")}
+        out.update(_row_arrays(self.names, self.ok, self.errors, self.source))
+        return out
+
+
+@dataclass(frozen=True)
+class Disentangled:
+    """Identity and expression parts of each face's latents (stage 2, representation diffusion).
+
+    ``Z_exp`` is the observed latent (:attr:`texture`, :attr:`shape`); the RDM generates the identity latent
+    ``Z_id`` from it (:attr:`identity_texture`, :attr:`identity_shape`), and the expression is the rest,
+    ``Δexp = Z_exp - Z_id`` (:attr:`expression_texture`, :attr:`expression_shape`). All ``(N, 256)``.
+    :attr:`encoding` holds the stage-1 result the latents came from (boxes, pose, light, rows).
+    """
+
+    texture: Tensor
+    shape: Tensor
+    identity_texture: Tensor
+    identity_shape: Tensor
+    expression_texture: Tensor
+    expression_shape: Tensor
+    encoding: Encoding
+
+    def __len__(self) -> int:
+        return int(self.texture.shape[0])
+
+    @property
+    def verification_features(self) -> Tensor:
+        """``(N, 1024)``: ``[Z_id_t, Z_id_s, Z_t, Z_s]``, the paper's features for face verification."""
+        return torch.cat([self.identity_texture, self.identity_shape, self.texture, self.shape], dim=1)
+
+    @property
+    def fer_features(self) -> Tensor:
+        """``(N, 1024)``: ``[Δ_t, Δ_s, Z_t, Z_s]``, the paper's features for expression recognition."""
+        return torch.cat([self.expression_texture, self.expression_shape, self.texture, self.shape], dim=1)
+
+    @property
+    def ok(self) -> Tensor:
+        """``(N,)`` bool, whether the row holds a face (see :class:`Encoding`)."""
+        return self.encoding.ok
+
+    @property
+    def errors(self) -> list[str | None]:
+        """The reason of each row that is not ok (see :class:`Encoding`)."""
+        return self.encoding.errors
+
+    @property
+    def names(self) -> list[str]:
+        """The name of each row's input (see :class:`Encoding`)."""
+        return self.encoding.names
+
+    @property
+    def source(self) -> Tensor:
+        """``(N,)`` the input index of each row (see :class:`Encoding`)."""
+        return self.encoding.source
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """The encoding's arrays plus ``identity_*``, ``expression_*`` and both feature vectors."""
+        out = self.encoding.numpy()
+        for k in ("identity_texture", "identity_shape", "expression_texture", "expression_shape"):
+            out[k] = _np(getattr(self, k))
+        out["verification_features"] = _np(self.verification_features)
+        out["fer_features"] = _np(self.fer_features)
+        return out
+
+
+@dataclass(frozen=True)
+class Frontalized:
+    """Faces re-rendered by :meth:`FaceEncoder.frontalize` (canonical pose) or :meth:`FaceEncoder.render`.
+
+    Attributes:
+        tensor: ``(N, 3, 64, 64)`` the renders in ``[0, 1]`` (black where the face mesh does not cover
+            the pixel; NaN rows where not ok).
+        mask: ``(N, 1, 64, 64)`` 1 where the face mesh covers the pixel.
+        images: the renders as RGB PIL images (``None`` for rows that are not ok); empty when the call
+            asked for ``return_tensors=True``.
+        pose: ``(N, 6)`` the pose each face was rendered under.
+        light: ``(N, 4)`` the light each face was shaded with.
+        albedo, depth, normal, shading: the canonical-frame maps when asked for with ``maps=True``
+            (``(N, 3, 64, 64)`` albedo in ``[0, 1]``, ``(N, 64, 64)`` depth, ``(N, 3, 64, 64)`` unit
+            normals, ``(N, 1, 64, 64)`` shading), else ``None``.
+        encoding: the stage-1 result the renders came from (boxes, rows, errors).
+    """
+
+    tensor: Tensor
+    mask: Tensor
+    pose: Tensor
+    light: Tensor
+    encoding: Encoding
+    images: list[Image.Image | None] = field(default_factory=list)
+    albedo: Tensor | None = None
+    depth: Tensor | None = None
+    normal: Tensor | None = None
+    shading: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.tensor.shape[0])
+
+    @property
+    def ok(self) -> Tensor:
+        """``(N,)`` bool, whether the row holds a face (see :class:`Encoding`)."""
+        return self.encoding.ok
+
+    @property
+    def errors(self) -> list[str | None]:
+        """The reason of each row that is not ok (see :class:`Encoding`)."""
+        return self.encoding.errors
+
+    @property
+    def names(self) -> list[str]:
+        """The name of each row's input (see :class:`Encoding`)."""
+        return self.encoding.names
+
+    @property
+    def source(self) -> Tensor:
+        """``(N,)`` the input index of each row (see :class:`Encoding`)."""
+        return self.encoding.source
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """Renders (``images`` as ``uint8 (N, 64, 64, 3)``), masks, pose, light and maps when present, plus rows."""
+        rgb = (self.tensor.nan_to_num(0.0).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        out = {"images": _np(rgb), "mask": _np(self.mask), "pose": _np(self.pose), "light": _np(self.light)}
+        for k in ("albedo", "depth", "normal", "shading"):
+            value = getattr(self, k)
+            if value is not None:
+                out[k] = _np(value)
+        out.update(_row_arrays(self.names, self.ok, self.errors, self.source))
+        return out

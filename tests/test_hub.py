@@ -1,0 +1,152 @@
+"""hub.resolve: the bundled default, bundled names, local folders and Hub ids, offline only (no network here).
+
+The Hub path is tested on a hand-built Hugging Face cache (``models--owner--name/snapshots/<commit>/`` with
+``refs/main``) read with ``local_files_only=True`` or ``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentface_sdk import FaceEncoder, OfflineError, WeightsError, _paths, hub
+from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def tiny_config() -> ModelConfig:
+    return ModelConfig(
+        name="tiny-hub",
+        autoencoder=AutoencoderConfig(width=8, decoder_width=8, latent_dim=32),
+        rdm=RDMConfig(latent_dim=32, channels=(32, 16, 24), time_embed_dim=16),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(2)
+    return FaceEncoder.from_config(tiny_config()).save_pretrained(tmp_path_factory.mktemp("hub-model"))
+
+
+def _fake_cache(cache: Path, repo_id: str, model_dir: Path, commit: str = COMMIT, ref: str = "main") -> Path:
+    """The layout huggingface_hub writes: models--owner--name/{refs/<ref>, snapshots/<commit>/files}."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(model_dir / name, snap / name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    return snap
+
+
+@pytest.fixture
+def bundled(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A checkout layout with two bundled models, the default among them."""
+    root = tmp_path / "repo"
+    (root / "latentface_sdk").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\n")
+    for name in (hub.DEFAULT_MODEL, "other-model"):
+        shutil.copytree(model_dir, root / "weights" / name)
+    monkeypatch.setattr(_paths, "PACKAGE_DIR", root / "latentface_sdk")
+    return root / "weights"
+
+
+def test_default_and_bundled_names(bundled: Path) -> None:
+    assert hub.resolve() == bundled / hub.DEFAULT_MODEL
+    assert hub.resolve("other-model") == bundled / "other-model"
+    enc = FaceEncoder.from_pretrained(device="cpu")
+    assert enc.config.name == "tiny-hub"
+
+
+def test_unknown_names_list_the_bundled_ones(bundled: Path) -> None:
+    with pytest.raises(WeightsError, match="'latentface-cpu-small', 'other-model'"):
+        hub.resolve("nope")
+    with pytest.raises(WeightsError, match="no such model"):
+        hub.resolve("./not/a/folder")
+    with pytest.raises(WeightsError, match="empty model name"):
+        hub.resolve("  ")
+
+
+def test_missing_default_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_paths, "PACKAGE_DIR", tmp_path / "site" / "latentface_sdk")
+    with pytest.raises(WeightsError, match="default model 'latentface-cpu-small' is not installed.*none are installed"):
+        hub.resolve()
+
+
+def test_local_folders(model_dir: Path, tmp_path: Path) -> None:
+    assert hub.resolve(model_dir) == model_dir
+    assert hub.resolve(str(model_dir)) == model_dir
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    with pytest.raises(WeightsError, match="lacks model.safetensors"):
+        hub.resolve(half)
+    with pytest.raises(WeightsError, match="is a file"):
+        hub.resolve(model_dir / "config.json")
+
+
+def test_hub_id_from_the_cache_with_local_files_only(model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "hf-cache"
+    snap = _fake_cache(cache, "someone/latentface-test", model_dir)
+    assert hub.resolve("someone/latentface-test", cache_dir=cache, local_files_only=True) == snap
+    # A pinned commit resolves without refs; an unknown tag is not cached.
+    assert hub.resolve("someone/latentface-test", revision=COMMIT, cache_dir=cache, local_files_only=True) == snap
+    with pytest.raises(OfflineError, match="revision 'v9'"):
+        hub.resolve("someone/latentface-test", revision="v9", cache_dir=cache, local_files_only=True)
+    enc = FaceEncoder.from_pretrained("someone/latentface-test", cache_dir=cache, local_files_only=True, device="cpu")
+    ref = FaceEncoder.from_pretrained(model_dir, device="cpu")
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert torch.equal(enc.encode(x, detect=False).texture, ref.encode(x, detect=False).texture)
+
+
+def test_hf_hub_offline_and_cache_env(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "env-cache"
+    snap = _fake_cache(cache, "owner/model", model_dir)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.is_offline() and hub.hub_cache_dir() == cache
+    assert hub.resolve("owner/model") == snap  # local_files_only=None follows HF_HUB_OFFLINE
+    with pytest.raises(OfflineError) as err:
+        hub.resolve("owner/not-cached")
+    text = str(err.value)
+    assert "offline mode" in text and str(cache) in text and "owner/not-cached" in text
+    # Even local_files_only=False does not go online while HF_HUB_OFFLINE is set.
+    with pytest.raises(OfflineError, match="offline mode"):
+        hub.resolve("owner/not-cached", local_files_only=False)
+
+
+def test_missing_id_with_local_files_only(tmp_path: Path) -> None:
+    cache = tmp_path / "empty-cache"
+    with pytest.raises(OfflineError, match=f"not in the Hub cache at {cache}"):
+        FaceEncoder.from_pretrained("owner/missing", cache_dir=cache, local_files_only=True, device="cpu")
+
+
+def test_cache_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert hub.hub_cache_dir() == tmp_path / "home" / "hub"
+    assert hub.hub_cache_dir(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hub.hub_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+
+
+def test_incomplete_snapshot_is_a_weights_error(model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "partial"
+    snap = _fake_cache(cache, "owner/partial", model_dir)
+    (snap / "model.safetensors").unlink()
+    with pytest.raises(WeightsError, match="lacks model.safetensors"):
+        hub.resolve("owner/partial", cache_dir=cache, local_files_only=True)

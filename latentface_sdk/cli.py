@@ -1,0 +1,509 @@
+"""The ``latentface`` command: encode, disentangle or frontalize the faces of image files and folders.
+
+::
+
+    latentface encode      INPUTS... -o OUT.npz   [options]
+    latentface disentangle INPUTS... -o OUT.npz   [--seed 0 --steps 5] [options]
+    latentface frontalize  INPUTS... -o OUT_DIR   [--light same|neutral --maps] [options]
+
+INPUTS are image files and folders; folders are searched recursively for image files (by extension),
+in sorted order. ``encode`` and ``disentangle`` write one ``.npz`` with one row per face (see
+:func:`main`'s help for the keys); ``frontalize`` writes one PNG per face and ``OUT_DIR/index.csv``.
+
+Streaming and resuming: the inputs are processed ``--chunk-size`` files at a time and each finished
+chunk is written atomically to ``OUT.parts/`` (``OUT_DIR/.latentface-parts/`` for frontalize), so memory
+stays flat however many files there are, and a run that stops half way, rerun with the same command,
+skips the chunks already done. The final file is assembled from the parts, streamed, and is
+byte-identical to the one an uninterrupted run writes. Parts of a different command (other inputs,
+options or model) are discarded.
+
+Exit codes: 0 every input gave a face; 1 some input failed (unreadable, or no face), the others are
+written and the failures listed on stderr; 2 usage error (bad option, no input found, model cannot load);
+130 interrupted (the finished chunks are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from ._version import __version__
+from .errors import LatentFaceError
+
+if TYPE_CHECKING:
+    from .encoder import FaceEncoder
+
+__all__ = ["main", "IMAGE_EXTENSIONS", "collect_inputs"]
+
+#: File extensions searched for in folders (explicitly named files are taken whatever their extension).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+
+PARTS_FORMAT = 1
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same arrays give the same bytes
+
+
+class UsageError(Exception):
+    """A problem with the command line or its inputs (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: its path as it will be named in the outputs, and a base name for PNG outputs."""
+
+    path: str
+    base: str
+
+
+def collect_inputs(args: Sequence[str]) -> list[InputFile]:
+    """Files named on the command line, and the image files under named folders (recursive, sorted).
+
+    Order: the arguments in order, each folder's files sorted by path; duplicates keep their first place.
+    Raises :class:`UsageError` for a path that does not exist and when nothing is found.
+    """
+    found: list[InputFile] = []
+    seen: set[str] = set()
+    bases: set[str] = set()
+
+    def add(path: Path, base: str) -> None:
+        key = os.path.normpath(os.fspath(path))
+        if key in seen:
+            return
+        seen.add(key)
+        unique, k = base, 2
+        while unique in bases:
+            unique, k = f"{base}-{k}", k + 1
+        bases.add(unique)
+        found.append(InputFile(os.fspath(path), unique))
+
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            for f in files:
+                add(f, f.relative_to(p).with_suffix("").as_posix())
+        elif p.exists():
+            add(p, p.stem)
+        else:
+            raise UsageError(f"{arg}: no such file or folder")
+    if not found:
+        raise UsageError(
+            f"no image files found in {', '.join(args)} (extensions searched in folders: "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    _atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+
+
+@dataclass
+class _Column:
+    dtype: np.dtype
+    tail: tuple[int, ...]
+
+
+def _assemble_npz(out: Path, parts: list[Path], extra: dict[str, np.ndarray]) -> None:
+    """Concatenate the parts' arrays row-wise into ``out``, one part at a time (memory: one part's array).
+
+    Written as an uncompressed ``.npz`` with fixed zip timestamps, so equal arrays give equal bytes.
+    """
+    rows = 0
+    columns: dict[str, _Column] = {}
+    for part in parts:
+        with np.load(part, allow_pickle=False) as z:
+            rows += int(z["ok"].shape[0])
+            for key in z.files:
+                a = z[key]
+                col = columns.get(key)
+                if col is None:
+                    columns[key] = _Column(a.dtype, tuple(a.shape[1:]))
+                elif a.dtype.kind == "U":  # widest string wins
+                    col.dtype = max(col.dtype, a.dtype, key=lambda d: d.itemsize)
+
+    def write(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key in sorted(columns):
+                col = columns[key]
+                header = {"descr": np.lib.format.dtype_to_descr(col.dtype), "fortran_order": False,
+                          "shape": (rows, *col.tail)}
+                with zf.open(_zip_info(key), "w", force_zip64=True) as member:
+                    np.lib.format.write_array_header_1_0(member, header)
+                    for part in parts:
+                        with np.load(part, allow_pickle=False) as z:
+                            member.write(np.ascontiguousarray(z[key], dtype=col.dtype).tobytes())
+            for key in sorted(extra):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(extra[key]), allow_pickle=False)
+                with zf.open(_zip_info(key), "w", force_zip64=True) as member:
+                    member.write(buf.getvalue())
+
+    _atomic_write(out, write)
+
+
+def _zip_info(key: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _run_key(command: str, options: dict[str, Any], model_id: str, inputs: list[InputFile], chunk: int) -> str:
+    stats: list[Any] = []
+    for f in inputs:
+        try:
+            st = os.stat(f.path)
+            stats.append([f.path, st.st_size, st.st_mtime_ns])
+        except OSError:
+            stats.append([f.path, None, None])
+    payload = {"format": PARTS_FORMAT, "command": command, "options": options, "model": model_id,
+               "inputs": stats, "chunk": chunk}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _prepare_parts(parts_dir: Path, key: str) -> None:
+    """Keep ``parts_dir`` when it belongs to this run, else start it afresh."""
+    manifest = parts_dir / "manifest.json"
+    if parts_dir.is_dir():
+        try:
+            same = json.loads(manifest.read_text())["run_key"] == key
+        except (OSError, ValueError, KeyError, TypeError):
+            same = False
+        if same:
+            return
+        print(f"latentface: {parts_dir} holds parts of a different run; starting afresh", file=sys.stderr)
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True)
+    _atomic_write(manifest, lambda fh: fh.write(json.dumps({"run_key": key}).encode()))
+
+
+def _part_done(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                z["ok"]
+        return True
+    except Exception:  # noqa: BLE001 - an unreadable part is simply redone
+        return False
+
+
+@dataclass
+class Summary:
+    """What a run did, row by row."""
+
+    inputs: int
+    names: list[str]
+    ok: list[bool]
+    errors: list[str]
+
+    def counts(self) -> tuple[int, int, int]:
+        faces = sum(self.ok)
+        noface = sum(1 for ok, e in zip(self.ok, self.errors, strict=True) if not ok and "no face found" in e)
+        return faces, noface, len(self.ok) - faces - noface
+
+    def report(self, command: str, target: str) -> int:
+        faces, noface, failed = self.counts()
+        print(f"latentface {command}: {self.inputs} input(s): {faces} face(s) written to {target}, "
+              f"{noface} without a face, {failed} failed")
+        bad = [(n, e) for n, ok, e in zip(self.names, self.ok, self.errors, strict=True) if not ok]
+        if bad:
+            print(f"latentface {command}: {len(bad)} input(s) not written:", file=sys.stderr)
+            for _, err in bad:
+                print(f"  {err}", file=sys.stderr)
+            return 1
+        return 0
+
+
+def _chunks(n: int, size: int) -> Iterator[tuple[int, int, int]]:
+    for index, start in enumerate(range(0, n, size)):
+        yield index, start, min(start + size, n)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr)
+
+
+def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inputs: list[InputFile]) -> int:
+    out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder; {args.command} writes one .npz file")
+    options: dict[str, Any] = {"detect": not args.no_detect, "faces": args.faces}
+    if args.command == "disentangle":
+        options.update(seed=args.seed, steps=args.steps, samples=args.samples)
+    key = _run_key(args.command, options, model_id, inputs, args.chunk_size)
+    paths = [f.path for f in inputs]
+    parts_dir = out.with_name(out.name + ".parts")
+    if out.is_file() and not parts_dir.exists() and _stored_key(out) == key:
+        print(f"latentface {args.command}: {out} is already complete for these inputs", file=sys.stderr)
+        return _summary_of(out, len(inputs)).report(args.command, str(out))
+    _prepare_parts(parts_dir, key)
+    parts: list[Path] = []
+    with _progress(len(inputs), args.command, args.progress) as bar:
+        for index, start, stop in _chunks(len(inputs), args.chunk_size):
+            part = parts_dir / f"part-{index:06d}.npz"
+            parts.append(part)
+            if not _part_done(part):
+                chunk = paths[start:stop]
+                if args.command == "encode":
+                    arrays = enc.encode(chunk, detect=not args.no_detect, faces=args.faces,
+                                        batch_size=args.batch_size).numpy()
+                else:
+                    d = enc.disentangle(chunk, detect=not args.no_detect, faces=args.faces,
+                                        batch_size=args.batch_size, seed=args.seed, steps=args.steps,
+                                        num_samples=args.samples)
+                    arrays = d.numpy()
+                    # The two feature vectors are concatenations of stored arrays: not stored twice.
+                    arrays.pop("verification_features")
+                    arrays.pop("fer_features")
+                arrays["source"] = arrays["source"] + start
+                _save_part(part, arrays)
+            bar.update(stop - start)
+    extra = {
+        "inputs": np.asarray(paths, dtype=str),
+        "model": np.asarray(model_id),
+        "run_key": np.asarray(key),
+    }
+    _assemble_npz(out, parts, extra)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return _summary_of(out, len(inputs)).report(args.command, str(out))
+
+
+def _stored_key(path: Path) -> str | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["run_key"]) if "run_key" in z.files else None
+    except Exception:  # noqa: BLE001 - not ours or unreadable: recompute
+        return None
+
+
+def _summary_of(path: Path, inputs: int) -> Summary:
+    with np.load(path, allow_pickle=False) as z:
+        return Summary(inputs, [str(n) for n in z["names"]], [bool(v) for v in z["ok"]],
+                       [str(e) for e in z["errors"]])
+
+
+def _png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    def write(fh: BinaryIO) -> None:
+        Image.fromarray(array).save(fh, format="PNG")
+
+    _atomic_write(path, write)
+
+
+def _to_uint8(x: Any) -> np.ndarray:
+    arr = x.nan_to_num(0.0).clamp(0, 1).mul(255).round().byte()
+    if arr.ndim == 3:
+        arr = arr.permute(1, 2, 0)
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+    return np.ascontiguousarray(arr.numpy())
+
+
+def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inputs: list[InputFile]) -> int:
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: is a file; frontalize writes PNGs into a folder")
+    options = {"detect": not args.no_detect, "faces": args.faces, "light": args.light, "maps": args.maps}
+    key = _run_key("frontalize", options, model_id, inputs, args.chunk_size)
+    parts_dir = out / ".latentface-parts"
+    _prepare_parts(parts_dir, key)
+    parts: list[Path] = []
+    with _progress(len(inputs), "frontalize", args.progress) as bar:
+        for index, start, stop in _chunks(len(inputs), args.chunk_size):
+            part = parts_dir / f"part-{index:06d}.json"
+            parts.append(part)
+            if not _part_done(part):
+                chunk = inputs[start:stop]
+                r = enc.frontalize([f.path for f in chunk], detect=not args.no_detect, faces=args.faces,
+                                   light=args.light, maps=args.maps, batch_size=args.batch_size,
+                                   return_tensors=True)
+                rows = []
+                face_of: dict[int, int] = {}
+                for i in range(len(r)):
+                    src = int(r.source[i])
+                    j = face_of.get(src, 0)
+                    face_of[src] = j + 1
+                    f = chunk[src]
+                    stem = f.base if args.faces == "largest" else f"{f.base}_face{j}"
+                    row: dict[str, Any] = {"input": f.path, "face": j, "ok": bool(r.ok[i]), "png": "",
+                           "error": r.errors[i] or ""}
+                    if row["ok"]:
+                        row["png"] = stem + ".png"
+                        _png(out / row["png"], _to_uint8(r.tensor[i]))
+                        if args.maps:
+                            assert r.albedo is not None and r.depth is not None
+                            assert r.normal is not None and r.shading is not None
+                            d = r.depth[i]
+                            depth = 1.0 - (d - d.min()) / (d.max() - d.min()).clamp(min=1e-6)
+                            _png(out / f"{stem}_albedo.png", _to_uint8(r.albedo[i]))
+                            _png(out / f"{stem}_depth.png", _to_uint8(depth[None]))
+                            _png(out / f"{stem}_normal.png", _to_uint8((r.normal[i] + 1.0) / 2.0))
+                            _png(out / f"{stem}_shading.png", _to_uint8(r.shading[i].clamp(0, 1)))
+                    rows.append(row)
+                data = json.dumps(rows).encode()
+                _atomic_write(part, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
+            bar.update(stop - start)
+    all_rows: list[dict[str, Any]] = []
+    for part in parts:
+        all_rows.extend(json.loads(part.read_text()))
+
+    def write_index(fh: BinaryIO) -> None:
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=["input", "face", "ok", "png", "error"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(all_rows)
+        fh.write(text.getvalue().encode("utf-8"))
+
+    _atomic_write(out / "index.csv", write_index)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    summary = Summary(len(inputs), [r["input"] for r in all_rows], [bool(r["ok"]) for r in all_rows],
+                      [str(r["error"]) for r in all_rows])
+    return summary.report("frontalize", f"{out}/")
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``latentface``."""
+    parser = argparse.ArgumentParser(
+        prog="latentface",
+        description="Encode, disentangle or frontalize the faces in image files and folders (LatentFace).",
+        epilog="Exit codes: 0 all inputs gave a face, 1 some failed (listed), 2 usage error, 130 interrupted. "
+        "An interrupted run resumes when rerun with the same command.",
+    )
+    parser.add_argument("--version", action="version", version=f"latentface-sdk {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, out_help: str) -> None:
+        p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders (searched recursively)")
+        p.add_argument("-o", "--output", required=True, help=out_help)
+        p.add_argument("--model", default=None,
+                       help="bundled model name, model folder or Hugging Face Hub id (default: the bundled default)")
+        p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hub id")
+        p.add_argument("--local-files-only", action="store_true", help="never use the network for Hub ids")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+        p.add_argument("--batch-size", type=_positive, default=64, help="faces per network call (default 64)")
+        p.add_argument("--chunk-size", type=_positive, default=256,
+                       help="files per saved part: the unit of resuming (default 256)")
+        p.add_argument("--no-detect", action="store_true",
+                       help="inputs are already face crops: take the centred square, no MTCNN")
+        p.add_argument("--faces", choices=("largest", "all"), default="largest",
+                       help="the largest face of each image (default) or every face, one row each")
+        p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    enc = sub.add_parser("encode", help="texture, shape, pose and light latents to one .npz",
+                         description="Write texture (N,256), shape (N,256), pose (N,6), light (N,4), boxes, "
+                         "scores, ok, errors, names and source (row -> input index) to one .npz.")
+    common(enc, "the .npz file to write")
+    dis = sub.add_parser("disentangle", help="identity and expression latents to one .npz",
+                         description="Write the encode arrays plus identity_texture, identity_shape, "
+                         "expression_texture, expression_shape (N,256) to one .npz. Verification features "
+                         "are [identity_texture, identity_shape, texture, shape]; expression features "
+                         "[expression_texture, expression_shape, texture, shape].")
+    common(dis, "the .npz file to write")
+    dis.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
+    dis.add_argument("--steps", type=_positive, default=5, help="DDIM steps (default 5)")
+    dis.add_argument("--samples", type=_positive, default=1, help="identity samples averaged (default 1)")
+    front = sub.add_parser("frontalize", help="frontal re-renders as PNGs",
+                           description="Write one PNG per face (64x64, canonical pose) and index.csv.")
+    common(front, "the folder to write PNGs into")
+    front.add_argument("--light", choices=("same", "neutral"), default="same",
+                       help="the input's estimated light (default) or a neutral frontal light")
+    front.add_argument("--maps", action="store_true", help="also write albedo, depth, normal and shading PNGs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``latentface``; returns the exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        inputs = collect_inputs(args.inputs)
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        from . import hub
+        from .checkpoint import sha256_file
+        from .config import WEIGHTS_NAME
+        from .encoder import FaceEncoder
+
+        try:
+            folder = hub.resolve(args.model, revision=args.revision,
+                                 local_files_only=True if args.local_files_only else None)
+            enc = FaceEncoder.from_pretrained(folder, device=args.device)
+        except (LatentFaceError, ValueError) as exc:
+            raise UsageError(f"cannot load the model: {exc}") from exc
+        model_id = f"{enc.config.name}@{enc.config.checksum or sha256_file(folder / WEIGHTS_NAME)}"
+        print(f"latentface {args.command}: {len(inputs)} input(s), model {enc.config.name} on {enc.device}",
+              file=sys.stderr)
+        if args.command == "frontalize":
+            return _run_frontalize(args, enc, model_id, inputs)
+        return _run_features(args, enc, model_id, inputs)
+    except UsageError as exc:
+        print(f"latentface: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("latentface: interrupted; finished chunks are kept: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The ``latentface`` command: outputs, failures and exit codes, streaming parts and resuming."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentface_sdk import FaceEncoder, cli
+from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(3)
+    cfg = ModelConfig(
+        name="tiny-cli",
+        autoencoder=AutoencoderConfig(width=8, decoder_width=8),
+        rdm=RDMConfig(channels=(32, 16, 24), time_embed_dim=16),
+    )
+    return FaceEncoder.from_config(cfg).save_pretrained(tmp_path_factory.mktemp("cli-model"))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven face-crop PNGs (one in a sub-folder), an unreadable .jpg and a text file."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / f"face{i}.png")
+    (root / "sub").mkdir()
+    Image.fromarray(rng.integers(0, 256, (80, 64, 3), dtype=np.uint8)).save(root / "sub" / "face6.png")
+    (root / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (root / "notes.txt").write_text("not an image, not searched")
+    return root
+
+
+def _run(*args: Any) -> int:
+    return cli.main([str(a) for a in args] + ["--no-progress"])
+
+
+def test_collect_inputs_is_sorted_recursive_and_deduplicated(folder: Path) -> None:
+    found = cli.collect_inputs([str(folder / "face3.png"), str(folder)])
+    paths = [Path(f.path).relative_to(folder).as_posix() for f in found]
+    assert paths == ["face3.png", "broken.jpg", "face0.png", "face1.png", "face2.png", "face4.png",
+                     "face5.png", "sub/face6.png"]
+    assert [f.base for f in found][:3] == ["face3", "broken", "face0"] and found[-1].base == "sub/face6"
+    with pytest.raises(cli.UsageError, match="no such file or folder"):
+        cli.collect_inputs([str(folder / "missing")])
+    empty = folder / "sub" / "empty"
+    empty.mkdir(exist_ok=True)
+    with pytest.raises(cli.UsageError, match="no image files found"):
+        cli.collect_inputs([str(empty)])
+
+
+def test_encode_writes_good_reports_bad_exit_1(
+    folder: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "feat.npz"
+    assert _run("encode", folder, "-o", out, "--model", model_dir, "--no-detect", "--chunk-size", "3") == 1
+    captured = capsys.readouterr()
+    assert "7 face(s) written" in captured.out and "1 failed" in captured.out
+    assert "broken.jpg" in captured.err and "not an image" in captured.err
+    assert not out.with_name("feat.npz.parts").exists()  # parts are removed once assembled
+    with np.load(out, allow_pickle=False) as z:
+        names = [Path(n).name for n in z["names"]]
+        assert names == ["broken.jpg", *[f"face{i}.png" for i in range(6)], "face6.png"]
+        assert z["ok"].tolist() == [False] + [True] * 7 and z["source"].tolist() == list(range(8))
+        assert z["texture"].shape == (8, 256) and np.isnan(z["texture"][0]).all()
+        assert z["errors"][0].startswith(str(folder / "broken.jpg")) and z["errors"][1] == ""
+        assert z["inputs"].tolist() == list(z["names"]) and str(z["model"]).startswith("tiny-cli@")
+        texture = z["texture"]
+    enc = FaceEncoder.from_pretrained(model_dir, device="cpu")
+    api = enc.encode([folder / f"face{i}.png" for i in range(6)], detect=False)
+    np.testing.assert_array_equal(texture[1:7], api.texture.numpy())  # the CLI is the API
+
+
+def test_all_good_exits_0_and_rerun_is_a_no_op(
+    folder: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ok.npz"
+    args = ["encode", folder / "face0.png", folder / "face1.png", "-o", out, "--model", model_dir, "--no-detect"]
+    assert _run(*args) == 0
+    first = out.read_bytes()
+    capsys.readouterr()
+    assert _run(*args) == 0
+    assert "already complete" in capsys.readouterr().err and out.read_bytes() == first
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
+    real = cli._save_part
+    calls = {"n": 0}
+
+    def flaky(path: Path, arrays: dict[str, np.ndarray]) -> None:
+        if calls["n"] == parts:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        real(path, arrays)
+
+    monkeypatch.setattr(cli, "_save_part", flaky)
+
+
+@pytest.mark.parametrize("command", ["encode", "disentangle"])
+def test_interrupted_run_resumes_to_identical_bytes(
+    command: str, folder: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = ["--model", model_dir, "--no-detect", "--chunk-size", "2"]
+    whole = tmp_path / "whole.npz"
+    assert _run(command, folder, "-o", whole, *common) == 1
+    out = tmp_path / "resumed.npz"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, parts=2)
+        assert _run(command, folder, "-o", out, *common) == 130
+    parts = out.with_name("resumed.npz.parts")
+    assert not out.exists() and sorted(p.name for p in parts.glob("part-*.npz")) == [
+        "part-000000.npz", "part-000001.npz"]
+    seen: list[int] = []
+    method = getattr(FaceEncoder, command)
+
+    def spy(self: FaceEncoder, images: list[str], **kw: Any) -> Any:
+        seen.append(len(images))
+        return method(self, images, **kw)
+
+    monkeypatch.setattr(FaceEncoder, command, spy)
+    assert _run(command, folder, "-o", out, *common) == 1
+    assert seen == [2, 2]  # only the two chunks not done before
+    assert out.read_bytes() == whole.read_bytes()
+    assert not parts.exists()
+
+
+def test_parts_of_another_run_are_discarded(
+    folder: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.npz"
+    common = ["--model", model_dir, "--no-detect", "--chunk-size", "2"]
+    with monkeypatch.context() as m:
+        _interrupt_after(m, parts=1)
+        assert _run("disentangle", folder, "-o", out, "--seed", "1", *common) == 130
+    assert _run("disentangle", folder, "-o", out, "--seed", "2", *common) == 1
+    assert "different run" in capsys.readouterr().err
+    ref = tmp_path / "ref.npz"
+    assert _run("disentangle", folder, "-o", ref, "--seed", "2", *common) == 1
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_disentangle_arrays_match_the_api(folder: Path, model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.npz"
+    files = [folder / "face0.png", folder / "face1.png"]
+    assert _run("disentangle", *files, "-o", out, "--model", model_dir, "--no-detect", "--seed", "4") == 0
+    enc = FaceEncoder.from_pretrained(model_dir, device="cpu")
+    d = enc.disentangle(files, detect=False, seed=4)
+    with np.load(out, allow_pickle=False) as z:
+        for key in ("identity_texture", "identity_shape", "expression_texture", "expression_shape", "texture"):
+            np.testing.assert_allclose(z[key], getattr(d, key).numpy(), atol=1e-6, err_msg=key)
+        ver = np.concatenate([z["identity_texture"], z["identity_shape"], z["texture"], z["shape"]], axis=1)
+        np.testing.assert_allclose(ver, d.verification_features.numpy(), atol=1e-6)
+
+
+def test_frontalize_writes_pngs_and_an_index(folder: Path, model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "front"
+    assert _run("frontalize", folder, "-o", out, "--model", model_dir, "--no-detect", "--maps",
+                "--chunk-size", "3") == 1
+    with open(out / "index.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and rows[0]["ok"] == "False" and "not an image" in rows[0]["error"]
+    assert rows[-1]["png"] == "sub/face6.png"
+    for row in rows[1:]:
+        png = Image.open(out / row["png"])
+        assert png.size == (64, 64) and png.mode == "RGB"
+        assert (out / row["png"].replace(".png", "_depth.png")).is_file()
+    assert not (out / ".latentface-parts").exists()
+
+
+def test_faces_all_in_frontalize_names_each_face(model_dir: Path, tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "front"
+    assert _run("frontalize", shared_data / "photos" / "two_people.jpg", "-o", out, "--model", model_dir,
+                "--faces", "all") == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["two_people_face0.png", "two_people_face1.png"]
+
+
+def test_usage_errors_exit_2(folder: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run("encode", tmp_path / "missing.jpg", "-o", tmp_path / "o.npz", "--model", model_dir) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert _run("encode", folder, "-o", tmp_path / "o.npz", "--model", tmp_path / "no-model") == 2
+    assert "cannot load the model" in capsys.readouterr().err
+    assert _run("encode", folder, "-o", tmp_path, "--model", model_dir, "--no-detect") == 2
+    assert "is a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["encode", str(folder), "-o", "x.npz", "--batch-size", "0"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["explode", str(folder)])
+    assert exc.value.code == 2
+
+
+def test_console_script_on_the_readme_photo(model_dir: Path, tmp_path: Path, shared_data: Path) -> None:
+    """The README's command (with a stand-in model until the bundled weights land), as a real process."""
+    exe = Path(sys.executable).with_name("latentface")
+    if not exe.is_file():
+        pytest.skip(f"the latentface console script is not installed beside {sys.executable}")
+    out = tmp_path / "two_people.npz"
+    proc = subprocess.run(
+        [str(exe), "encode", str(shared_data / "photos" / "two_people.jpg"), "-o", str(out),
+         "--model", str(model_dir), "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 face(s) written" in proc.stdout
+    with np.load(out, allow_pickle=False) as z:
+        assert z["ok"].tolist() == [True] and np.isfinite(z["texture"]).all()

@@ -104,10 +104,12 @@ class CropConfig:
 
     The MTCNN box is made square around its centre, enlarged by ``margin`` (a fraction of its side)
     and resized to ``size``. ``min_face_size`` (pixels) and ``threshold`` go to MTCNN.
+    A margin of 0.1 keeps the whole face with little background: it matches the framing of aligned
+    face sets (CelebA, UTKFace) best among the margins measured (0.0-0.3) in the detection tests' study.
     """
 
     size: int = 64
-    margin: float = 0.2
+    margin: float = 0.1
     min_face_size: int = 20
     threshold: float = 0.9
 
@@ -153,20 +155,30 @@ class ModelConfig:
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if "version" not in data:
             raise ConfigError(f"{source}: missing the 'version' field")
-        if data["version"] != CONFIG_VERSION:
+        version = data["version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version != CONFIG_VERSION:
             raise ConfigError(
-                f"{source}: config version {data['version']!r} is not supported "
+                f"{source}: config version {version!r} is not supported "
                 f"(this latentface-sdk reads version {CONFIG_VERSION})"
             )
+        name, checksum, metadata = data.get("name", cls.name), data.get("checksum"), data.get("metadata", {})
+        if not isinstance(name, str):
+            raise ConfigError(f"{source}: name: expected a string, got {name!r}")
+        if checksum is not None and not (
+            isinstance(checksum, str) and len(checksum) == 64 and all(c in "0123456789abcdef" for c in checksum)
+        ):
+            raise ConfigError(f"{source}: checksum: expected a SHA-256 hex string or null, got {checksum!r}")
+        if not isinstance(metadata, dict):
+            raise ConfigError(f"{source}: metadata: expected an object, got {type(metadata).__name__}")
         try:
             cfg = cls(
-                name=str(data.get("name", cls.name)),
+                name=name,
                 version=int(data["version"]),
                 autoencoder=_build(AutoencoderConfig, data.get("autoencoder", {}), f"{source}: autoencoder"),
                 rdm=_build(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
                 crop=_build(CropConfig, data.get("crop", {}), f"{source}: crop"),
-                checksum=data.get("checksum"),
-                metadata=dict(data.get("metadata", {})),
+                checksum=checksum,
+                metadata=dict(metadata),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
@@ -201,6 +213,8 @@ class ModelConfig:
             raise ConfigError(f"{p}: no such config file") from None
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text, so not a config.json ({exc})") from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -224,6 +238,8 @@ def _build(kind: type[_T], data: Any, source: str) -> _T:
         if isinstance(default, tuple):
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{source}.{key}: expected a list, got {value!r}")
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+                raise ConfigError(f"{source}.{key}: expected a list of numbers, got {value!r}")
             value = tuple(type(default[0])(v) for v in value)
         elif isinstance(default, bool):
             if not isinstance(value, bool):

@@ -79,6 +79,9 @@ class Stage1Config:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read stage-1 config ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a stage-1 config is a JSON object")
+        data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys document recipes
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

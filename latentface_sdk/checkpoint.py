@@ -92,7 +92,11 @@ def split_state(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def load_part(module: torch.nn.Module, state: dict[str, Tensor], prefix: str, source: str) -> None:
-    """Load one part into ``module``; name missing, unexpected and mis-shaped keys in the error."""
+    """Load one part into ``module``; name missing, unexpected and mis-shaped keys in the error.
+
+    Floating-point tensors holding NaN or infinite values are refused too (naming the keys): they
+    would load silently and turn every output into NaN.
+    """
     part = split_state(state, prefix)
     if not part:
         raise WeightsError(f"{source}: no tensors with prefix {prefix!r}")
@@ -110,6 +114,12 @@ def load_part(module: torch.nn.Module, state: dict[str, Tensor], prefix: str, so
         if shapes:
             lines.append("shape mismatch " + "; ".join(shapes[:5]))
         raise WeightsError(f"{source}: tensors do not match the model: " + ", ".join(lines))
+    broken = [prefix + k for k in sorted(part) if part[k].is_floating_point() and not torch.isfinite(part[k]).all()]
+    if broken:
+        raise WeightsError(
+            f"{source}: tensors hold NaN or infinite values: {broken[:5]}{' ...' if len(broken) > 5 else ''}; "
+            f"the weights are broken (saved from a diverged run?) and would give NaN outputs"
+        )
     module.load_state_dict(part, strict=True)
 
 

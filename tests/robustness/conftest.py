@@ -48,3 +48,35 @@ def photos(shared_data: Path) -> Path:
 def one_face(photos: Path) -> np.ndarray:
     """A 320x240 RGB photo with one frontal face."""
     return to_rgb(photos / "obama_small.jpg")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder with random weights: full-size latents (256), narrow networks (fast on a CPU).
+
+    Built with ``FaceEncoder.from_config(...).save_pretrained(...)``, so it goes through the same
+    safetensors + checksum path as any published model.
+    """
+    import torch
+
+    from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
+    from latentface_sdk.encoder import FaceEncoder
+
+    config = ModelConfig(
+        name="tiny-robustness",
+        autoencoder=AutoencoderConfig(width=8, decoder_width=8),
+        rdm=RDMConfig(channels=(32, 16, 24), time_embed_dim=16),
+    )
+    torch.manual_seed(3)
+    enc = FaceEncoder.from_config(config)
+    for rdm in (enc.rdm_texture, enc.rdm_shape):
+        rdm.set_latent_statistics(torch.randn(16, 256) * 0.5 + 0.1)
+    return enc.save_pretrained(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def encoder(tiny_model: Path) -> Any:
+    """One :class:`FaceEncoder` on the CPU for the suite (its MTCNN is built on first use)."""
+    from latentface_sdk.encoder import FaceEncoder
+
+    return FaceEncoder.from_pretrained(tiny_model, device="cpu")

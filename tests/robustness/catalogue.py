@@ -131,6 +131,20 @@ def pickle_bytes(marker: Path, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes
     return pickle.dumps(_Marker(str(marker)), protocol=protocol)
 
 
+def _text_bomb_png(folder: Path) -> Path:
+    """A 4x4 PNG carrying a zTXt chunk that inflates to 20 MB (PIL's text-chunk limit is 1 MB)."""
+    png = png_bytes(Image.new("RGB", (4, 4), (5, 6, 7)))
+    bomb = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (20 * 1024 * 1024), 9))
+    return _write(folder, "text-bomb.png", png[:33] + bomb + png[33:])  # after the 33-byte signature + IHDR
+
+
+def _animated_gif(folder: Path) -> Path:
+    frames = [Image.new("RGB", (4, 4), c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
+    path = folder / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    return path
+
+
 def _jpeg_without_sof(folder: Path) -> Path:
     data = bytearray(jpeg_bytes(noise(32, 32)))
     at = data.find(b"\xff\xc0")  # the start-of-frame marker (image size, components)
@@ -320,6 +334,13 @@ CASES: list[Case] = [
         "decompression-bomb guard",
         max_pixels=10**12,
     ),
+    Case(
+        "file",
+        "PNG with a zTXt chunk inflating to 20 MB (text bomb)",
+        _text_bomb_png,
+        InvalidImageError,
+        "truncated or corrupt.*Decompressed data too large",
+    ),
     # ------------------------------------------------------------------ files that are converted
     Case(
         "file",
@@ -432,6 +453,13 @@ CASES: list[Case] = [
         lambda d: _save(d, "x.webp", Image.new("RGB", (4, 4), (0, 200, 0)), lossless=True),
         check=_px(0, 200, 0),
         conversion="read like any other file",
+    ),
+    Case(
+        "file",
+        "animated GIF (3 frames: red, green, blue)",
+        _animated_gif,
+        check=_px(255, 0, 0),
+        conversion="the first frame",
     ),
     Case(
         "file",
@@ -797,5 +825,40 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def prefix_study() -> str:
+    """Read every prefix of one JPEG and one PNG (the files of the property tests): what each gets.
+
+    The exhaustive version of ``test_every_prefix_of_a_*``: run with ``--prefixes``.
+    """
+    rng_jpeg = jpeg_bytes(noise(48, 40))
+    rng_png = png_bytes(Image.fromarray(noise(48, 40)))
+    full = to_rgb(Image.open(io.BytesIO(rng_png)))
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, data in (("JPEG", rng_jpeg), ("PNG", rng_png)):
+            refused = decoded = identical = 0
+            first_decoded = None
+            path = Path(tmp) / f"cut.{kind.lower()}"
+            for cut in range(len(data)):
+                path.write_bytes(data[:cut])
+                try:
+                    rgb = to_rgb(path)
+                except InvalidImageError:
+                    refused += 1
+                    continue
+                decoded += 1
+                first_decoded = cut if first_decoded is None else first_decoded
+                identical += kind == "PNG" and bool(np.array_equal(rgb, full))
+            tail = "" if first_decoded is None else f"; decoded from {len(data) - first_decoded} bytes short"
+            lines.append(
+                f"{kind} of {len(data)} bytes: {len(data)} prefixes, {refused} refused, {decoded} decoded "
+                f"({identical} identical to the whole file){tail}"
+            )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    sys.stdout.write(table() + "\n")
+    import warnings
+
+    warnings.simplefilter("ignore")  # PIL's warnings about the malformed EXIF row
+    sys.stdout.write((prefix_study() if "--prefixes" in sys.argv else table()) + "\n")

@@ -25,6 +25,7 @@ from latentface_sdk.config import CONFIG_NAME, WEIGHTS_NAME, AutoencoderConfig, 
 from latentface_sdk.errors import ChecksumError, ConfigError, LatentFaceError, WeightsError
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 
+from ._budget import examples
 from .catalogue import pickle_bytes
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -106,7 +107,7 @@ def test_missing_folder_config_and_weights_are_named(folder: Path, tmp_path: Pat
 # ----------------------------------------------------------------------------------- truncated files
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(fraction=st.floats(0.0, 1.0, exclude_max=True))
 def test_truncated_safetensors_are_refused(fraction: float, tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = save_model_folder(tmp_path_factory.mktemp("cut"), ModelConfig(), _small_state())
@@ -124,7 +125,7 @@ def test_truncated_safetensors_are_refused(fraction: float, tmp_path_factory: py
     event("header cut" if cut < 8 + struct.unpack("<Q", data[:8])[0] else "tensor data cut")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(at=st.floats(0.0, 1.0, exclude_max=True), mask=st.integers(1, 255))
 def test_any_changed_byte_is_caught_by_the_checksum(
     at: float, mask: int, tmp_path_factory: pytest.TempPathFactory
@@ -283,24 +284,48 @@ def test_unreadable_config_files_are_refused(folder: Path, content: bytes, match
         load_model_folder(folder)
 
 
-@settings(max_examples=40, deadline=None)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for key, value in data.items():
+        out.append((*prefix, key))
+        if isinstance(value, dict):
+            out += _paths(value, (*prefix, key))
+    return out
+
+
+_VALID = ModelConfig().to_dict()
+_FIELDS = _paths(_VALID)
+
+
+@settings(max_examples=examples(50), deadline=None)
 @given(
-    data=st.dictionaries(
-        st.sampled_from(["version", "name", "checksum", "metadata", "autoencoder", "rdm", "crop", "other"]),
-        st.recursive(
-            st.none()
-            | st.booleans()
-            | st.integers(-5, 300)
-            | st.floats(allow_nan=False)
-            | st.text(max_size=5),
-            lambda inner: (
-                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-            ),
-            max_leaves=6,
-        ),
+    edits=st.lists(
+        st.tuples(st.sampled_from(_FIELDS + [("unknown",), ("crop", "unknown")]), st.booleans(), _JSON),
+        max_size=3,
     )
 )
-def test_any_json_config_gives_a_config_or_a_config_error(data: dict[str, Any]) -> None:
+def test_any_edit_of_a_valid_config_gives_a_config_or_a_config_error(
+    edits: list[tuple[tuple[str, ...], bool, Any]],
+) -> None:
+    """A valid config.json with up to three fields replaced by arbitrary JSON (or deleted)."""
+    data = json.loads(json.dumps(_VALID))
+    for path, delete, value in edits:
+        holder = data
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict):
+            continue
+        if delete:
+            holder.pop(path[-1], None)
+        else:
+            holder[path[-1]] = value
     try:
         cfg = ModelConfig.from_dict(data, source="fuzz.json")
     except ConfigError as exc:

@@ -113,37 +113,23 @@ def rasterize_fast(verts: Tensor, faces: Tensor, image_size: int, fov_deg: float
         px = (uv + 1.0) * (size / 2.0) - 0.5  # pixel-centre units: pixel i has centre at i
         tri = px[:, faces].reshape(batch * n_faces, 3, 2)
         tz = verts[..., 2][:, faces].reshape(batch * n_faces, 3)
-        start = (tri.amin(dim=1) - tol).ceil()  # first pixel centre at or after the min corner
-        stop = (tri.amax(dim=1) + tol).floor()
+        # The face's bounding box in pixel centres, clipped to the image: pixels outside never count,
+        # and clipping keeps the windows of faces that reach far off-screen small.
+        start = (tri.amin(dim=1) - tol).ceil().clamp(min=0.0)
+        stop = (tri.amax(dim=1) + tol).floor().clamp(max=float(size - 1))
         span = (stop - start).amax(dim=1) + 1  # pixel centres the face's bounding box spans per side
-        alive = (span >= 1) & (tz > 1e-6).all(-1)
+        alive = (span >= 1) & ((stop - start).amin(dim=1) >= 0) & (tz > 1e-6).all(-1)
         keys, zs, fids = [], [], []
         lower = 0.0
         # Faces are processed in buckets of growing window size, so that the rare stretched triangle
         # (steep depth under rotation) is tested against all its pixels without widening every face.
         for k in _windows(size):
-            sel = (alive & (span > lower) & (span <= k)).nonzero().squeeze(1)
+            selected = (alive & (span > lower) & (span <= k)).nonzero().squeeze(1)
             lower = float(k)
-            if sel.numel() == 0:
-                continue
-            offs = torch.arange(k, device=device, dtype=px.dtype)
-            gx = start[sel, 0, None, None] + offs.view(1, 1, k)
-            gy = start[sel, 1, None, None] + offs.view(1, k, 1)
-            gx, gy = torch.broadcast_tensors(gx, gy)
-            pts = torch.stack([gx, gy], dim=-1)
-            a, b, c = (tri[sel, None, None, i, :] for i in range(3))
-            bary, area = _barycentric(pts, a, b, c)
-            _, zpix = _perspective_correct(bary, tz[sel, None, None, :])
-            valid = (
-                _inside(bary, area, a, b, c, tol) & (area.abs() > 1e-12)
-                & (gx <= stop[sel, 0, None, None]) & (gy <= stop[sel, 1, None, None])
-                & (gx >= 0) & (gx < size) & (gy >= 0) & (gy < size)
-            )
-            bidx = (sel // n_faces).view(-1, 1, 1).expand_as(gx)
-            key = (bidx * size + gy.long().clamp(0, size - 1)) * size + gx.long().clamp(0, size - 1)
-            keys.append(key[valid])
-            zs.append(zpix[valid])
-            fids.append(sel.view(-1, 1, 1).expand_as(gx)[valid])
+            # Chunks of at most ~4M window pixels bound the memory when many faces are stretched
+            # (a noisy depth map under rotation early in training).
+            for sel in selected.split(max(1, _MAX_WINDOW_PIXELS // (k * k))):
+                _rasterize_window(sel, k, start, stop, tri, tz, tol, n_faces, size, keys, zs, fids)
         zbuf = torch.full((batch * size * size,), float("inf"), device=device, dtype=verts.dtype)
         pix_to_face = torch.full((batch * size * size,), -1, device=device, dtype=torch.long)
         if keys:
@@ -174,6 +160,32 @@ def rasterize_fast(verts: Tensor, faces: Tensor, image_size: int, fov_deg: float
     bary_out = bary_pc * fmask
     zbuf_out = torch.where(hit, zval, torch.full_like(zval, -1.0))
     return Raster(pix_to_face=pix_to_face, bary=bary_out, zbuf=zbuf_out)
+
+
+_MAX_WINDOW_PIXELS = 1 << 22
+
+
+def _rasterize_window(sel: Tensor, k: int, start: Tensor, stop: Tensor, tri: Tensor, tz: Tensor, tol: float,
+                      n_faces: int, size: int, keys: list[Tensor], zs: list[Tensor], fids: list[Tensor]) -> None:
+    """Test the faces ``sel`` against every pixel centre of a k x k window at their box's corner."""
+    offs = torch.arange(k, device=tri.device, dtype=tri.dtype)
+    gx = start[sel, 0, None, None] + offs.view(1, 1, k)
+    gy = start[sel, 1, None, None] + offs.view(1, k, 1)
+    gx, gy = torch.broadcast_tensors(gx, gy)
+    pts = torch.stack([gx, gy], dim=-1)
+    a, b, c = (tri[sel, None, None, i, :] for i in range(3))
+    bary, area = _barycentric(pts, a, b, c)
+    _, zpix = _perspective_correct(bary, tz[sel, None, None, :])
+    valid = (
+        _inside(bary, area, a, b, c, tol) & (area.abs() > 1e-12)
+        & (gx <= stop[sel, 0, None, None]) & (gy <= stop[sel, 1, None, None])
+        & (gx >= 0) & (gx < size) & (gy >= 0) & (gy < size)
+    )
+    bidx = (sel // n_faces).view(-1, 1, 1).expand_as(gx)
+    key = (bidx * size + gy.long().clamp(0, size - 1)) * size + gx.long().clamp(0, size - 1)
+    keys.append(key[valid])
+    zs.append(zpix[valid])
+    fids.append(sel.view(-1, 1, 1).expand_as(gx)[valid])
 
 
 def _windows(size: int) -> list[int]:

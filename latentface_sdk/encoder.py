@@ -134,25 +134,6 @@ def _seed_from(*parts: bytes | str | int) -> int:
     return int.from_bytes(h.digest()[:8], "little") & (2**63 - 1)
 
 
-def _sample_rdm(rdm: RepresentationDiffusion, cond: Tensor, noise: Tensor, steps: int | None) -> Tensor:
-    """DDIM sampling of :meth:`RepresentationDiffusion.sample` from a given initial noise.
-
-    ``noise`` is ``(num_samples * B, D)`` laid out as ``sample`` draws it (sample-major); the result is
-    the mean over samples, as raw latents. Kept in step with ``sample`` by a test.
-    """
-    scheduler = rdm.ddim_scheduler(steps)
-    c = rdm.normalize(cond.to(device=rdm.latent_mean.device, dtype=rdm.latent_mean.dtype))
-    b, d = c.shape
-    num_samples = noise.shape[0] // b
-    c_rep = c.repeat(num_samples, 1)
-    z = noise.to(device=c.device, dtype=c.dtype)
-    for step_t in scheduler.timesteps.tolist():
-        t = torch.full((num_samples * b,), int(step_t), dtype=torch.long, device=c.device)
-        x0 = rdm.denoiser(z, t, c_rep)
-        z = scheduler.step(x0, int(step_t), z, eta=0.0, return_dict=False)[0]
-    return rdm.denormalize(z.view(num_samples, b, d).mean(dim=0))
-
-
 # ---------------------------------------------------------------------------------------- the model
 
 
@@ -512,7 +493,8 @@ class FaceEncoder(nn.Module):
                 for m, digest in enumerate(digests):
                     g = torch.Generator().manual_seed(_seed_from("rdm", base, which, digest))
                     noise[:, m] = torch.randn(num_samples, d, generator=g)
-                out[which] = _sample_rdm(rdm, z, noise.reshape(num_samples * len(digests), d), steps)
+                out[which] = rdm.sample(z, steps=steps, num_samples=num_samples,
+                                        noise=noise.reshape(num_samples * len(digests), d))
             return out
 
         chunks = self._run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,

@@ -29,7 +29,7 @@ from latentface_sdk import (
 )
 from latentface_sdk.checkpoint import save_model_folder
 from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
-from latentface_sdk.encoder import NEUTRAL_LIGHT, _sample_rdm
+from latentface_sdk.encoder import NEUTRAL_LIGHT
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "weights" / "latentface-cpu-small"
@@ -318,13 +318,16 @@ def test_device_auto_logs_its_choice(model_dir: Path, caplog: pytest.LogCaptureF
 # ---------------------------------------------------------------------------------------- disentangle
 
 
-def test_sampler_matches_the_rdm_sampler(enc: FaceEncoder) -> None:
+def test_sampling_from_given_noise_matches_the_generator_draw(enc: FaceEncoder) -> None:
     cond = torch.randn(3, 256)
     for num_samples in (1, 2):
         expected = enc.rdm_texture.sample(cond, steps=5, generator=torch.Generator().manual_seed(7),
                                           num_samples=num_samples)
         noise = torch.randn(num_samples * 3, 256, generator=torch.Generator().manual_seed(7))
-        torch.testing.assert_close(_sample_rdm(enc.rdm_texture, cond, noise, 5), expected)
+        given = enc.rdm_texture.sample(cond, steps=5, num_samples=num_samples, noise=noise)
+        torch.testing.assert_close(given, expected)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        enc.rdm_texture.sample(cond, noise=torch.zeros(2, 256))
 
 
 def test_disentangle_parts_and_feature_layout(enc: FaceEncoder, crops: list[np.ndarray]) -> None:

@@ -294,6 +294,7 @@ class RepresentationDiffusion(nn.Module):
         steps: int | None = None,
         generator: torch.Generator | None = None,
         num_samples: int = 1,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """Generate ``Z_id`` (B, D) for each condition ``Z_exp`` in ``cond`` (B, D) by DDIM.
 
@@ -302,7 +303,8 @@ class RepresentationDiffusion(nn.Module):
         DDIM steps (``eta = 0``; default ``cfg.sample_steps`` = 5). With ``num_samples > 1`` it draws that
         many independent samples per condition and returns their mean. The same generator state gives
         bit-identical outputs on CPU; the method keeps no state between calls, so it may be called from
-        several threads at once.
+        several threads at once. ``noise`` (``(num_samples * B, D)``, sample-major) replaces the draw of
+        ``z_T``, for callers that seed each condition separately (``FaceEncoder.disentangle``).
         """
         if cond.ndim != 2 or cond.shape[1] != self.config.latent_dim:
             raise ValueError(f"cond must have shape (B, {self.config.latent_dim}); got {tuple(cond.shape)}")
@@ -312,8 +314,13 @@ class RepresentationDiffusion(nn.Module):
         c = self.normalize(cond.to(device=self.latent_mean.device, dtype=self.latent_mean.dtype))
         b, d = c.shape
         c_rep = c.repeat(num_samples, 1)
-        gen_device = generator.device if generator is not None else c.device
-        z = torch.randn((num_samples * b, d), generator=generator, device=gen_device, dtype=c.dtype).to(c.device)
+        if noise is not None:
+            if noise.shape != (num_samples * b, d):
+                raise ValueError(f"noise must have shape ({num_samples * b}, {d}); got {tuple(noise.shape)}")
+            z = noise.to(device=c.device, dtype=c.dtype)
+        else:
+            gen_device = generator.device if generator is not None else c.device
+            z = torch.randn((num_samples * b, d), generator=generator, device=gen_device, dtype=c.dtype).to(c.device)
         for step_t in scheduler.timesteps.tolist():
             t = torch.full((num_samples * b,), int(step_t), dtype=torch.long, device=c.device)
             x0 = self.denoiser(z, t, c_rep)

@@ -119,7 +119,9 @@ def rasterize_fast(verts: Tensor, faces: Tensor, image_size: int, fov_deg: float
         stop = (tri.amax(dim=1) + tol).floor().clamp(max=float(size - 1))
         span = (stop - start).amax(dim=1) + 1  # pixel centres the face's bounding box spans per side
         alive = (span >= 1) & ((stop - start).amin(dim=1) >= 0) & (tz > 1e-6).all(-1)
-        keys, zs, fids = [], [], []
+        keys: list[Tensor] = []
+        zs: list[Tensor] = []
+        fids: list[Tensor] = []
         lower = 0.0
         # Faces are processed in buckets of growing window size, so that the rare stretched triangle
         # (steep depth under rotation) is tested against all its pixels without widening every face.

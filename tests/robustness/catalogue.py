@@ -347,11 +347,11 @@ CASES: list[Case] = [
         "1x1 PNG",
         lambda d: _save(d, "one.png", Image.new("RGB", (1, 1), (9, 8, 7))),
         check=lambda rgb: rgb.shape == (1, 1, 3) and _px(9, 8, 7)(rgb),
-        conversion="(1, 1, 3) array; the encoder then finds no face",
+        conversion="kept; encode then raises NoFaceError (detect=False encodes it)",
     ),
     Case(
         "file",
-        "PNG missing only its IEND trailer",
+        "PNG missing only its 12-byte IEND trailer",
         lambda d: _write(d, "noend.png", png_bytes(Image.new("RGB", (6, 5), (1, 2, 3)))[:-12]),
         check=lambda rgb: rgb.shape == (5, 6, 3) and _px(1, 2, 3)(rgb),
         conversion="read: every pixel is present",
@@ -798,7 +798,7 @@ def run(case: Case, folder: Path) -> Outcome:
         return Outcome(exc, None, None)
 
 
-def excerpt(message: str, folder: Path, limit: int = 120) -> str:
+def excerpt(message: str, folder: Path, limit: int = 160) -> str:
     """The message with the scratch folder removed and the long list of accepted inputs shortened."""
     text = message.replace(str(folder) + os.sep, "")
     text = re.sub(r"; accepted: .*", "; accepted: ... (the list of accepted inputs)", text)

@@ -39,6 +39,7 @@ SIGNATURES = [
 _JPEG = jpeg_bytes(noise(48, 40))
 _PNG = png_bytes(Image.fromarray(noise(48, 40)))
 _PNG_PIXELS = np.asarray(Image.open(io.BytesIO(_PNG)).convert("RGB"))
+_JPEG_PIXELS = np.asarray(Image.open(io.BytesIO(_JPEG)).convert("RGB"))
 
 # Damaged and random bytes can carry a broken EXIF block; PIL warns about it while reading.
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
@@ -71,10 +72,13 @@ def _read_bytes(data: bytes, suffix: str) -> np.ndarray | InvalidImageError:
 @given(head=st.sampled_from(SIGNATURES), body=st.binary(max_size=3000), suffix=st.sampled_from(EXTENSIONS))
 def test_random_bytes_are_refused_with_a_typed_error(head: bytes, body: bytes, suffix: str) -> None:
     got = _read_bytes(head + body, suffix)
-    event("refused" if isinstance(got, InvalidImageError) else "decoded")
-    if isinstance(got, InvalidImageError) and head and body:
-        # a file that starts like an image is called damaged, not "not an image"
-        assert "truncated or corrupt" in str(got) or "zero size" in str(got) or "too" in str(got), str(got)
+    if not isinstance(got, InvalidImageError):
+        event("decoded (random bytes after a signature can form a tiny valid image)")
+        return
+    event(f"refused: {type(got).__name__}")
+    if head:
+        # a file that starts like an image is called damaged (or too large), not "not an image"
+        assert "not an image file PIL can identify" not in str(got), str(got)
 
 
 @_settings
@@ -119,7 +123,11 @@ def test_damaged_files_are_refused_or_decoded_at_their_size(fmt: str, flips: lis
         return
     # A JPEG has no checksum: libjpeg decodes damaged scan data into damaged pixels. Whatever is
     # decoded keeps a size the header declares (a damaged header can declare another one).
-    event(f"{fmt}: decoded ({'same size' if got.shape == (48, 40, 3) else 'other size'})")
+    original = _PNG_PIXELS if fmt == "png" else _JPEG_PIXELS
+    if got.shape != original.shape:
+        event(f"{fmt}: decoded at another size")
+    else:
+        event(f"{fmt}: decoded, {'identical' if np.array_equal(got, original) else 'pixels differ'}")
     assert got.size > 0
 
 

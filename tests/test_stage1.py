@@ -135,3 +135,19 @@ def test_untrained_model_starts_flat_and_frontal() -> None:
     # ... and they still learn: both heads receive gradients.
     (maps.depth.sum() + latents.pose.sum()).backward()
     assert model.depth_decoder.net[-2].weight.grad.abs().sum() > 0  # type: ignore[union-attr]
+
+
+def test_depth_curvature_ignores_planes_and_penalises_ridges() -> None:
+    from latentface_sdk.train.losses import depth_curvature
+
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    pixel = 0.003
+    tilted = (1.0 + pixel * (0.5 * xx - 0.3 * yy))[None]  # a plane at any slope: no curvature
+    assert depth_curvature(tilted, pixel).item() == pytest.approx(0.0, abs=1e-3)
+    ridges = tilted + 0.5 * pixel * (yy % 2)[None]  # rows alternating by half a pixel's depth
+    # second difference of the alternating rows is 2 * 0.5 = 1 slope unit per row on average in y
+    assert depth_curvature(ridges, pixel).item() == pytest.approx(1.0, rel=1e-3)
+    # the recipe weight enters the total loss (and only when asked)
+    assert Stage1Loss().lambda_smooth == 0.0
+    assert Stage1Config.load(
+        Path(__file__).parents[1] / "latentface_sdk/train/configs/stage1_default.json").lambda_smooth > 0

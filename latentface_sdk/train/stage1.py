@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class Stage1Config:
     vgg16_weights: str | None = None
     lambda_f: float = 1.0
     lambda_flip: float = 0.5
+    lambda_smooth: float = 0.0
     log_every: int = 10
     grid_every: int = 250
     checkpoint_every: int = 250
@@ -196,7 +198,9 @@ class Stage1Trainer:
             raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {cfg.renderer!r})")
         self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)  # type: ignore[arg-type]
         self.features = build_feature_network(cfg.feature_net, cfg.vgg16_weights).to(device)
-        self.loss = Stage1Loss(lambda_f=cfg.lambda_f, lambda_flip=cfg.lambda_flip)
+        self.loss = Stage1Loss(lambda_f=cfg.lambda_f, lambda_flip=cfg.lambda_flip, lambda_smooth=cfg.lambda_smooth,
+                               pixel_depth=2 * math.tan(math.radians(cfg.autoencoder().fov_deg / 2))
+                               / cfg.autoencoder().image_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.ddp: nn.Module = self.model
         if dist.is_available() and dist.is_initialized():

@@ -1,0 +1,212 @@
+"""End-to-end throughput from ordinary photos: ours against the facenet-pytorch pipeline, in the same run.
+
+Both pipelines take image files and return one feature row per image with a face:
+
+- **ours**: ``FaceEncoder.encode(paths)`` (defaults: decode with EXIF orientation, batched MTCNN on
+  images of equal size, the crop policy, 64x64 stage-1 encoders, ``batch_size=64``);
+- **facenet-pytorch**: what its README does: decode with PIL, ``MTCNN(image_size=160)`` called on
+  lists of equal-size images (its batched mode, 32 at a time), then ``InceptionResnetV1`` (random
+  weights, ``pretrained=None``: the published weights cannot be downloaded here; the speed is the same)
+  on the stacked 160x160 faces.
+
+Image sets (from ``../shared/data``): ``celeba`` (the first K celeba10k images, 89x109), ``photos``
+(the 9 photographs of ``photos/``: two people, small, RGBA PNG, partial face, up to 1080p), and the
+1080p photo alone (``obama-1080p.jpg``, one image per call). Each is timed ``--repeats`` times per
+pipeline (the two alternate); ratio = our images/s over theirs. A cProfile of our pipeline on the
+celeba set shows where its time goes.
+
+Usage::
+
+    python benchmarks/pipeline_speed.py --threads 2 --repeats 3 --json benchmarks/results/pipeline.json
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _bench  # noqa: E402
+
+GOAL_RATIO = 2.0
+PEER_BATCH = 32
+
+
+class FacenetPipeline:
+    """facenet-pytorch as its README uses it: MTCNN crops at 160 px, then InceptionResnetV1 embeddings."""
+
+    def __init__(self) -> None:
+        import torch
+        from facenet_pytorch import MTCNN, InceptionResnetV1
+
+        torch.manual_seed(0)
+        self.mtcnn = MTCNN(image_size=160, margin=0, min_face_size=20, select_largest=True, device="cpu")
+        self.resnet = InceptionResnetV1(pretrained=None).eval()
+
+    def __call__(self, paths: Sequence[Path]) -> int:
+        """Embed the largest face of each image; returns the number of faces embedded."""
+        import torch
+        from PIL import Image
+
+        found = 0
+        with torch.inference_mode():
+            for start in range(0, len(paths), PEER_BATCH):
+                images = [Image.open(p).convert("RGB") for p in paths[start : start + PEER_BATCH]]
+                by_size: dict[tuple[int, int], list[Any]] = {}
+                for im in images:  # its batched MTCNN needs images of one size
+                    by_size.setdefault(im.size, []).append(im)
+                for group in by_size.values():
+                    faces = [f for f in self.mtcnn(group) if f is not None]
+                    if faces:
+                        emb = self.resnet(torch.stack(faces))
+                        found += int(emb.shape[0])
+        return found
+
+
+def image_sets(data: Path, quick: bool) -> dict[str, list[Path]]:
+    photos = sorted((data / "photos").iterdir())
+    return {
+        "celeba": _bench.celeba_paths(data, 32 if quick else 288),
+        "photos": photos,
+        "photo_1080p": [data / "photos" / "obama-1080p.jpg"],
+    }
+
+
+def run(args: Any) -> dict[str, Any]:
+    from PIL import Image
+
+    _bench.set_threads(args.threads)
+    enc, model_desc = _bench.load_model()
+    peer = FacenetPipeline()
+    sets = image_sets(args.data, args.quick)
+
+    def ours(paths: Sequence[Path]) -> int:
+        return int(enc.encode(list(paths)).ok.sum())
+
+    results: dict[str, Any] = {}
+    for name, paths in sets.items():
+        sizes = sorted({Image.open(p).size for p in paths})
+        counts = {"ours": ours(paths), "facenet": peer(paths)}  # also the warm-up
+        timings: dict[str, list[float]] = {"ours": [], "facenet": [], "ours_plain": []}
+        fns: dict[str, Callable[[], object]] = {"ours": lambda p=paths: ours(p), "facenet": lambda p=paths: peer(p),
+                                                "ours_plain": lambda p=paths: ours(p)}
+        for _ in range(args.repeats):
+            for who in ("ours", "facenet", "ours_plain"):
+                enc.use_channels_last(who != "ours_plain")  # the fast path on, except for ours_plain
+                timings[who] += _bench.time_runs(fns[who], 1, warmup=0)
+            enc.use_channels_last(True)
+        ips = {who: _bench.rate(len(paths), t) for who, t in timings.items()}
+        ratio = ips["ours"]["median"] / ips["facenet"]["median"]
+        results[name] = {
+            "images": len(paths),
+            "image_sizes": [f"{w}x{h}" for w, h in sizes[:6]] + (["..."] if len(sizes) > 6 else []),
+            "faces_found": counts,
+            "images_per_s": ips,
+            "ratio_ours_over_facenet": ratio,
+        }
+        print(f"{name:12s} ({len(paths)} images): ours {_bench.fmt(ips['ours'])} img/s (plain layout "
+              f"{_bench.fmt(ips['ours_plain'])}), facenet-pytorch {_bench.fmt(ips['facenet'])} img/s, "
+              f"ratio {ratio:.2f}x; faces {counts}", flush=True)
+
+    # Where our time goes (celeba set), and the share of the peer's embedding network.
+    prof = cProfile.Profile()
+    prof.enable()
+    ours(sets["celeba"])
+    prof.disable()
+    ours_top = _bench.top_functions(pstats.Stats(prof))
+    stage_split = split_ours(enc, sets["celeba"], args.repeats)
+    peer_split = split_peer(peer, sets["celeba"], args.repeats)
+
+    # Combined set: the time each pipeline needs for celeba + photos (sum of the median times).
+    keys = ("celeba", "photos")
+    total_imgs = sum(results[k]["images"] for k in keys)
+    t_ours = sum(results[k]["images"] / results[k]["images_per_s"]["ours"]["median"] for k in keys)
+    t_peer = sum(results[k]["images"] / results[k]["images_per_s"]["facenet"]["median"] for k in keys)
+    combined = {"images": total_imgs, "ours_images_per_s": total_imgs / t_ours,
+                "facenet_images_per_s": total_imgs / t_peer, "ratio": t_peer / t_ours}
+    return {
+        "benchmark": "pipeline",
+        "command": _bench.command(),
+        "machine": _bench.machine(args.threads),
+        "model": model_desc,
+        "peer": "facenet-pytorch MTCNN(image_size=160) + InceptionResnetV1(pretrained=None), batches of 32",
+        "sets": results,
+        "combined_celeba_plus_photos": combined,
+        "ours_stage_seconds_celeba": stage_split,
+        "facenet_stage_seconds_celeba": peer_split,
+        "ours_cprofile_celeba": ours_top,
+        "goal": {"what": f"end-to-end images/s at least {GOAL_RATIO:.0f}x facenet-pytorch's (celeba + photos)",
+                 "achieved": combined["ratio"], "target": GOAL_RATIO, "met": combined["ratio"] >= GOAL_RATIO},
+    }
+
+
+def split_ours(enc: Any, paths: Sequence[Path], repeats: int) -> dict[str, Any]:
+    """Seconds of our stages on ``paths``: decode, MTCNN, crop, encoders (median of ``repeats``)."""
+    from latentface_sdk.detection import crop_face, select_faces
+    from latentface_sdk.images import to_rgb
+
+    rgbs = [to_rgb(p) for p in paths]
+    found = enc.detector.detect_batch(rgbs)
+    crops = [crop_face(r, select_faces(f)[0].box, enc.config.crop) for r, f in zip(rgbs, found, strict=True) if f]
+    import numpy as np
+
+    stacked = np.stack(crops)
+    return {
+        "decode": _bench.stats(_bench.time_runs(lambda: [to_rgb(p) for p in paths], repeats)),
+        "mtcnn": _bench.stats(_bench.time_runs(lambda: enc.detector.detect_batch(rgbs), repeats)),
+        "crop": _bench.stats(_bench.time_runs(
+            lambda: [crop_face(r, select_faces(f)[0].box, enc.config.crop)
+                     for r, f in zip(rgbs, found, strict=True) if f], repeats)),
+        "encode": _bench.stats(_bench.time_runs(lambda: enc.encode(stacked, detect=False), repeats)),
+    }
+
+
+def split_peer(peer: FacenetPipeline, paths: Sequence[Path], repeats: int) -> dict[str, Any]:
+    """Seconds of the peer's stages on ``paths``: decode, MTCNN (detect + extract), InceptionResnetV1."""
+    import torch
+    from PIL import Image
+
+    def decode() -> list[Any]:
+        return [Image.open(p).convert("RGB") for p in paths]
+
+    images = decode()
+
+    def detect() -> list[Any]:
+        out: list[Any] = []
+        with torch.inference_mode():
+            for s in range(0, len(images), PEER_BATCH):
+                out += [f for f in peer.mtcnn(images[s : s + PEER_BATCH]) if f is not None]
+        return out
+
+    faces = detect()
+
+    def embed() -> None:
+        with torch.inference_mode():
+            for s in range(0, len(faces), PEER_BATCH):
+                peer.resnet(torch.stack(faces[s : s + PEER_BATCH]))
+
+    return {
+        "decode": _bench.stats(_bench.time_runs(decode, repeats)),
+        "mtcnn": _bench.stats(_bench.time_runs(detect, repeats)),
+        "embed": _bench.stats(_bench.time_runs(embed, repeats)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _bench.base_parser(__doc__.splitlines()[0])
+    parser.set_defaults(repeats=3)
+    args = parser.parse_args(argv)
+    result = run(args)
+    g = result["goal"]
+    print(f"goal: {g['what']}: {g['achieved']:.2f}x ({'met' if g['met'] else 'missed'})")
+    _bench.write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

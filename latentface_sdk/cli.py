@@ -97,7 +97,9 @@ def collect_inputs(args: Sequence[str]) -> list[InputFile]:
     for arg in args:
         p = Path(arg)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            # Every entry with an image extension that is not a folder: a dangling link or an unreadable
+            # file is then reported as a failed item rather than skipped in silence.
+            files = sorted(f for f in p.rglob("*") if not f.is_dir() and f.suffix.lower() in IMAGE_EXTENSIONS)
             for f in files:
                 add(f, f.relative_to(p).with_suffix("").as_posix())
         elif p.exists():

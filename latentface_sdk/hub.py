@@ -59,6 +59,12 @@ def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def _check_folder(folder: Path, what: str) -> Path:
     missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    pickled = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    if WEIGHTS_NAME in missing and pickled:
+        raise WeightsError(
+            f"{folder}: {what} holds {', '.join(pickled)} but no {WEIGHTS_NAME}: pickled weights are refused "
+            f"(loading them can run arbitrary code); convert them to safetensors"
+        )
     if missing:
         raise WeightsError(
             f"{folder}: {what} lacks {' and '.join(missing)} (a model folder holds {CONFIG_NAME} and "

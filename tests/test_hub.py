@@ -95,6 +95,9 @@ def test_local_folders(model_dir: Path, tmp_path: Path) -> None:
     (half / "config.json").write_text("{}")
     with pytest.raises(WeightsError, match="lacks model.safetensors"):
         hub.resolve(half)
+    (half / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(WeightsError, match="pytorch_model.bin but no model.safetensors: pickled weights are refused"):
+        hub.resolve(half)
     with pytest.raises(WeightsError, match="is a file"):
         hub.resolve(model_dir / "config.json")
 

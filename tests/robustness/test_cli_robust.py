@@ -89,7 +89,6 @@ def test_frontalize_writes_the_good_faces_and_lists_the_bad(
     assert len(list(out.rglob("*.png"))) == 11
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the lead: folders skip dangling symlinks without a word")
 def test_a_dangling_symlink_in_a_folder_is_reported(
     folder: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,87 @@
+"""Pictures of what a model learned: reconstructions of held-out faces and a yaw sweep.
+
+    python examples/pictures.py --model weights/latentface-cpu-small --out docs/images
+
+writes
+
+* ``reconstructions.png``: one held-out CelebA face per row (``verify`` identities, never trained on):
+  input | reconstruction | albedo | depth | shading | frontal;
+* ``yaw_sweep.png``: a few faces re-rendered from yaw -45 to 45 degrees (``FaceEncoder.render``),
+  the input in the first column.
+
+Faces are cropped by the model's own crop policy (MTCNN, as in training). Images are upscaled
+(nearest neighbour) so that the 64x64 crops can be seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from latentface_sdk import FaceEncoder
+from latentface_sdk.detection import prepare_crops
+from latentface_sdk.train.losses import reconstruct
+from latentface_sdk.train.stage1 import reconstruction_grid
+
+
+def held_out_faces(celeba: Path, count: int) -> list[Path]:
+    """The first image of each of the first ``count`` ``verify`` identities of celeba10k."""
+    seen: set[str] = set()
+    paths: list[Path] = []
+    with open(celeba / "identity.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] == "verify" and row["identity"] not in seen:
+                seen.add(row["identity"])
+                paths.append(celeba / "images" / row["image"])
+                if len(paths) == count:
+                    break
+    return paths
+
+
+def upscale(img: Image.Image, factor: int) -> Image.Image:
+    return img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model name or folder (default: the bundled model)")
+    parser.add_argument("--celeba", type=Path, default=Path("../shared/data/celeba10k"))
+    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--faces", type=int, default=12, help="faces in the reconstruction grid")
+    parser.add_argument("--sweep-faces", type=int, default=4)
+    parser.add_argument("--scale", type=int, default=2, help="upscaling factor of the PNGs")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    encoder = FaceEncoder.from_pretrained(args.model, device=args.device)
+    paths = held_out_faces(args.celeba, args.faces)
+    crops = prepare_crops([str(p) for p in paths], encoder.config.crop, detect=True, fallback="center")
+    faces = crops.crops[crops.ok]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float().div(255).to(encoder.device)
+    with torch.inference_mode():
+        rec = reconstruct(encoder.autoencoder, encoder.renderer, x)
+        grid = reconstruction_grid(x, rec, encoder.renderer)
+    upscale(grid, args.scale).save(args.out / "reconstructions.png")
+
+    sweep_faces = [faces[i] for i in range(min(args.sweep_faces, len(faces)))]
+    yaws = list(range(-45, 46, 15))
+    columns = [np.stack(sweep_faces)]
+    for yaw in yaws:
+        view = encoder.render(sweep_faces, yaw=float(yaw), detect=False, return_tensors=True)
+        columns.append((view.tensor.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(len(sweep_faces))]
+    upscale(Image.fromarray(np.concatenate(rows, axis=0)), args.scale).save(args.out / "yaw_sweep.png")
+    print(f"wrote {args.out / 'reconstructions.png'} ({len(faces)} faces: input | reconstruction | albedo | "
+          f"depth | shading | frontal) and {args.out / 'yaw_sweep.png'} (input, then yaw {yaws})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -227,15 +227,21 @@ class FaceEncoder(nn.Module):
     def _parts(self) -> list[tuple[str, nn.Module]]:
         return [("autoencoder.", self.autoencoder), ("rdm_texture.", self.rdm_texture), ("rdm_shape.", self.rdm_shape)]
 
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+    def save_pretrained(self, folder: str | os.PathLike[str], *, storage_dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``folder`` (the inverse of :meth:`from_pretrained`).
 
         The weights file is written atomically and its SHA-256 recorded in the config (and in
-        ``self.config.checksum``). Returns the folder.
+        ``self.config.checksum``). ``storage_dtype=torch.float16`` stores floating-point tensors at half
+        size (how the bundled weights ship); loading casts them back to the model's dtype, so outputs
+        differ from the full-precision model only by the rounding of the weights. Returns the folder.
         """
+        if storage_dtype is not None and not storage_dtype.is_floating_point:
+            raise ValueError(f"storage_dtype must be a floating-point dtype (got {storage_dtype})")
         state: dict[str, Tensor] = {}
         for prefix, module in self._parts():
             state.update(prefixed(module, prefix))
+        if storage_dtype is not None:
+            state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
         cfg = copy.deepcopy(self.config)
         cfg.checksum = None
         out = save_model_folder(Path(os.fspath(folder)), cfg, state)

@@ -220,6 +220,24 @@ def test_save_load_round_trip_gives_identical_outputs(enc: FaceEncoder, crops: l
     assert torch.equal(enc.frontalize(crops, detect=False).tensor, back.frontalize(crops, detect=False).tensor)
 
 
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(
+    enc: FaceEncoder, crops: list[np.ndarray], tmp_path: Path
+) -> None:
+    full = enc.save_pretrained(tmp_path / "full")
+    half = enc.save_pretrained(tmp_path / "half", storage_dtype=torch.float16)
+    size = (half / "model.safetensors").stat().st_size / (full / "model.safetensors").stat().st_size
+    assert 0.45 < size < 0.55
+    stored = load_file(str(half / "model.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    back = FaceEncoder.from_pretrained(half, device="cpu")
+    assert {p.dtype for p in back.parameters()} == {torch.float32}
+    a, b = enc.encode(crops, detect=False), back.encode(crops, detect=False)
+    # the weights' rounding (relative 2^-11) moves the latents by a small fraction of their spread
+    assert (a.texture - b.texture).abs().max() < 0.05 * a.texture.std()
+    with pytest.raises(ValueError, match="floating-point"):
+        enc.save_pretrained(tmp_path / "bad", storage_dtype=torch.int8)
+
+
 def _rewrite(model_dir: Path, dest: Path, edit) -> Path:  # type: ignore[no-untyped-def]
     cfg = ModelConfig.load(model_dir)
     state = load_file(str(model_dir / "model.safetensors"))

@@ -123,6 +123,7 @@ def run(args: Any) -> dict[str, Any]:
         "flops_per_image": flops,
         "rows": rows,
         "profile_batch32": profiles,
+        "profile_images": int(batch32.shape[0]),
         "goal": {"what": f"SDK encode at batch {goal_bs} reaches >= {GOAL_FRACTION:.0%} of the matmul peak",
                  "achieved": achieved, "target": GOAL_FRACTION, "met": achieved >= GOAL_FRACTION},
         "fast_over_plain_batch32": speedup,

@@ -113,6 +113,8 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
             "than on an idle machine; ratios are measured in the same run, side by side, and are less affected.")
     else:
         add("The machine was otherwise idle (training and evaluation had finished).")
+    loads = ", ".join(f"{k} {r['machine']['loadavg_at_start'][0]:.1f}" for k, r in results.items())
+    add(f"1-minute load average when each family started: {loads}.")
     if run_seconds:
         total = sum(run_seconds.values())
         add(f"The whole run took {total / 60:.1f} minutes (" + ", ".join(
@@ -149,8 +151,10 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
     peak = enc["matmul_peak"]
     add("## 1. `encode` throughput on pre-cropped 64×64 faces")
     add("")
+    ba = enc.get("matmul_peak_before_after", [peak, peak])
     add(f"Command: `{enc['command']}`. Peak: a {peak['n']}×{peak['n']} fp32 matmul runs at "
-        f"**{_f(peak['gflops'])} GFLOP/s** here. The stage-1 encoders (texture, shape, pose, light) cost "
+        f"**{_f(peak['gflops'])} GFLOP/s** here (timed before and after the encode runs: medians "
+        f"{ba[0]['gflops']['median']:.1f} and {ba[1]['gflops']['median']:.1f}; the higher is used). The stage-1 encoders (texture, shape, pose, light) cost "
         f"**{enc['flops_per_image'] / 1e6:.0f} MFLOP per image** (`torch.utils.flop_counter.FlopCounterMode`, "
         f"2 FLOPs per multiply-add). `sdk` = `FaceEncoder.encode(crops, detect=False, batch_size=B)` on a "
         f"uint8 array of celeba10k faces (conversion, centred crop, network, results); `network` = "

@@ -56,6 +56,10 @@ def _one_thread() -> Iterator[None]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     enc = FaceEncoder.from_config(tiny_config())
+    # An untrained autoencoder starts flat and frontal (zeroed depth and pose heads); give the test model
+    # relief and pose, as a trained one has, so that light and view options show in the renders.
+    for head in (enc.autoencoder.depth_decoder.net[-2], enc.autoencoder.pose_encoder.net[-2]):
+        torch.nn.init.normal_(head.weight, std=0.05)  # type: ignore[arg-type]
     # Non-trivial RDM statistics, so that a save/load that dropped them would show.
     for rdm in (enc.rdm_texture, enc.rdm_shape):
         rdm.set_latent_statistics(torch.randn(16, 256) * 0.5 + 0.1)

@@ -35,9 +35,12 @@ class _FakeEncoder:
             light=r(images, 4, 4000),
         )
 
-    def disentangle(self, images: list[np.ndarray], *, detect: bool, seed: int, batch_size: int) -> Any:
+    def disentangle(
+        self, images: list[np.ndarray], *, detect: bool, seed: int, batch_size: int, num_samples: int = 1
+    ) -> Any:
         assert detect is False
         self.calls += 1
+        self.num_samples = num_samples
         ver = torch.cat([self._rows(images, 256, 5000 + k) for k in range(4)], dim=1)
         fer = torch.cat([self._rows(images, 256, 6000 + k) for k in range(4)], dim=1)
         return SimpleNamespace(verification_features=ver, fer_features=fer)
@@ -73,6 +76,19 @@ def test_latentface_feature_sets_pick_the_documented_parts() -> None:
         build_extractor("latentface-id", ctx).identity()
         != build_extractor("latentface-verify", ctx).identity()
     )
+
+
+def test_rdm_samples_reach_disentangle_and_key_the_cache() -> None:
+    ctx, enc = _context()
+    crops = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    one = build_extractor("latentface-verify", ctx)
+    ctx.rdm_samples = 8
+    eight = build_extractor("latentface-verify", ctx)
+    eight(crops)
+    assert enc.num_samples == 8
+    assert one.identity() != eight.identity()  # cached features of 1 and 8 samples never mix
+    assert build_extractor("latentface", ctx).identity() == build_extractor(
+        "latentface", FeatureContext(_encoder=enc)).identity()  # encode features do not depend on it
 
 
 def test_encoder_identity_falls_back_to_a_weights_digest() -> None:

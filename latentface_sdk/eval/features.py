@@ -65,6 +65,8 @@ class FeatureContext:
     device: str = "cpu"
     batch_size: int = 64
     seed: int = 0
+    #: RDM samples averaged per face by the disentangled feature sets (``disentangle(num_samples=...)``)
+    rdm_samples: int = 1
     _encoder: Any = field(default=None, repr=False)
 
     def encoder(self) -> Any:
@@ -208,11 +210,13 @@ class _LatentFaceFeatures(FeatureExtractor):
         self.first_half = first_half
         self.batch_size = ctx.batch_size
         self.seed = ctx.seed
+        self.rdm_samples = ctx.rdm_samples
         self._identity = encoder_identity(self.encoder)
 
     def identity(self) -> str:
         half = ":first-half" if self.first_half else ""
-        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}"
+        samples = f":samples={self.rdm_samples}" if self.method != "encode" and self.rdm_samples != 1 else ""
+        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}"
 
     def crop_config(self) -> CropConfig | None:
         crop = getattr(getattr(self.encoder, "config", None), "crop", None)
@@ -224,7 +228,7 @@ class _LatentFaceFeatures(FeatureExtractor):
             result = self.encoder.encode(images, detect=False, batch_size=self.batch_size, progress=progress)
         else:
             result = self.encoder.disentangle(
-                images, detect=False, seed=self.seed, batch_size=self.batch_size
+                images, detect=False, seed=self.seed, batch_size=self.batch_size, num_samples=self.rdm_samples
             )
         out = np.concatenate([_to_numpy(getattr(result, p)) for p in self.parts], axis=1)
         if self.first_half:

@@ -98,8 +98,34 @@ class Encoding:
         return out
 
 
+class _RowsOfEncoding:
+    """``ok``, ``errors``, ``names`` and ``source`` of results built on an :class:`Encoding`."""
+
+    encoding: Encoding
+
+    @property
+    def ok(self) -> Tensor:
+        """``(N,)`` bool, whether the row holds a face (see :class:`Encoding`)."""
+        return self.encoding.ok
+
+    @property
+    def errors(self) -> list[str | None]:
+        """The reason of each row that is not ok (see :class:`Encoding`)."""
+        return self.encoding.errors
+
+    @property
+    def names(self) -> list[str]:
+        """The name of each row's input (see :class:`Encoding`)."""
+        return self.encoding.names
+
+    @property
+    def source(self) -> Tensor:
+        """``(N,)`` the input index of each row (see :class:`Encoding`)."""
+        return self.encoding.source
+
+
 @dataclass(frozen=True)
-class Disentangled:
+class Disentangled(_RowsOfEncoding):
     """Identity and expression parts of each face's latents (stage 2, representation diffusion).
 
     ``Z_exp`` is the observed latent (:attr:`texture`, :attr:`shape`); the RDM generates the identity latent
@@ -129,26 +155,6 @@ class Disentangled:
         """``(N, 1024)``: ``[Δ_t, Δ_s, Z_t, Z_s]``, the paper's features for expression recognition."""
         return torch.cat([self.expression_texture, self.expression_shape, self.texture, self.shape], dim=1)
 
-    @property
-    def ok(self) -> Tensor:
-        """``(N,)`` bool, whether the row holds a face (see :class:`Encoding`)."""
-        return self.encoding.ok
-
-    @property
-    def errors(self) -> list[str | None]:
-        """The reason of each row that is not ok (see :class:`Encoding`)."""
-        return self.encoding.errors
-
-    @property
-    def names(self) -> list[str]:
-        """The name of each row's input (see :class:`Encoding`)."""
-        return self.encoding.names
-
-    @property
-    def source(self) -> Tensor:
-        """``(N,)`` the input index of each row (see :class:`Encoding`)."""
-        return self.encoding.source
-
     def numpy(self) -> dict[str, np.ndarray]:
         """The encoding's arrays plus ``identity_*``, ``expression_*`` and both feature vectors."""
         out = self.encoding.numpy()
@@ -160,7 +166,7 @@ class Disentangled:
 
 
 @dataclass(frozen=True)
-class Frontalized:
+class Frontalized(_RowsOfEncoding):
     """Faces re-rendered by :meth:`FaceEncoder.frontalize` (canonical pose) or :meth:`FaceEncoder.render`.
 
     Attributes:
@@ -190,26 +196,6 @@ class Frontalized:
 
     def __len__(self) -> int:
         return int(self.tensor.shape[0])
-
-    @property
-    def ok(self) -> Tensor:
-        """``(N,)`` bool, whether the row holds a face (see :class:`Encoding`)."""
-        return self.encoding.ok
-
-    @property
-    def errors(self) -> list[str | None]:
-        """The reason of each row that is not ok (see :class:`Encoding`)."""
-        return self.encoding.errors
-
-    @property
-    def names(self) -> list[str]:
-        """The name of each row's input (see :class:`Encoding`)."""
-        return self.encoding.names
-
-    @property
-    def source(self) -> Tensor:
-        """``(N,)`` the input index of each row (see :class:`Encoding`)."""
-        return self.encoding.source
 
     def numpy(self) -> dict[str, np.ndarray]:
         """Renders (``images`` as ``uint8 (N, 64, 64, 3)``), masks, pose, light and maps when present, plus rows."""

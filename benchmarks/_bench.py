@@ -109,7 +109,10 @@ def cpu_name() -> str:
 
 
 def machine(threads: int) -> dict[str, Any]:
-    """Facts about this machine and this run (cores, torch threads, versions, load, background jobs)."""
+    """Facts about this machine and this run (cores, torch threads, versions, load, background jobs).
+
+    The scripts call it when they assemble their results, so ``when_utc`` and ``loadavg`` are taken at
+    the end of the measurements."""
     import torch
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
@@ -121,7 +124,7 @@ def machine(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "loadavg_at_start": [round(x, 2) for x in load],
+        "loadavg": [round(x, 2) for x in load],
         "bench_ok_marker": BENCH_OK.exists(),
         "when_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }

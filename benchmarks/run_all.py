@@ -92,7 +92,8 @@ def _fn_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | None, threads_cmd: str) -> str:
+def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | None, threads_cmd: str,
+           notes: str = "") -> str:
     enc, lat, pipe = results["encode"], results["latent_ops"], results["pipeline"]
     mem, train = results["memory"], results["train"]
     m = enc["machine"]
@@ -103,7 +104,7 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
     add("")
     add(f"All numbers below come from one run of `{threads_cmd}` (each family in its own process, one after "
         f"the other), on {m['cores']} CPU cores ({m['cpu']}), torch {m['torch']} with **{m['torch_threads']} "
-        f"torch thread(s)** everywhere (peers included), no GPU, started {m['when_utc']} UTC. "
+        f"torch thread(s)** everywhere (peers included), no GPU, on {m['when_utc'][:10]}. "
         f"Model: {enc['model']}. Each figure is the **median of several runs (min–max)**; the number of runs "
         f"and every single value are in `benchmarks/results/*.json`, with each script's own command.")
     add("")
@@ -113,13 +114,19 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
             "than on an idle machine; ratios are measured in the same run, side by side, and are less affected.")
     else:
         add("The machine was otherwise idle (training and evaluation had finished).")
-    loads = ", ".join(f"{k} {r['machine']['loadavg_at_start'][0]:.1f}" for k, r in results.items())
-    add(f"1-minute load average when each family started: {loads}.")
+    loads = ", ".join(f"{k} {r['machine']['when_utc'][11:16]} "
+                      f"({r['machine'].get('loadavg', r['machine'].get('loadavg_at_start'))[0]:.1f})"
+                      for k, r in results.items())
+    add(f"Time (UTC) each family finished, and the 1-minute load average then (our own runs included): {loads}.")
     if run_seconds:
         total = sum(run_seconds.values())
         add(f"The whole run took {total / 60:.1f} minutes (" + ", ".join(
             f"{k} {v:.0f} s" for k, v in run_seconds.items()) + ").")
     add("")
+
+    if notes:
+        add("**Notes on this run:** " + notes.strip())
+        add("")
 
     # Goals.
     add("## Goals")
@@ -135,7 +142,9 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
         f"(celeba {sets['celeba']['ratio_ours_over_facenet']:.2f}×, photos "
         f"{sets['photos']['ratio_ours_over_facenet']:.2f}×, 1080p photo "
         f"{sets['photo_1080p']['ratio_ours_over_facenet']:.2f}×) | {'met' if g['met'] else 'missed'}"
-        + ("" if sets["photos"]["ratio_ours_over_facenet"] >= 2 else " overall; missed on large photos") + " |")
+        + ("" if sets["photos"]["ratio_ours_over_facenet"] >= 2 else
+           f" overall; on the photos alone {1 - sets['photos']['ratio_ours_over_facenet'] / 2:.1%} short "
+           "(MTCNN-bound, see §2)") + " |")
     g = lat["goal"]
     add(f"| `disentangle` adds to `encode` (pre-cropped faces) | ≤ 25% | +{_pct(g['achieved'])} "
         f"(+{_pct(lat['disentangle_vs_encode_photos']['added']['median'])} with detection) | "
@@ -171,7 +180,8 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
         add(f"| {bs} | {sf['images']} | {_f(sf['images_per_s'])} | {_f(sp['images_per_s'])} | "
             f"{_f(nf['images_per_s'])} | {sf['gflops']['median']:.1f} | {_pct(sf['fraction_of_peak'])} |")
     add("")
-    add(f"The fast path is {enc['fast_over_plain_batch32']:.2f}× the plain layout at batch 32 (medians). "
+    add(f"The fast path is {enc['fast_over_plain_batch32']:.2f}× the plain layout at batch 32 (medians; "
+        "see the notes above for other runs). "
         "Top operators of the SDK call at batch 32 (torch.profiler, one call of "
         f"{enc.get('profile_images', '?')} images):")
     add("")
@@ -217,6 +227,18 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
     add(f"| crop | {_f(so['crop'], 2)} | (in MTCNN) |")
     add(f"| features | {_f(so['encode'], 2)} (64×64 encoders) | {_f(sp_['embed'], 2)} (InceptionResnetV1 at 160×160) |")
     add("")
+    ph = pipe.get("stage_seconds_photos")
+    if ph:
+        po, pf = ph["ours"], ph["facenet"]
+        add(f"And on the {sets['photos']['images']} photos (seconds, median):")
+        add("")
+        add("| stage | ours | facenet-pytorch |")
+        add("|---|---:|---:|")
+        add(f"| decode | {_f(po['decode'], 2)} | {_f(pf['decode'], 2)} |")
+        add(f"| MTCNN | {_f(po['mtcnn'], 2)} | {_f(pf['mtcnn'], 2)} (with its 160 px crops) |")
+        add(f"| crop | {_f(po['crop'], 2)} | (in MTCNN) |")
+        add(f"| features | {_f(po['encode'], 2)} | {_f(pf['embed'], 2)} |")
+        add("")
     mt_share = so["mtcnn"]["median"] / sum(v["median"] for v in so.values())
     fl_p = pipe.get("flops_per_face", {})
     flops_note = (f" ({fl_p['ours'] / 1e9:.2f} vs {fl_p['facenet'] / 1e9:.2f} GFLOP per face)" if fl_p else "")
@@ -258,8 +280,9 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
         "the scale/shift projection of every residual layer), which `RDMDenoiser.forward` computes for every "
         "row although all rows of a DDIM step share one timestep. Computing it once per step (a change in "
         f"`models/rdm.py`, same results) would leave {_pct(fl['rdm_without_time_embedding_over_encode'])} of "
-        "encode's FLOPs; the rest of the added time is the per-face noise generators and crop hashes that make "
-        "results independent of the batch. With detection, the same RDM work is a smaller share.")
+        "encode's FLOPs. The measured added time is higher than the FLOP share because the RDMs' small matrix "
+        "products (64 rows, at most 640 wide; `linear` in the profile below) run at a lower GFLOP/s than the "
+        "encoders' convolutions. With detection, the same RDM work is a smaller share.")
     add("")
     add("cProfile of `disentangle` on the pre-cropped faces:")
     add("")
@@ -370,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {n: json.loads((args.out / f"{n}.json").read_text()) for n, _, _ in FAMILIES}
     threads = results["encode"]["machine"]["torch_threads"]
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(report(results, seconds, f"python benchmarks/run_all.py --threads {threads}"), encoding="utf-8")
+    notes_file = args.out / "notes.md"  # a person's remarks on the run (e.g. a family rerun), kept verbatim
+    notes = notes_file.read_text(encoding="utf-8") if notes_file.exists() else ""
+    doc.write_text(report(results, seconds, f"python benchmarks/run_all.py --threads {threads}", notes),
+                   encoding="utf-8")
     print(f"wrote {doc}")
     return 0
 

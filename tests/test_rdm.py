@@ -209,3 +209,24 @@ def test_timestep_embedding_is_sinusoidal() -> None:
 def test_bad_schedule_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         RepresentationDiffusion(RDMConfig(beta_schedule="nonsense"))
+
+
+def test_denoiser_shares_timestep_work_without_changing_results() -> None:
+    # Rows with the same timestep share one embedding (gathered per row); mixed batches must give what
+    # each row gives alone.
+    from latentface_sdk.config import RDMConfig
+    from latentface_sdk.models.rdm import RDMDenoiser
+
+    torch.manual_seed(0)
+    model = RDMDenoiser(RDMConfig(channels=(64, 32, 48), time_embed_dim=16)).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.05)  # the zero-initialised layers too
+    z, cond = torch.randn(6, 256), torch.randn(6, 256)
+    t = torch.tensor([5, 900, 5, 300, 900, 5])
+    with torch.no_grad():
+        batch = model(z, t, cond)
+        alone = torch.cat([model(z[i:i + 1], t[i:i + 1], cond[i:i + 1]) for i in range(6)])
+        other_t = model(z, torch.full((6,), 300), cond)
+    torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(batch, other_t)  # the timestep still matters per row

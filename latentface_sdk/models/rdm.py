@@ -74,9 +74,11 @@ class _ResidualLayer(nn.Module):
         nn.init.zeros_(self.fc2.bias)
         self.skip: nn.Module = nn.Linear(in_dim, out_dim) if in_dim != out_dim else nn.Identity()
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, index: Tensor | None = None) -> Tensor:
+        """``emb`` holds one row per distinct timestep and ``index`` picks each sample's row (None: one per sample)."""
         h = self.fc1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(F.silu(emb)).chunk(2, dim=-1)
+        mod = self.emb(F.silu(emb))
+        scale, shift = (mod if index is None else mod[index]).chunk(2, dim=-1)
         h = self.norm2(h) * (1.0 + scale) + shift
         h = self.fc2(F.silu(h))
         return self.skip(x) + h
@@ -89,9 +91,9 @@ class _Block(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([_ResidualLayer(in_dim, out_dim, emb_dim), _ResidualLayer(out_dim, out_dim, emb_dim)])
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, index: Tensor | None = None) -> Tensor:
         for layer in self.layers:
-            x = layer(x, emb)
+            x = layer(x, emb, index)
         return x
 
 
@@ -132,11 +134,14 @@ class RDMDenoiser(nn.Module):
             )
         if t.ndim != 1 or t.shape[0] != z_t.shape[0]:
             raise ValueError(f"RDMDenoiser expects t of shape ({z_t.shape[0]},); got {tuple(t.shape)}")
-        emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(z_t.dtype))
+        # The timestep embedding and its modulations are computed once per distinct timestep (in DDIM
+        # sampling every row shares one), then gathered per row: half the sampler's work otherwise.
+        steps, index = torch.unique(t, return_inverse=True)
+        emb = self.time_mlp(timestep_embedding(steps, self.config.time_embed_dim).to(z_t.dtype))
         h = self.inp(torch.cat([z_t, cond], dim=1))
-        skip = self.down(h, emb)
-        h = self.middle(skip, emb)
-        h = self.up(torch.cat([h, skip], dim=1), emb)
+        skip = self.down(h, emb, index)
+        h = self.middle(skip, emb, index)
+        h = self.up(torch.cat([h, skip], dim=1), emb, index)
         return self.out(F.silu(self.out_norm(h)))
 
 

@@ -42,7 +42,9 @@ def save_model_folder(folder: str | Path, config: ModelConfig, state: dict[str, 
     fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".safetensors", dir=out)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"format": "pt", "config_name": config.name})
+        # One metadata key only: safetensors writes its metadata map in hash order, so with several keys the
+        # same weights could give different bytes (and checksums) from one save to the next.
+        save_file(tensors, tmp, metadata={"format": "pt"})
         config.checksum = sha256_file(tmp)
         os.replace(tmp, out / WEIGHTS_NAME)
     finally:

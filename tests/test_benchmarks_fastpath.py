@@ -7,7 +7,6 @@ within float rounding: latents, boxes and scores, frontalized images, and the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,6 @@ from latentface_sdk.detection import crop_aligned
 from latentface_sdk.images import to_rgb
 
 ATOL = 1e-4  # latents are O(1); float32 rounding of reordered sums is ~1e-6
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ depend on trained weights; the tests that need the bundled default skip when it 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +41,6 @@ def tiny_config() -> ModelConfig:
         autoencoder=AutoencoderConfig(width=8, decoder_width=8),
         rdm=RDMConfig(channels=(32, 16, 24), time_embed_dim=16),
     )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,11 @@ import importlib.util
 import json
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from latentface_sdk.config import CropConfig
@@ -56,15 +54,6 @@ def centre_crops(
 
 
 centre_crops.calls = 0  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The test machine is small and shared: one intra-op thread is ~3x faster for the encoder here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _settings(out: Path, cache: Path | None = None) -> EvalSettings:

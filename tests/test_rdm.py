@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,15 +14,6 @@ from latentface_sdk.errors import ConfigError
 from latentface_sdk.models.rdm import RDMDenoiser, RepresentationDiffusion, timestep_embedding
 
 SMALL = RDMConfig(latent_dim=8, channels=(32, 16, 24), time_embed_dim=16)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, threads stall each other on these small tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class _FakeDenoiser(nn.Module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -41,15 +40,6 @@ from latentface_sdk.train.stage2 import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_RDM = {"latent_dim": 16, "channels": [64, 32, 64], "time_embed_dim": 32}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, threads stall each other on these small tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _touch_images(paths: list[Path], size: int = 8) -> None:

@@ -184,3 +184,17 @@ def base_parser(description: str) -> Any:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
+
+
+def goal_main(doc: str | None, run: Callable[[Any], dict[str, Any]], achieved_format: str,
+              argv: list[str] | None = None, repeats: int | None = None, unit: str = "") -> int:
+    """The command line of a goal benchmark: parse, run, print the goal line, write the JSON."""
+    parser = base_parser((doc or "").splitlines()[0])
+    if repeats is not None:
+        parser.set_defaults(repeats=repeats)
+    args = parser.parse_args(argv)
+    result = run(args)
+    g = result["goal"]
+    print(f"goal: {g['what']}: {format(g['achieved'], achieved_format)}{unit} ({'met' if g['met'] else 'missed'})")
+    write_json(args.json, result)
+    return 0

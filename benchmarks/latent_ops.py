@@ -141,13 +141,7 @@ def run(args: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _bench.base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    result = run(args)
-    g = result["goal"]
-    print(f"goal: {g['what']}: {g['achieved']:.1%} ({'met' if g['met'] else 'missed'})")
-    _bench.write_json(args.json, result)
-    return 0
-
+    return _bench.goal_main(__doc__, run, ".1%", argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -222,15 +222,7 @@ def split_peer(peer: FacenetPipeline, paths: Sequence[Path], repeats: int) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _bench.base_parser(__doc__.splitlines()[0])
-    parser.set_defaults(repeats=3)
-    args = parser.parse_args(argv)
-    result = run(args)
-    g = result["goal"]
-    print(f"goal: {g['what']}: {g['achieved']:.2f}x ({'met' if g['met'] else 'missed'})")
-    _bench.write_json(args.json, result)
-    return 0
-
+    return _bench.goal_main(__doc__, run, ".2f", argv, repeats=3, unit="x")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,6 +32,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: File suffixes of pickled weights (PyTorch, pickle): recognised to be refused with a reason, never read.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def pickled_files(folder: Path) -> list[str]:
+    """Names of the files in ``folder`` that look like pickled weights (sorted)."""
+    return sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+
+
 def save_model_folder(folder: str | Path, config: ModelConfig, state: dict[str, Tensor]) -> Path:
     """Write ``state`` and ``config`` (with the weights' checksum filled in) into ``folder``, atomically."""
     from safetensors.torch import save_file
@@ -67,7 +76,7 @@ def load_model_folder(folder: str | Path, *, verify_checksum: bool = True) -> tu
     config = ModelConfig.load(root / CONFIG_NAME)
     weights = root / WEIGHTS_NAME
     if not weights.is_file():
-        others = sorted(p.name for p in root.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"})
+        others = pickled_files(root)
         hint = f" (found {others}: pickled weights are refused; convert them to safetensors)" if others else ""
         raise WeightsError(f"{weights}: missing weights file{hint}")
     with open(weights, "rb") as fh:

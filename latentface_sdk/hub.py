@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from . import _paths
+from .checkpoint import pickled_files
 from .config import CONFIG_NAME, WEIGHTS_NAME
 from .errors import OfflineError, WeightsError
 
@@ -59,7 +60,7 @@ def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def _check_folder(folder: Path, what: str) -> Path:
     missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
-    pickled = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    pickled = pickled_files(folder)
     if WEIGHTS_NAME in missing and pickled:
         raise WeightsError(
             f"{folder}: {what} holds {', '.join(pickled)} but no {WEIGHTS_NAME}: pickled weights are refused "

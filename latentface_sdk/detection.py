@@ -48,7 +48,7 @@ METHOD_CENTER = "center"  #: centre crop (``detect=False``, or no face found and
 METHOD_NOFACE = "noface"  #: readable, but no face found and ``fallback="none"``
 METHOD_FAILED = "failed"  #: the file could not be read as an image
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: crops carry their five landmarks
 
 
 @dataclass
@@ -200,6 +200,19 @@ def crop_face(rgb: np.ndarray, box: Sequence[float], crop: CropConfig) -> np.nda
     return _resample_square(rgb, (x1, y1, x2, y2), crop.size)
 
 
+def landmarks_in_crop(landmarks: np.ndarray, box: Sequence[float], margin: float) -> np.ndarray:
+    """Map landmarks ``(K, 2)`` in image pixels to the crop of ``box`` in ``(u, v)`` coordinates.
+
+    The crop of :func:`crop_face` spans ``[-1, 1]`` in both directions (the convention of
+    :mod:`latentface_sdk.render.geometry`); the result is ``float32 (K, 2)``. Pure function.
+    """
+    x1, y1, x2, y2 = square_box(box, margin)
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    u = (pts[:, 0] - x1) / (x2 - x1) * 2.0 - 1.0
+    v = (pts[:, 1] - y1) / (y2 - y1) * 2.0 - 1.0
+    return np.stack([u, v], axis=1).astype(np.float32)
+
+
 def crop_aligned(rgb: np.ndarray, size: int = 64) -> np.ndarray:
     """For already aligned faces: the centred square of side ``min(H, W)``, resized to ``size``."""
     h, w = rgb.shape[:2]
@@ -250,7 +263,9 @@ class CropSet:
 
     ``crops`` ``uint8 (N, size, size, 3)`` (zeros where not ``ok``); ``ok`` ``bool (N,)``;
     ``boxes`` ``float32 (N, 4)`` MTCNN boxes in original pixels (NaN when none); ``scores``
-    ``float32 (N,)`` (NaN when none); ``method`` one of ``"mtcnn"``, ``"center"``, ``"noface"``,
+    ``float32 (N,)`` (NaN when none); ``landmarks`` ``float32 (N, 5, 2)`` MTCNN's five points (eyes,
+    nose, mouth corners, in the image's left-to-right order) in crop coordinates ``[-1, 1]`` (see
+    :func:`landmarks_in_crop`; NaN when none); ``method`` one of ``"mtcnn"``, ``"center"``, ``"noface"``,
     ``"failed"`` per row; ``errors`` the reason for ``"failed"`` rows (empty string otherwise).
     """
 
@@ -261,6 +276,7 @@ class CropSet:
     scores: np.ndarray
     method: np.ndarray
     errors: list[str] = field(default_factory=list)
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -319,6 +335,7 @@ def prepare_crops(
         scores=np.full(n, np.nan, dtype=np.float32),
         method=np.full(n, METHOD_FAILED, dtype="<U6"),
         errors=[""] * n,
+        landmarks=np.full((n, 5, 2), np.nan, dtype=np.float32),
     )
     if detect and detector is None and n:
         detector = FaceDetector(crop)
@@ -343,6 +360,8 @@ def prepare_crops(
                     result.crops[i] = crop_face(images[i], face.box, crop)
                     result.boxes[i] = face.box
                     result.scores[i] = face.score
+                    if face.landmarks is not None:
+                        result.landmarks[i] = landmarks_in_crop(face.landmarks, face.box, crop.margin)
                     result.method[i], result.ok[i] = METHOD_MTCNN, True
                 elif not detect or fallback == "center":
                     result.crops[i] = crop_aligned(images[i], size)
@@ -393,6 +412,7 @@ def _load_cache(path: Path, key: str) -> CropSet | None:
                 scores=data["scores"],
                 method=data["method"],
                 errors=[str(e) for e in data["errors"]],
+                landmarks=data["landmarks"],
             )
     except (OSError, ValueError, KeyError) as exc:
         logger.warning("face crops: cannot read cache %s (%s); recomputing", path, exc)
@@ -414,6 +434,7 @@ def _save_cache(path: Path, key: str, result: CropSet) -> None:
                 scores=result.scores,
                 method=np.asarray(result.method, dtype=str),
                 errors=np.asarray(result.errors, dtype=str),
+                landmarks=result.landmarks,
             )
         os.replace(tmp, path)
     except BaseException:
@@ -431,6 +452,7 @@ __all__ = [
     "FaceDetector",
     "crop_aligned",
     "crop_face",
+    "landmarks_in_crop",
     "prepare_crops",
     "select_faces",
     "square_box",

@@ -21,7 +21,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 #: Named sources inside the shared data folder (see ``../shared/data/README.md``). Stage 1 may use
 #: UTKFace, the CelebA ``train`` rows and IMFDB; the CelebA ``verify`` rows are never offered here.
-SHARED_SOURCES = ("utkface", "celeba-train", "imfdb")
+#: ``utkface-train`` is UTKFace without the held-out rows of ``utkface-heldout`` (every
+#: :data:`UTKFACE_HOLDOUT_EVERY`-th file in sorted order), which the pose checks measure on.
+SHARED_SOURCES = ("utkface", "utkface-train", "utkface-heldout", "celeba-train", "imfdb")
+
+#: One UTKFace file in this many (sorted by name) is held out of ``utkface-train``.
+UTKFACE_HOLDOUT_EVERY = 40
 
 
 def image_folder(root: str | Path) -> list[str]:
@@ -57,6 +62,10 @@ def shared_source(root: str | Path, name: str) -> list[str]:
     base = Path(root)
     if name == "utkface":
         return image_folder(base / "utkface" / "images")
+    if name in ("utkface-train", "utkface-heldout"):
+        files = image_folder(base / "utkface" / "images")
+        held = name == "utkface-heldout"
+        return [p for i, p in enumerate(files) if (i % UTKFACE_HOLDOUT_EVERY == 0) == held]
     if name == "imfdb":
         return image_folder(base / "imfdb" / "images")
     if name == "celeba-train":
@@ -90,14 +99,18 @@ class CropDataset(Dataset[Tensor]):
     """64x64 uint8 crops (N, H, W, 3) served as float tensors (3, H, W) in [0, 1].
 
     ``flip=True`` mirrors half of the samples at random (faces are near-symmetric; the model's own
-    symmetry prior does not depend on it).
+    symmetry prior does not depend on it). ``landmarks`` (N, 5, 2), optional, are MTCNN's five points
+    in crop coordinates ``[-1, 1]`` (NaN where unknown), used by the stage-1 landmark loss.
     """
 
-    def __init__(self, crops: np.ndarray, flip: bool = True) -> None:
+    def __init__(self, crops: np.ndarray, flip: bool = True, landmarks: np.ndarray | None = None) -> None:
         if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
             raise DataError(f"crops must be uint8 (N, H, W, 3), got {crops.dtype} {crops.shape}")
+        if landmarks is not None and landmarks.shape != (crops.shape[0], 5, 2):
+            raise DataError(f"landmarks must be (N, 5, 2) for {crops.shape[0]} crops, got {landmarks.shape}")
         self.crops = crops
         self.flip = flip
+        self.landmarks = landmarks
 
     def __len__(self) -> int:
         return int(self.crops.shape[0])

@@ -46,6 +46,10 @@ class AutoencoderConfig:
     depth_min: float = 0.9
     depth_max: float = 1.1
     border_depth: float = 0.7
+    #: relief of a fixed ellipsoidal face bump added to the decoded depth (in units of half the depth
+    #: range; 0 = none, the paper). It starts stage 1 from a rounded face instead of a flat sheet, out of
+    #: the flat/frontal saddle where neither depth nor yaw can explain a turned face's landmarks.
+    depth_prior: float = 0.0
     max_rotation_deg: float = 60.0
     max_translation_xy: float = 0.1
     max_translation_z: float = 0.0
@@ -90,12 +94,17 @@ class RDMConfig:
     beta_start: float = 1e-4
     beta_end: float = 2e-2
     sample_steps: int = 5
+    #: where DDIM starts: ``"noise"`` (``z_T ~ N(0, I)``, the paper) or ``"zero"`` (``z_T = 0``, the
+    #: prior's mode: one deterministic sample near the mean of many, the default of ``disentangle``)
+    sample_init: str = "noise"
 
     def validate(self) -> None:
         if len(self.channels) != 3 or min(self.channels) <= 0:
             raise ConfigError(f"rdm.channels must be three positive widths (got {self.channels})")
         if self.num_train_timesteps < 2 or not 1 <= self.sample_steps <= self.num_train_timesteps:
             raise ConfigError("rdm.sample_steps must be between 1 and num_train_timesteps")
+        if self.sample_init not in ("noise", "zero"):
+            raise ConfigError(f"rdm.sample_init must be 'noise' or 'zero' (got {self.sample_init!r})")
 
 
 @dataclass

@@ -40,6 +40,18 @@ class Maps:
     depth: Tensor
 
 
+def face_bump(size: int) -> Tensor:
+    """A unit ellipsoidal bump (size, size) over the face region of a crop: -1 at its apex, 0 outside.
+
+    Negative values are closer to the camera. The ellipse is centred slightly below the crop's centre
+    (the nose) with half-axes 0.75 (across) and 0.95 (down) in ``[-1, 1]`` image units.
+    """
+    grid = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1
+    vv, uu = torch.meshgrid(grid, grid, indexing="ij")
+    inside = (1.0 - (uu / 0.75) ** 2 - ((vv - 0.05) / 0.95) ** 2).clamp(min=0.0)
+    return -inside.sqrt()
+
+
 class LatentAutoencoder(nn.Module):
     """Encoders and decoders of the 3D latent autoencoder (paper section 2.2, appendix B)."""
 
@@ -65,6 +77,8 @@ class LatentAutoencoder(nn.Module):
                           c.max_rotation_deg, c.max_rotation_deg, c.max_rotation_deg]),
             persistent=False,
         )
+        self.depth_prior: Tensor
+        self.register_buffer("depth_prior", self.cfg.depth_prior * face_bump(self.cfg.image_size), persistent=False)
 
     def _init_flat_frontal(self) -> None:
         """Start from a flat canonical depth seen frontally (zeroed last layers of depth and pose).
@@ -110,7 +124,7 @@ class LatentAutoencoder(nn.Module):
 
     def decode_depth(self, shape: Tensor) -> Tensor:
         """Shape latent (B, D) -> depth (B, 64, 64) in [depth_min, depth_max], centred on the range middle."""
-        raw = self.depth_decoder(shape)[:, 0]
+        raw = self.depth_decoder(shape)[:, 0] + self.depth_prior
         raw = raw - raw.mean(dim=(1, 2), keepdim=True)
         c = self.cfg
         mid, half = (c.depth_min + c.depth_max) / 2.0, (c.depth_max - c.depth_min) / 2.0

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.autoencoder import LatentAutoencoder, Latents, Maps
+from ..render import geometry as geo
 from ..render.geometry import flip_horizontal
 from ..render.renderer import FaceRenderer, Rendered, Shaded
 
@@ -73,6 +74,116 @@ def depth_curvature(depth: Tensor, pixel_depth: float) -> Tensor:
     return (dxx.abs().mean() + dyy.abs().mean()) / pixel_depth
 
 
+def project_keypoints(depth: Tensor, pose: Tensor, keypoints: Tensor, focal: float, centre_depth: float) -> Tensor:
+    """Where canonical keypoints land in the posed view: (B, K, 2) image coordinates in ``[-1, 1]``.
+
+    ``keypoints`` (K, 2) are canonical-view image positions; the depth map (B, H, W) is read there
+    (bilinear), the points are unprojected, moved by ``pose`` (B, 6) and projected with the camera,
+    exactly as the renderer moves the mesh vertices.
+    """
+    b, k = depth.shape[0], keypoints.shape[0]
+    grid = keypoints.to(depth).view(1, 1, k, 2).expand(b, 1, k, 2)
+    z = F.grid_sample(depth.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    z = z.view(b, k, 1)
+    uv = keypoints.to(depth).unsqueeze(0)
+    points = torch.cat([uv * z / focal, z], dim=-1)
+    return geo.project(geo.apply_pose(points, pose, centre_depth), focal)
+
+
+def landmark_l1(projected: Tensor, landmarks: Tensor) -> Tensor:
+    """Mean absolute distance (per coordinate) between projected keypoints and landmarks (B, K, 2).
+
+    Faces whose landmarks are not finite (MTCNN gave none) do not count; without any, the loss is 0.
+    """
+    valid = torch.isfinite(landmarks).all(dim=-1).all(dim=-1)
+    if not bool(valid.any()):
+        return projected.sum() * 0.0
+    return (projected[valid] - landmarks[valid]).abs().mean()
+
+
+def random_light(batch: int, like: Tensor) -> Tensor:
+    """Random lights (B, 4) = (ambient, diffuse, dx, dy) spread over the range real photos show."""
+    r = torch.rand(batch, 4, device=like.device, dtype=like.dtype)
+    ambient = 0.1 + 0.5 * r[:, :1]
+    diffuse = 0.2 + 0.7 * r[:, 1:2]
+    direction = (r[:, 2:] * 2.0 - 1.0) * 0.8
+    return torch.cat([ambient, diffuse, direction], dim=1)
+
+
+@dataclass
+class Relit:
+    """Faces re-rendered under known lights (:func:`relight`) and what the encoders read from them."""
+
+    light: Tensor  # (n, 4) the lights rendered with
+    images: Tensor  # (n, 3, H, W)
+    latents: Latents | None = None  # encoder outputs on ``images`` (filled by the training forward)
+
+
+def relight(renderer: FaceRenderer, rec: Reconstruction, images: Tensor, count: int) -> Relit:
+    """Re-render the first ``count`` reconstructed faces under random known lights.
+
+    Albedo, depth and pose are held fixed (detached); the render is pasted over the input's background.
+    """
+    n = min(count, images.shape[0])
+    albedo, depth = rec.maps.albedo[:n].detach(), rec.maps.depth[:n].detach()
+    pose = rec.latents.pose[:n].detach()
+    light = random_light(n, albedo)
+    view = renderer.render(renderer.shade(albedo, depth, light).image, depth, pose)
+    out = (view.image * view.mask + images[:n] * (1.0 - view.mask)).clamp(0.0, 1.0)
+    return Relit(light=light, images=out)
+
+
+def _relative_mse(pred: Tensor, target: Tensor) -> Tensor:
+    target = target.detach()
+    return (pred - target).pow(2).mean() / target.pow(2).mean().clamp(min=1e-6)
+
+
+def light_cycle_loss(rec: Reconstruction, relit: Relit) -> tuple[Tensor, dict[str, float]]:
+    """Light-cycle loss (not in the paper): the encoders must invert the renderer's lighting.
+
+    On faces re-rendered under known lights (:func:`relight`), the light encoder must recover the light
+    (L1) and the texture, shape and pose encoders must give what they gave for the original image
+    (relative mean squared difference; pose in units of 10 degrees): light goes to the light latent
+    and nowhere else, the split that the photometric loss alone leaves ambiguous between albedo
+    and shading.
+    """
+    if relit.latents is None:
+        raise ValueError("light_cycle_loss needs the encoder outputs on the relit faces")
+    enc, n = relit.latents, relit.light.shape[0]
+    lat = rec.latents
+    light_err = (enc.light - relit.light).abs().mean()
+    tex_err = _relative_mse(enc.texture, lat.texture[:n])
+    shape_err = _relative_mse(enc.shape, lat.shape[:n])
+    pose_err = ((enc.pose - lat.pose[:n].detach()) / 10.0).abs().mean()
+    total = light_err + tex_err + shape_err + pose_err
+    parts = {"cycle_light": float(light_err.detach()), "cycle_texture": float(tex_err.detach()),
+             "cycle_shape": float(shape_err.detach()), "cycle_pose": float(pose_err.detach())}
+    return total, parts
+
+
+class Stage1Forward(nn.Module):
+    """The whole stage-1 forward pass as one module (so that DistributedDataParallel can wrap it).
+
+    ``forward(images)`` returns the :class:`Reconstruction` and, when ``cycle_count > 0``, the
+    :class:`Relit` faces with their encoder outputs. Every use of the autoencoder's parameters
+    happens inside this one call.
+    """
+
+    def __init__(self, model: LatentAutoencoder, renderer: FaceRenderer, cycle_count: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.renderer = renderer
+        self.cycle_count = cycle_count
+
+    def forward(self, images: Tensor) -> tuple[Reconstruction, Relit | None]:
+        rec = reconstruct(self.model, self.renderer, images)
+        if self.cycle_count <= 0:
+            return rec, None
+        relit = relight(self.renderer, rec, images, self.cycle_count)
+        relit.latents = self.model.encode(relit.images)
+        return rec, relit
+
+
 @dataclass
 class Stage1Loss:
     """Weights of eq. 11."""
@@ -83,9 +194,17 @@ class Stage1Loss:
     lambda_smooth: float = 0.0
     #: depth of one pixel's width at the canonical distance, to express curvature in slope units
     pixel_depth: float = 2 * math.tan(math.radians(5.0)) / 64
+    #: weight of the landmark reprojection loss (0 = the paper's loss); needs ``keypoints``
+    lambda_landmark: float = 0.0
+    #: canonical keypoints (5, 2) of :func:`latentface_sdk.landmarks.canonical_keypoints`
+    keypoints: Tensor | None = None
+    #: camera of the renderer, for the keypoint projection
+    focal: float = 1.0 / math.tan(math.radians(5.0))
+    centre_depth: float = 1.0
 
-    def __call__(self, rec: Reconstruction, images: Tensor, features: nn.Module) -> tuple[Tensor, dict[str, float]]:
-        """Total loss and its parts (as floats, for logs)."""
+    def __call__(self, rec: Reconstruction, images: Tensor, features: nn.Module,
+                 landmarks: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Total loss and its parts (as floats, for logs); ``landmarks`` (B, 5, 2) for the landmark loss."""
         mask = rec.recon.mask.detach()
         mask_f = rec.recon_flip.mask.detach()
         photo = confidence_l1(rec.recon.image, images, rec.conf_photo[:, :1], mask)
@@ -101,11 +220,18 @@ class Stage1Loss:
         smooth = depth_curvature(rec.maps.depth, self.pixel_depth)
         if self.lambda_smooth > 0:
             total = total + self.lambda_smooth * smooth
+        lm_part: dict[str, float] = {}
+        if self.lambda_landmark > 0 and landmarks is not None and self.keypoints is not None:
+            projected = project_keypoints(rec.maps.depth, rec.latents.pose, self.keypoints, self.focal,
+                                          self.centre_depth)
+            lm = landmark_l1(projected, landmarks.to(projected))
+            total = total + self.lambda_landmark * lm
+            lm_part = {"landmark": float(lm.detach())}
         with torch.no_grad():
             l1 = ((rec.recon.image - images).abs().mean(1, keepdim=True) * mask).sum() / mask.sum().clamp(min=1)
         parts = {
             "loss": float(total.detach()), "photo": float(photo.detach()), "photo_flip": float(photo_f.detach()),
             "feat": float(feat.detach()), "feat_flip": float(feat_f.detach()), "l1": float(l1),
-            "curvature": float(smooth.detach()),
+            "curvature": float(smooth.detach()), **lm_part,
         }
         return total, parts

@@ -79,12 +79,45 @@ class VGG16Features(nn.Module):
         return self.net((images - self.mean) / self.std)
 
 
+class MTCNNFeatures(nn.Module):
+    """Face-trained features from MTCNN's ONet (inside the facenet-pytorch wheel, nothing downloaded).
+
+    ONet's first two convolution stages (conv, PReLU, max-pool, twice): (B, 3, 64, 64) in [0, 1] ->
+    (B, 64, 14, 14). ONet was trained to find faces and their landmarks, so these filters respond to
+    facial structure (eyes, nose, mouth edges) rather than to arbitrary texture. The weights are read
+    with ``torch.load(weights_only=True)`` (tensors only). ONet's weights were converted from a model
+    trained on transposed images, so the input is transposed in and the features transposed back
+    (the feature map stays aligned with the image for the loss's confidence map). Parameters are frozen.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        import facenet_pytorch
+        from facenet_pytorch.models.mtcnn import ONet
+
+        path = Path(facenet_pytorch.__file__).parent / "data" / "onet.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a missing or unreadable file: say which
+            raise WeightsError(f"{path}: cannot read MTCNN ONet weights ({exc})") from exc
+        onet = ONet(pretrained=False)
+        onet.load_state_dict(state)
+        self.net = nn.Sequential(onet.conv1, onet.prelu1, onet.pool1, onet.conv2, onet.prelu2, onet.pool2)
+        self.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = (images * 255.0 - 127.5) * 0.0078125  # MTCNN's input normalisation
+        return self.net(x.transpose(-1, -2)).transpose(-1, -2)
+
+
 def build_feature_network(kind: str = "random-conv", weights: str | Path | None = None, seed: int = 0) -> nn.Module:
-    """The feature network named ``kind`` ('random-conv' or 'vgg16', which needs ``weights``)."""
+    """The feature network named ``kind``: 'random-conv', 'mtcnn' or 'vgg16' (which needs ``weights``)."""
     if kind == "random-conv":
         return RandomConvFeatures(seed=seed)
+    if kind == "mtcnn":
+        return MTCNNFeatures()
     if kind == "vgg16":
         if weights is None:
             raise WeightsError("the 'vgg16' feature network needs a weights file (vgg16 state dict as safetensors)")
         return VGG16Features(weights)
-    raise ValueError(f"unknown feature network {kind!r} (use 'random-conv' or 'vgg16')")
+    raise ValueError(f"unknown feature network {kind!r} (use 'random-conv', 'mtcnn' or 'vgg16')")

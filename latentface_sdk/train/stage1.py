@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -40,10 +41,11 @@ from ..config import AutoencoderConfig, CropConfig, ModelConfig, _build
 from ..detection import prepare_crops
 from ..devices import resolve_device
 from ..errors import ConfigError, DataError
+from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
 from .data import CropDataset, resolve_sources
-from .losses import Reconstruction, Stage1Loss, reconstruct
+from .losses import Reconstruction, Stage1Forward, Stage1Loss, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
 
 logger = logging.getLogger("latentface_sdk.train")
@@ -68,6 +70,12 @@ class Stage1Config:
     lambda_f: float = 1.0
     lambda_flip: float = 0.5
     lambda_smooth: float = 0.0
+    #: weight of the five-landmark reprojection loss (not in the paper; 0 turns it off)
+    lambda_landmark: float = 0.0
+    #: weight of the light-cycle loss (not in the paper; 0 turns it off) and how many faces of each
+    #: batch are re-rendered under random lights for it
+    lambda_light_cycle: float = 0.0
+    light_cycle_count: int = 8
     log_every: int = 10
     grid_every: int = 250
     checkpoint_every: int = 250
@@ -134,9 +142,18 @@ def flips_for(step: int, count: int, seed: int, rank: int = 0) -> Tensor:
 
 
 def load_batch(data: CropDataset, idx: Tensor, flips: Tensor) -> Tensor:
+    """Images (B, 3, H, W) in [0, 1] of ``idx``, mirrored where ``flips``."""
     crops = torch.from_numpy(np.ascontiguousarray(data.crops[idx.numpy()]))
     x = crops.permute(0, 3, 1, 2).float() / 255.0
     return torch.where(flips.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def load_landmarks(data: CropDataset, idx: Tensor, flips: Tensor) -> Tensor | None:
+    """Landmarks (B, 5, 2) of ``idx`` matching :func:`load_batch` (mirrored where ``flips``), or None."""
+    if data.landmarks is None:
+        return None
+    pts = torch.from_numpy(np.ascontiguousarray(data.landmarks[idx.numpy()])).float()
+    return torch.where(flips.view(-1, 1, 1), mirror_landmarks(pts), pts)
 
 
 def _to_uint8(x: Tensor) -> np.ndarray:
@@ -149,7 +166,7 @@ def reconstruction_grid(images: Tensor, rec: Reconstruction, renderer: FaceRende
     lo = depth.amin(dim=(1, 2), keepdim=True)
     hi = depth.amax(dim=(1, 2), keepdim=True)
     depth_vis = (1.0 - (depth - lo) / (hi - lo).clamp(min=1e-6)).unsqueeze(1).expand(-1, 3, -1, -1)
-    frontal = renderer.render(rec.shaded.image, depth, torch.zeros_like(rec.latents.pose)).image
+    frontal = renderer.render_face(rec.shaded.image, depth, torch.zeros_like(rec.latents.pose)).image
     cols = [images, rec.recon.image, rec.maps.albedo, depth_vis, rec.shaded.shading.expand(-1, 3, -1, -1), frontal]
     rows = [np.concatenate([_to_uint8(c[i]) for c in cols], axis=1) for i in range(images.shape[0])]
     return Image.fromarray(np.concatenate(rows, axis=0))
@@ -185,9 +202,13 @@ def load_checkpoint(folder: Path, model: LatentAutoencoder, opt: torch.optim.Opt
 
 
 class Stage1Trainer:
-    """Holds the model, renderer, loss and optimizer of one stage-1 run (I/O lives in :func:`train`)."""
+    """Holds the model, renderer, loss and optimizer of one stage-1 run (I/O lives in :func:`train`).
 
-    def __init__(self, cfg: Stage1Config, device: torch.device) -> None:
+    ``keypoints`` (5, 2): canonical keypoint positions for the landmark loss (needed when
+    ``cfg.lambda_landmark > 0``; :func:`latentface_sdk.landmarks.canonical_keypoints` of the data).
+    """
+
+    def __init__(self, cfg: Stage1Config, device: torch.device, keypoints: np.ndarray | None = None) -> None:
         self.cfg = cfg
         self.device = device
         torch.manual_seed(cfg.seed)
@@ -198,25 +219,45 @@ class Stage1Trainer:
             raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {cfg.renderer!r})")
         self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)  # type: ignore[arg-type]
         self.features = build_feature_network(cfg.feature_net, cfg.vgg16_weights).to(device)
+        if cfg.lambda_landmark > 0 and keypoints is None:
+            raise ConfigError("stage1.lambda_landmark > 0 needs landmarks in the training data")
+        self.keypoints = None if keypoints is None else torch.as_tensor(keypoints, dtype=torch.float32)
         self.loss = Stage1Loss(lambda_f=cfg.lambda_f, lambda_flip=cfg.lambda_flip, lambda_smooth=cfg.lambda_smooth,
-                               pixel_depth=2 * math.tan(math.radians(cfg.autoencoder().fov_deg / 2))
-                               / cfg.autoencoder().image_size)
+                               pixel_depth=2 * math.tan(math.radians(ae.fov_deg / 2)) / ae.image_size,
+                               lambda_landmark=cfg.lambda_landmark,
+                               keypoints=None if self.keypoints is None else self.keypoints.to(device),
+                               focal=self.renderer.focal, centre_depth=self.renderer.centre_depth)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-        self.ddp: nn.Module = self.model
+        cycle = cfg.light_cycle_count if cfg.lambda_light_cycle > 0 else 0
+        self.forward: nn.Module = Stage1Forward(self.model, self.renderer, cycle)
         if dist.is_available() and dist.is_initialized():
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.forward, device_ids=[device.index] if device.type == "cuda" else None
             )
 
-    def step(self, images: Tensor) -> dict[str, float]:
-        """One optimisation step on a batch (B, 3, 64, 64) in [0, 1]; returns the loss parts."""
+    def step(self, images: Tensor, landmarks: Tensor | None = None) -> dict[str, float]:
+        """One optimisation step on a batch (B, 3, 64, 64) in [0, 1]; returns the loss parts.
+
+        ``landmarks`` (B, 5, 2) feed the landmark loss. The parts include ``relief`` (:func:`depth_relief`);
+        the batch's poses are kept in ``last_pose`` for the trainer's :class:`PoseMonitor`.
+        """
         self.model.train()
         images = images.to(self.device, non_blocking=True)
-        rec = reconstruct(self.ddp, self.renderer, images)  # type: ignore[arg-type]
-        total, parts = self.loss(rec, images, self.features)
+        lms = None if landmarks is None else landmarks.to(self.device)
+        rec, relit = self.forward(images)
+        total, parts = self.loss(rec, images, self.features, lms)
+        if relit is not None:
+            cycle, cparts = light_cycle_loss(rec, relit)
+            total = total + self.cfg.lambda_light_cycle * cycle
+            parts.update(cparts)
+            parts["loss"] = float(total.detach())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
+        parts["relief"] = depth_relief(rec.maps.depth.detach())
+        if self.keypoints is not None:
+            parts["nose_relief"] = nose_relief(rec.maps.depth.detach(), self.keypoints.to(self.device))
+        self.last_pose = rec.latents.pose.detach().cpu()
         return parts
 
     @torch.no_grad()
@@ -228,6 +269,54 @@ class Stage1Trainer:
     def model_config(self, extra: dict[str, Any]) -> ModelConfig:
         return ModelConfig(name=self.cfg.name, autoencoder=self.model.cfg, crop=self.cfg.crop_config(),
                            metadata={"stage1": extra})
+
+
+def depth_relief(depth: Tensor) -> float:
+    """Mean over a batch of the 5-95 percentile range of depth (B, H, W) in the central half of the map."""
+    h, w = depth.shape[-2:]
+    centre = depth[:, h // 4: 3 * h // 4, w // 4: 3 * w // 4].flatten(1)
+    q = torch.quantile(centre.float(), torch.tensor([0.05, 0.95], device=depth.device), dim=1)
+    return float((q[1] - q[0]).mean())
+
+
+def nose_relief(depth: Tensor, keypoints: Tensor) -> float:
+    """How far the nose keypoint lies in front of the eyes, in depth units, averaged over a batch.
+
+    Positive for a convex (real) face; negative for the hollow-face solution, which explains the same
+    landmarks with the opposite yaw.
+    """
+    b = depth.shape[0]
+    grid = keypoints.view(1, 1, -1, 2).expand(b, 1, -1, 2).to(depth)
+    z = F.grid_sample(depth.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    z = z.view(b, -1)
+    return float(((z[:, 0] + z[:, 1]) / 2 - z[:, 2]).mean())
+
+
+class PoseMonitor:
+    """Collects the model's yaw/roll and the landmark estimates over a logging window (pose health)."""
+
+    def __init__(self) -> None:
+        self.model_yaw: list[np.ndarray] = []
+        self.model_roll: list[np.ndarray] = []
+        self.lm: list[np.ndarray] = []
+
+    def add(self, pose: Tensor, landmarks: Tensor | None) -> None:
+        if landmarks is None:
+            return
+        self.model_yaw.append(pose[:, 3].numpy())
+        self.model_roll.append(pose[:, 5].numpy())
+        self.lm.append(landmarks.numpy())
+
+    def summary(self) -> dict[str, float]:
+        """Pearson r of model yaw vs landmark yaw estimate and of roll vs eye-line angle, yaw std (deg)."""
+        if not self.lm:
+            return {}
+        lm = np.concatenate(self.lm)
+        yaw, roll = np.concatenate(self.model_yaw), np.concatenate(self.model_roll)
+        out = {"yaw_r": pearson(yaw, yaw_estimate(lm)), "roll_r": pearson(roll, roll_estimate(lm)),
+               "yaw_std": float(np.std(yaw))}
+        self.__init__()  # type: ignore[misc]
+        return {k: round(v, 4) for k, v in out.items() if math.isfinite(v)}
 
 
 def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropDataset:
@@ -243,7 +332,7 @@ def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> C
     logger.info("stage1 data: %d images, %d usable crops, %s", len(paths), len(good), crops.counts())
     if len(good) < cfg.batch_size:
         raise DataError(f"only {len(good)} usable face crops, fewer than one batch of {cfg.batch_size}")
-    return CropDataset(good, flip=True)
+    return CropDataset(good, flip=True, landmarks=crops.landmarks[crops.ok])
 
 
 def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path | None = None,
@@ -257,7 +346,12 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         torch.cuda.set_device(device)
     out.mkdir(parents=True, exist_ok=True)
     dataset = data if data is not None else prepare_data(cfg, cache_dir or out / "cache", progress and rank == 0)
-    trainer = Stage1Trainer(cfg, device)
+    keypoints = None
+    if dataset.landmarks is not None and cfg.lambda_landmark > 0:
+        keypoints = canonical_keypoints(dataset.landmarks)
+        logger.info("canonical keypoints (u, v): %s", np.round(keypoints, 4).tolist())
+    trainer = Stage1Trainer(cfg, device, keypoints)
+    monitor = PoseMonitor()
     ckpt = out / "checkpoint"
     state = TrainState()
     if resume and (ckpt / "trainer_state.pt").is_file():
@@ -268,13 +362,20 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
     log_file = out / "train.log"
     bar = tqdm(total=cfg.steps, initial=state.step, desc="stage1", unit="step", disable=not progress or rank != 0)
     t_last, imgs_since = time.perf_counter(), 0
-    meta = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": world, "images": n,
-            "sources": cfg.sources, "feature_net": cfg.feature_net, "renderer": trainer.renderer.backend}
+    meta: dict[str, Any] = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": world, "images": n,
+                            "sources": cfg.sources, "feature_net": cfg.feature_net,
+                            "renderer": trainer.renderer.backend, "lambda_landmark": cfg.lambda_landmark,
+                            "lambda_light_cycle": cfg.lambda_light_cycle}
+    if keypoints is not None:
+        meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
         idx = batch_indices(n, state.step, cfg.batch_size, cfg.seed, rank, world)
-        batch = load_batch(dataset, idx, flips_for(state.step, len(idx), cfg.seed, rank))
+        flips = flips_for(state.step, len(idx), cfg.seed, rank)
+        batch = load_batch(dataset, idx, flips)
+        landmarks = load_landmarks(dataset, idx, flips)
         t0 = time.perf_counter()
-        parts = trainer.step(batch)
+        parts = trainer.step(batch, landmarks)
+        monitor.add(trainer.last_pose, landmarks)
         state.elapsed += time.perf_counter() - t0
         state.step += 1
         imgs_since += len(idx) * world
@@ -284,7 +385,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
             continue
         if state.step % cfg.log_every == 0 or state.step == cfg.steps:
             now = time.perf_counter()
-            record = {"step": state.step, **{k: round(v, 5) for k, v in parts.items()},
+            record = {"step": state.step, **{k: round(v, 5) for k, v in parts.items()}, **monitor.summary(),
                       "images_per_s": round(imgs_since / (now - t_last), 3), "train_seconds": round(state.elapsed, 1)}
             t_last, imgs_since = now, 0
             with open(log_file, "a", encoding="utf-8") as fh:

@@ -274,7 +274,8 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
         raise UsageError(f"{out}: is a folder; {args.command} writes one .npz file")
     options: dict[str, Any] = {"detect": not args.no_detect, "faces": args.faces}
     if args.command == "disentangle":
-        options.update(seed=args.seed, steps=args.steps, samples=args.samples)
+        options.update(seed=args.seed, steps=args.steps or enc.config.rdm.sample_steps, samples=args.samples,
+                       init=args.init or enc.config.rdm.sample_init)
     key = _run_key(args.command, options, model_id, inputs, args.chunk_size)
     paths = [f.path for f in inputs]
     parts_dir = out.with_name(out.name + ".parts")
@@ -295,7 +296,7 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
                 else:
                     d = enc.disentangle(chunk, detect=not args.no_detect, faces=args.faces,
                                         batch_size=args.batch_size, seed=args.seed, steps=args.steps,
-                                        num_samples=args.samples)
+                                        num_samples=args.samples, init=args.init)
                     arrays = d.numpy()
                     # The two feature vectors are concatenations of stored arrays: not stored twice.
                     arrays.pop("verification_features")
@@ -460,7 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "[expression_texture, expression_shape, texture, shape].")
     common(dis, "the .npz file to write")
     dis.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
-    dis.add_argument("--steps", type=_positive, default=5, help="DDIM steps (default 5)")
+    dis.add_argument("--steps", type=_positive, default=None,
+                     help="DDIM steps (default: the model's rdm.sample_steps, 5)")
+    dis.add_argument("--init", choices=("noise", "zero"), default=None,
+                     help="DDIM start: Gaussian noise or z_T = 0 (default: the model's rdm.sample_init)")
     dis.add_argument("--samples", type=_positive, default=1, help="identity samples averaged (default 1)")
     front = sub.add_parser("frontalize", help="frontal re-renders as PNGs",
                            description="Write one PNG per face (64x64, canonical pose) and index.csv.")

@@ -488,9 +488,10 @@ class FaceEncoder(nn.Module):
         self,
         images: Images,
         *,
-        steps: int = 5,
+        steps: int | None = None,
         seed: int | None = None,
         num_samples: int = 1,
+        init: Literal["noise", "zero"] | None = None,
         detect: bool = True,
         faces: FacePolicy = "largest",
         batch_size: int = 64,
@@ -499,8 +500,11 @@ class FaceEncoder(nn.Module):
     ) -> Disentangled:
         """Identity latents ``Z_id`` (by representation diffusion), expression ``Δexp = Z_exp - Z_id``, and ``Z_exp``.
 
-        Each RDM runs ``steps`` DDIM steps (default 5) from Gaussian noise; with ``num_samples > 1`` the
-        identity is the mean of that many samples. The noise of each face is drawn from a generator
+        Each RDM runs ``steps`` DDIM steps (default: the model's ``rdm.sample_steps``, 5) from ``z_T``:
+        ``init="noise"`` draws it from a Gaussian (the paper), ``"zero"`` starts from the prior's mode
+        ``z_T = 0`` (deterministic, close to the mean of many samples); the default is the model's
+        ``rdm.sample_init``. With ``num_samples > 1`` the identity is the mean of that many samples
+        (only useful with noise). The noise of each face is drawn from a generator
         seeded by ``seed`` and a hash of the face crop, so with a seed the result of an image does not
         depend on the batch it came in, its position, or ``batch_size`` (equal up to float rounding).
         ``seed=None`` draws the seed from torch's global RNG (so ``torch.manual_seed`` makes it repeatable).
@@ -508,7 +512,11 @@ class FaceEncoder(nn.Module):
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer (got {num_samples!r})")
+        steps = self.config.rdm.sample_steps if steps is None else steps
         self.rdm_texture.ddim_scheduler(steps)  # validates steps before any work
+        init = init if init is not None else self.config.rdm.sample_init  # type: ignore[assignment]
+        if init not in ("noise", "zero"):
+            raise ValueError(f"init must be 'noise' or 'zero' (got {init!r})")
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         base = int(seed)
@@ -520,8 +528,8 @@ class FaceEncoder(nn.Module):
             for which, rdm, z in (("texture", self.rdm_texture, ch.latents.texture),
                                   ("shape", self.rdm_shape, ch.latents.shape)):
                 d = z.shape[1]
-                noise = torch.empty(num_samples, len(digests), d)
-                for m, digest in enumerate(digests):
+                noise = torch.zeros(num_samples, len(digests), d)
+                for m, digest in enumerate(digests if init == "noise" else []):
                     g = torch.Generator().manual_seed(_seed_from("rdm", base, which, digest))
                     noise[:, m] = torch.randn(num_samples, d, generator=g)
                 out[which] = rdm.sample(z, steps=steps, num_samples=num_samples,
@@ -602,7 +610,7 @@ class FaceEncoder(nn.Module):
             pose = lat.pose.new_tensor([0.0, 0.0, 0.0, *angles]).expand(b, 6)
             m = self.autoencoder.decode(lat.texture, lat.shape)
             shaded = self.renderer.shade(m.albedo, m.depth, lt)
-            view = self.renderer.render(shaded.image, m.depth, pose, backend=self._backend)
+            view = self.renderer.render_face(shaded.image, m.depth, pose, backend=self._backend)
             out = {"image": view.image.clamp(0.0, 1.0), "mask": view.mask, "pose": pose, "light": lt}
             if maps:
                 out.update(albedo=m.albedo, depth=m.depth, normal=shaded.normals, shading=shaded.shading)

@@ -172,7 +172,8 @@ class Frontalized(_RowsOfEncoding):
     Attributes:
         tensor: ``(N, 3, 64, 64)`` the renders in ``[0, 1]`` (black where the face mesh does not cover
             the pixel; NaN rows where not ok).
-        mask: ``(N, 1, 64, 64)`` 1 where the face mesh covers the pixel.
+        mask: ``(N, 1, 64, 64)`` in [0, 1]: where the rendered face is (the mesh covers the pixel and it
+            lies inside the canonical face region, :func:`~latentface_sdk.render.geometry.face_region`).
         images: the renders as RGB PIL images (``None`` for rows that are not ok); empty when the call
             asked for ``return_tensors=True``.
         pose: ``(N, 6)`` the pose each face was rendered under.

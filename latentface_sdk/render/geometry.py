@@ -122,6 +122,19 @@ def diffuse_shading(normals: Tensor, light: Tensor) -> Tensor:
     return light[:, 0, None, None] + light[:, 1, None, None] * cos
 
 
+def face_region(size: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Soft mask (size, size) in [0, 1] of the face in the canonical view: an upright ellipse.
+
+    Centred at ``(0, 0.05)`` with half-axes 0.85 (across) and 1.0 (down) in image units, fading to 0 over
+    the outer tenth. The canonical depth map is a full grid, so without it a frontal render covers the
+    whole frame; multiplied with the render's coverage it keeps the face and drops the crop's corners
+    (background, hair, neck). Pure function.
+    """
+    grid = image_grid(size, size, device=device, dtype=dtype)
+    r = ((grid[..., 0] / 0.85) ** 2 + ((grid[..., 1] - 0.05) / 1.0) ** 2).sqrt()
+    return ((1.0 - r) / 0.1 + 1.0).clamp(0.0, 1.0)
+
+
 @lru_cache(maxsize=8)
 def _grid_faces(height: int, width: int) -> Tensor:
     idx = torch.arange(height * width).view(height, width)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from . import geometry as geo
@@ -81,6 +82,18 @@ class FaceRenderer(nn.Module):
         attrs = texture.flatten(2).transpose(1, 2)
         image = interpolate(raster, faces, attrs)
         return Rendered(image=image, mask=raster.mask, depth=raster.zbuf)
+
+    def render_face(self, texture: Tensor, depth: Tensor, pose: Tensor, backend: Backend | None = None) -> Rendered:
+        """Like :meth:`render`, but only the face: black outside it, with the mask of where it is.
+
+        The mask is the mesh's coverage times the canonical :func:`~.geometry.face_region` carried
+        through the render, so the crop's corners (background, hair) are left out of re-rendered views.
+        """
+        region = geo.face_region(depth.shape[-1], device=depth.device, dtype=depth.dtype)
+        full = torch.cat([texture, region.expand(texture.shape[0], 1, *region.shape)], dim=1)
+        view = self.render(full, depth, pose, backend)
+        mask = view.mask * view.image[:, -1:]
+        return Rendered(image=view.image[:, :-1] * mask, mask=mask, depth=view.depth)
 
     def frontal_pose(self, batch: int, like: Tensor) -> Tensor:
         """The canonical (frontal, untranslated) pose for a batch."""

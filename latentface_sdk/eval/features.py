@@ -11,6 +11,8 @@ raw                  grey pixels, 2x2 average-pooled to 32x32, in [0, 1]
 lbp                  uniform LBP (P=8, R=1) histograms on an 8x8 grid of cells
 hog                  HOG, 9 orientations, 8x8-pixel cells, 2x2-cell blocks
 random-encoder       [Z_t, Z_s] of a randomly initialised (seeded) copy of our autoencoder
+lbp-frontal          LBP histograms of the model's frontal re-render (``FaceEncoder.frontalize``)
+raw-frontal          grey pixels of the model's frontal re-render
 latentface           [Z_t, Z_s] from ``FaceEncoder.encode``
 latentface-full      [Z_t, Z_s, pose, light] from ``FaceEncoder.encode``
 latentface-exp       Z_exp = [Z_t, Z_s] (the FER ablation without Δexp; same numbers as ``latentface``)
@@ -216,7 +218,10 @@ class _LatentFaceFeatures(FeatureExtractor):
     def identity(self) -> str:
         half = ":first-half" if self.first_half else ""
         samples = f":samples={self.rdm_samples}" if self.method != "encode" and self.rdm_samples != 1 else ""
-        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}"
+        rdm = getattr(getattr(self.encoder, "config", None), "rdm", None)
+        init = getattr(rdm, "sample_init", "noise")
+        start = f":init={init}" if self.method != "encode" and init != "noise" else ""
+        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}{start}"
 
     def crop_config(self) -> CropConfig | None:
         crop = getattr(getattr(self.encoder, "config", None), "crop", None)
@@ -234,6 +239,44 @@ class _LatentFaceFeatures(FeatureExtractor):
         if self.first_half:
             out = out[:, : out.shape[1] // 2]
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class _FrontalizedFeatures(FeatureExtractor):
+    """A baseline computed on the model's frontal re-render of each crop (``FaceEncoder.frontalize``)."""
+
+    def __init__(self, ctx: FeatureContext, base: FeatureExtractor) -> None:
+        self.encoder = ctx.encoder()
+        self.base = base
+        self.batch_size = ctx.batch_size
+        self._identity = encoder_identity(self.encoder)
+
+    def identity(self) -> str:
+        return f"{self._identity}:frontalize:light=same:{self.base.identity()}"
+
+    def crop_config(self) -> CropConfig | None:
+        crop = getattr(getattr(self.encoder, "config", None), "crop", None)
+        return crop if isinstance(crop, CropConfig) else None
+
+    def __call__(self, crops: np.ndarray, *, progress: bool = False) -> np.ndarray:
+        images = list(np.asarray(crops, dtype=np.uint8))
+        front = self.encoder.frontalize(images, detect=False, batch_size=self.batch_size, return_tensors=True,
+                                        progress=progress)
+        rgb = (front.tensor.nan_to_num(0.0).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        return self.base(np.ascontiguousarray(rgb), progress=progress)
+
+
+@register_feature("lbp-frontal", "LBP histograms of the model's frontalized face (FaceEncoder.frontalize)")
+def _lbp_frontal(ctx: FeatureContext) -> FeatureExtractor:
+    from .baselines import LBPHistograms
+
+    return _FrontalizedFeatures(ctx, LBPHistograms())
+
+
+@register_feature("raw-frontal", "grey pixels of the model's frontalized face (FaceEncoder.frontalize)")
+def _raw_frontal(ctx: FeatureContext) -> FeatureExtractor:
+    from .baselines import RawPixels
+
+    return _FrontalizedFeatures(ctx, RawPixels())
 
 
 @register_feature("latentface", "[Z_t, Z_s] from FaceEncoder.encode")

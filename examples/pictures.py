@@ -7,7 +7,9 @@ writes
 * ``reconstructions.png``: one held-out CelebA face per row (``verify`` identities, never trained on):
   input | reconstruction | albedo | depth | shading | frontal;
 * ``yaw_sweep.png``: a few faces re-rendered from yaw -45 to 45 degrees (``FaceEncoder.render``),
-  the input in the first column.
+  the input in the first column;
+* ``frontalize.png``: turned faces (landmark yaw estimate of at least 0.2) from the held-out UTKFace
+  rows, two per row: input | ``FaceEncoder.frontalize`` | input | frontalized.
 
 Faces are cropped by the model's own crop policy (MTCNN, as in training). Images are upscaled
 (nearest neighbour) so that the 64x64 crops can be seen.
@@ -24,7 +26,10 @@ import torch
 from PIL import Image
 
 from latentface_sdk import FaceEncoder
+from latentface_sdk.config import CropConfig
 from latentface_sdk.detection import prepare_crops
+from latentface_sdk.landmarks import yaw_estimate
+from latentface_sdk.train.data import shared_source
 from latentface_sdk.train.losses import reconstruct
 from latentface_sdk.train.stage1 import reconstruction_grid
 
@@ -43,6 +48,15 @@ def held_out_faces(celeba: Path, count: int) -> list[Path]:
     return paths
 
 
+def turned_faces(data: Path, crop: CropConfig, count: int) -> np.ndarray:
+    """Crops (count, 64, 64, 3) of held-out UTKFace faces turned by at least 0.2 (landmark yaw estimate)."""
+    paths = shared_source(data, "utkface-heldout")
+    crops = prepare_crops(paths, crop, detect=True, fallback="none", progress=False)
+    yaw = np.abs(yaw_estimate(np.nan_to_num(crops.landmarks)))
+    keep = np.flatnonzero(crops.ok & (yaw >= 0.2))[:count]
+    return crops.crops[keep]
+
+
 def upscale(img: Image.Image, factor: int) -> Image.Image:
     return img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
 
@@ -51,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or folder (default: the bundled model)")
     parser.add_argument("--celeba", type=Path, default=Path("../shared/data/celeba10k"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data (UTKFace)")
+    parser.add_argument("--turned", type=int, default=8, help="turned faces in frontalize.png (even)")
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     parser.add_argument("--faces", type=int, default=12, help="faces in the reconstruction grid")
     parser.add_argument("--sweep-faces", type=int, default=4)
@@ -78,8 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         columns.append((view.tensor.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
     rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(len(sweep_faces))]
     upscale(Image.fromarray(np.concatenate(rows, axis=0)), args.scale).save(args.out / "yaw_sweep.png")
+    turned = turned_faces(args.data, encoder.config.crop, args.turned)
+    front = encoder.frontalize(list(turned), detect=False, return_tensors=True).tensor
+    front_u8 = (front.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    pairs = [np.concatenate([turned[i], front_u8[i]], axis=1) for i in range(len(turned))]
+    rows2 = [np.concatenate(pairs[i:i + 2], axis=1) for i in range(0, len(pairs) - 1, 2)]
+    upscale(Image.fromarray(np.concatenate(rows2, axis=0)), args.scale).save(args.out / "frontalize.png")
     print(f"wrote {args.out / 'reconstructions.png'} ({len(faces)} faces: input | reconstruction | albedo | "
-          f"depth | shading | frontal) and {args.out / 'yaw_sweep.png'} (input, then yaw {yaws})")
+          f"depth | shading | frontal), {args.out / 'yaw_sweep.png'} (input, then yaw {yaws}) and "
+          f"{args.out / 'frontalize.png'} ({len(turned)} turned faces: input | frontalized)")
     return 0
 
 

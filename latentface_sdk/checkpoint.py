@@ -55,6 +55,7 @@ def save_model_folder(folder: str | Path, config: ModelConfig, state: dict[str, 
         # same weights could give different bytes (and checksums) from one save to the next.
         save_file(tensors, tmp, metadata={"format": "pt"})
         config.checksum = sha256_file(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a model folder is shared like any other
         os.replace(tmp, out / WEIGHTS_NAME)
     finally:
         if os.path.exists(tmp):

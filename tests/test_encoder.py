@@ -205,6 +205,7 @@ def test_detected_path_pil_numpy_agree(enc: FaceEncoder, shared_data: Path) -> N
 def test_save_load_round_trip_gives_identical_outputs(enc: FaceEncoder, crops: list[np.ndarray], tmp_path: Path) -> None:
     out = enc.save_pretrained(tmp_path / "again")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by group and others
     back = FaceEncoder.from_pretrained(out, device="cpu")
     assert back.config.checksum == enc.config.checksum and back.config.to_dict() == enc.config.to_dict()
     for a, b in zip(enc.state_dict().values(), back.state_dict().values(), strict=True):

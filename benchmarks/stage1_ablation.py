@@ -1,0 +1,114 @@
+"""What each departure of the stage-1 recipe from the paper buys: short runs, one change at a time.
+
+    OMP_NUM_THREADS=1 python benchmarks/stage1_ablation.py --data ../shared/data --runs runs/ablation \
+        --cache-dir runs/cache --json benchmarks/results/stage1_ablation.json
+
+Each arm trains the shipped recipe (``latentface_sdk/train/configs/stage1_default.json``, one process)
+for ``--steps`` steps (default 300, about 4-6 minutes each on one CPU thread) with the changes of the
+arms before it switched on, then ``benchmarks/pose_check.py`` measures it on held-out faces:
+
+=================  ===========================================================================
+arm                recipe
+=================  ===========================================================================
+paper              the paper's losses + the curvature prior (the recipe of the first shipped weights)
++landmark          + five-landmark reprojection loss (``lambda_landmark`` 10)
++light-cycle       + light-cycle loss (``lambda_light_cycle`` 1 on 8 faces a batch)
++depth-prior       + convex depth start (``model.depth_prior`` 0.3)
++mtcnn-features    + MTCNN ONet perceptual features (= the shipped recipe)
+=================  ===========================================================================
+
+An arm whose run folder already holds ``model/`` is measured without retraining. Prints a markdown
+table (UTKFace held-out rows | celeba10k verify sample) and writes the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pose_check  # noqa: E402
+
+from latentface_sdk.config import CropConfig  # noqa: E402
+from latentface_sdk.detection import FaceDetector, prepare_crops  # noqa: E402
+from latentface_sdk.train.stage1 import Stage1Config, train  # noqa: E402
+
+RECIPE = Path(__file__).resolve().parents[1] / "latentface_sdk" / "train" / "configs" / "stage1_default.json"
+
+#: Each arm: its name and the recipe fields it changes, applied on top of the arms before it.
+ARMS: list[tuple[str, dict[str, Any]]] = [
+    ("paper", {"lambda_landmark": 0.0, "lambda_light_cycle": 0.0, "feature_net": "random-conv",
+               "model": {"width": 32, "decoder_width": 16}}),
+    ("+landmark", {"lambda_landmark": 10.0}),
+    ("+light-cycle", {"lambda_light_cycle": 1.0, "light_cycle_count": 8}),
+    ("+depth-prior", {"model": {"width": 32, "decoder_width": 16, "depth_prior": 0.3}}),
+    ("+mtcnn-features", {"feature_net": "mtcnn"}),
+]
+
+COLUMNS = ("yaw_r", "roll_r", "yaw_std_deg", "recon_masked_l1", "light_r2",
+           "texture_move_relit_over_between_people", "frontal_detected", "frontal_yaw_ratio")
+
+
+def arm_configs(steps: int, shared_root: str) -> list[tuple[str, Stage1Config]]:
+    """The stage-1 config of every arm (cumulative changes on the shipped recipe)."""
+    base = Stage1Config.load(RECIPE)
+    out, fields = [], dataclasses.asdict(base)
+    for name, change in ARMS:
+        fields = {**fields, **change}
+        cfg = Stage1Config(**{**fields, "steps": steps, "shared_root": shared_root, "grid_every": 100,
+                              "checkpoint_every": 100})
+        out.append((name, cfg))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="one run folder per arm")
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="stage-1 crop cache")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--arms", help="comma-separated arm names (default: all)")
+    parser.add_argument("--n-celeba", type=int, default=600)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    wanted = set(args.arms.split(",")) if args.arms else None
+    detector = FaceDetector(CropConfig(min_face_size=20))
+    held = pose_check.held_out_paths(args.data, args.n_celeba, 0)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, cfg in arm_configs(args.steps, str(args.data.resolve())):
+        if wanted is not None and name not in wanted:
+            continue
+        run = args.runs / name.lstrip("+")
+        if not (run / "model" / "model.safetensors").is_file():
+            train(cfg, run, resume=True, cache_dir=args.cache_dir, progress=True)
+        ae, crop, _ = pose_check.load_stage1(str(run / "model"))
+        results[name] = {}
+        for subset, paths in held.items():
+            cs = prepare_crops(paths, crop, detect=True, fallback="none",
+                               cache_file=args.cache_dir / "pose_check" / f"{subset}_{len(paths)}.npz", progress=False)
+            ok = cs.ok & np.isfinite(cs.landmarks).all(axis=(1, 2))
+            results[name][subset] = pose_check.measure(ae, cs.crops[ok], cs.landmarks[ok], detector, 0)
+    subsets = list(held)
+    print(f"| arm ({args.steps} steps) | " + " | ".join(COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
+    for name, res in results.items():
+        cells = [" / ".join(f"{res[s].get(c, float('nan')):.3f}" for s in subsets) for c in COLUMNS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"(each cell: {' / '.join(subsets)})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"steps": args.steps, "command": " ".join(sys.argv), "results": results},
+                                        indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

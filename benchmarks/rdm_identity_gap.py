@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the DDIM noise")
     p.add_argument("--num-samples", type=int, default=1, help="RDM samples averaged per image")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    p.add_argument("--init", choices=("noise", "zero"), default=None,
+                   help="DDIM start: Gaussian noise or z_T = 0 (default: the model's rdm.sample_init)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-detect", action="store_true", help="centre crops instead of MTCNN")
@@ -123,9 +125,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     z_id: dict[str, np.ndarray] = {}
     for name, rdm in (("texture", pair.rdm_texture), ("shape", pair.rdm_shape)):
         cond = latents[name].to(device)
-        parts = [rdm.sample(cond[i : i + args.batch_size], steps=args.steps, generator=gen,
-                            num_samples=args.num_samples).cpu()
-                 for i in range(0, cond.shape[0], args.batch_size)]
+        init = args.init or mcfg.rdm.sample_init
+        parts = []
+        for i in range(0, cond.shape[0], args.batch_size):
+            c = cond[i : i + args.batch_size]
+            noise = torch.zeros(args.num_samples * c.shape[0], c.shape[1]) if init == "zero" else None
+            parts.append(rdm.sample(c, steps=args.steps, generator=gen, num_samples=args.num_samples,
+                                    noise=noise).cpu())
         mean = rdm.latent_mean.cpu() if args.features != "raw" else torch.zeros(())
         std = rdm.latent_std.cpu() if args.features == "standardized" else torch.ones(())
         z_exp[name] = ((latents[name] - mean) / std).numpy()
@@ -139,6 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "face_crops": crops.counts(),
         "seed": args.seed,
         "num_samples": args.num_samples,
+        "init": args.init or mcfg.rdm.sample_init,
         "steps": args.steps or mcfg.rdm.sample_steps,
         "features": args.features,
         "seconds": 0.0,
@@ -160,7 +167,7 @@ def format_table(results: dict[str, Any]) -> str:
     """The results as a plain-text table."""
     lines = [
         f"celeba10k verify: {results['images']} images of {results['identities']} identities "
-        f"(DDIM {results['steps']} steps, {results['num_samples']} sample(s), seed {results['seed']}, "
+        f"(DDIM {results['steps']} steps from {results['init']}, {results['num_samples']} sample(s), seed {results['seed']}, "
         f"{results['features']} latents)",
         f"{'feature':<14} {'latent':<6} {'same':>8} {'different':>10} {'ratio':>7} {'auc':>7}",
     ]

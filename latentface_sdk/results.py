@@ -28,6 +28,18 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu").numpy()
 
 
+def _short_repr(obj: object, ok: Tensor, errors: list[str | None]) -> str:
+    """``Name(n=3, ok=2, texture=(3, 256), ..., first_error='item 2: ...')``: shapes, not values."""
+    shapes = []
+    for name, value in vars(obj).items():
+        if isinstance(value, Tensor) and name != "ok":
+            shapes.append(f"{name}={tuple(value.shape)}")
+    first = next((e for e in errors if e is not None), None)
+    tail = f", first_error={first!r}" if first is not None else ""
+    n = int(ok.shape[0])
+    return f"{type(obj).__name__}(n={n}, ok={int(ok.sum())}, {', '.join(shapes)}{tail})"
+
+
 def _row_arrays(names: list[str], ok: Tensor, errors: list[str | None], source: Tensor) -> dict[str, np.ndarray]:
     return {
         "names": np.asarray(names, dtype=str),
@@ -37,7 +49,7 @@ def _row_arrays(names: list[str], ok: Tensor, errors: list[str | None], source: 
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Encoding:
     """The stage-1 latents of each face, and where the face was found.
 
@@ -71,6 +83,9 @@ class Encoding:
     def __len__(self) -> int:
         return int(self.texture.shape[0])
 
+    def __repr__(self) -> str:
+        return _short_repr(self, self.ok, self.errors)
+
     @property
     def yaw(self) -> Tensor:
         """``(N,)`` yaw in degrees (rotation about the vertical axis)."""
@@ -103,6 +118,9 @@ class _RowsOfEncoding:
 
     encoding: Encoding
 
+    def __repr__(self) -> str:
+        return _short_repr(self, self.encoding.ok, self.encoding.errors)
+
     @property
     def ok(self) -> Tensor:
         """``(N,)`` bool, whether the row holds a face (see :class:`Encoding`)."""
@@ -124,7 +142,7 @@ class _RowsOfEncoding:
         return self.encoding.source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Disentangled(_RowsOfEncoding):
     """Identity and expression parts of each face's latents (stage 2, representation diffusion).
 
@@ -165,7 +183,7 @@ class Disentangled(_RowsOfEncoding):
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Frontalized(_RowsOfEncoding):
     """Faces re-rendered by :meth:`FaceEncoder.frontalize` (canonical pose) or :meth:`FaceEncoder.render`.
 

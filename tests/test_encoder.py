@@ -542,3 +542,14 @@ def test_disentangle_from_zero_is_deterministic_and_follows_the_config(
     (zero_dir / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="sample_init"):
         FaceEncoder.from_pretrained(zero_dir, device="cpu")
+
+
+def test_results_print_short(enc: FaceEncoder, crops: list[np.ndarray]) -> None:
+    e = enc.encode([crops[0], np.zeros((2, 2, 7), np.uint8)], detect=False)
+    text = repr(e)
+    assert text.startswith("Encoding(n=2, ok=1, texture=(2, 256)") and "first_error=" in text and "7 channels" in text
+    assert len(text) < 400 and "tensor(" not in text
+    d = repr(enc.disentangle(crops[:2], detect=False, seed=0))
+    assert d.startswith("Disentangled(n=2, ok=2,") and "identity_texture=(2, 256)" in d and "first_error" not in d
+    f = repr(enc.frontalize(crops[:1], detect=False))
+    assert f.startswith("Frontalized(n=1, ok=1,") and "tensor=(1, 3, 64, 64)" in f and len(f) < 400

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="centre-crop instead of running MTCNN")
     p.add_argument("--device", default="cpu", help="torch device for model features and the probe")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--rdm-init", choices=("noise", "zero"), default=None,
+                   help="DDIM start of the disentangled feature sets (default: the model's rdm.sample_init)")
     p.add_argument("--rdm-samples", type=int, default=1,
                    help="RDM samples averaged per face for the disentangled feature sets (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random encoder, RDM sampling and probe")
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         context=FeatureContext(
             model=args.model, device=args.device, batch_size=args.batch_size, seed=args.seed,
             rdm_samples=args.rdm_samples,
+            rdm_init=args.rdm_init,
         ),
         detect=not args.no_detect,
         progress=not args.no_progress,

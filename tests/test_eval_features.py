@@ -36,11 +36,13 @@ class _FakeEncoder:
         )
 
     def disentangle(
-        self, images: list[np.ndarray], *, detect: bool, seed: int, batch_size: int, num_samples: int = 1
+        self, images: list[np.ndarray], *, detect: bool, seed: int, batch_size: int, num_samples: int = 1,
+        init: str | None = None,
     ) -> Any:
         assert detect is False
         self.calls += 1
         self.num_samples = num_samples
+        self.init = init
         ver = torch.cat([self._rows(images, 256, 5000 + k) for k in range(4)], dim=1)
         fer = torch.cat([self._rows(images, 256, 6000 + k) for k in range(4)], dim=1)
         return SimpleNamespace(verification_features=ver, fer_features=fer)
@@ -87,6 +89,10 @@ def test_rdm_samples_reach_disentangle_and_key_the_cache() -> None:
     eight(crops)
     assert enc.num_samples == 8
     assert one.identity() != eight.identity()  # cached features of 1 and 8 samples never mix
+    ctx.rdm_init = "zero"
+    zero = build_extractor("latentface-verify", ctx)
+    zero(crops)
+    assert enc.init == "zero" and zero.identity() not in (one.identity(), eight.identity())
     assert build_extractor("latentface", ctx).identity() == build_extractor(
         "latentface", FeatureContext(_encoder=enc)).identity()  # encode features do not depend on it
 

@@ -69,6 +69,8 @@ class FeatureContext:
     seed: int = 0
     #: RDM samples averaged per face by the disentangled feature sets (``disentangle(num_samples=...)``)
     rdm_samples: int = 1
+    #: where DDIM starts for those sets: "noise" or "zero" (``disentangle(init=...)``; None = the model's default)
+    rdm_init: str | None = None
     _encoder: Any = field(default=None, repr=False)
 
     def encoder(self) -> Any:
@@ -213,13 +215,14 @@ class _LatentFaceFeatures(FeatureExtractor):
         self.batch_size = ctx.batch_size
         self.seed = ctx.seed
         self.rdm_samples = ctx.rdm_samples
+        self.rdm_init = ctx.rdm_init
         self._identity = encoder_identity(self.encoder)
 
     def identity(self) -> str:
         half = ":first-half" if self.first_half else ""
         samples = f":samples={self.rdm_samples}" if self.method != "encode" and self.rdm_samples != 1 else ""
         rdm = getattr(getattr(self.encoder, "config", None), "rdm", None)
-        init = getattr(rdm, "sample_init", "noise")
+        init = self.rdm_init or getattr(rdm, "sample_init", "noise")
         start = f":init={init}" if self.method != "encode" and init != "noise" else ""
         return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}{start}"
 
@@ -232,8 +235,10 @@ class _LatentFaceFeatures(FeatureExtractor):
         if self.method == "encode":
             result = self.encoder.encode(images, detect=False, batch_size=self.batch_size, progress=progress)
         else:
+            start = {"init": self.rdm_init} if self.rdm_init is not None else {}  # else the model's default
             result = self.encoder.disentangle(
-                images, detect=False, seed=self.seed, batch_size=self.batch_size, num_samples=self.rdm_samples
+                images, detect=False, seed=self.seed, batch_size=self.batch_size, num_samples=self.rdm_samples,
+                **start,
             )
         out = np.concatenate([_to_numpy(getattr(result, p)) for p in self.parts], axis=1)
         if self.first_half:

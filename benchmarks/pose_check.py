@@ -134,6 +134,18 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
     return {k: round(v, 4) for k, v in out.items()}
 
 
+def measure_held_out(ae: LatentAutoencoder, crop: CropConfig, data: Path, n_celeba: int, seed: int,
+                     cache_dir: Path, detector: FaceDetector) -> dict[str, dict[str, float]]:
+    """:func:`measure` on each held-out set (crops with landmarks cached in ``cache_dir``)."""
+    results: dict[str, dict[str, float]] = {}
+    for subset, paths in held_out_paths(data, n_celeba, seed).items():
+        cache = cache_dir / f"{subset}_{len(paths)}.npz"
+        cs = prepare_crops(paths, crop, detect=True, fallback="none", cache_file=cache, progress=False)
+        ok = cs.ok & np.isfinite(cs.landmarks).all(axis=(1, 2))
+        results[subset] = measure(ae, cs.crops[ok], cs.landmarks[ok], detector, seed)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or folder (default: the bundled model)")
@@ -148,12 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     ae, crop, name = load_stage1(args.model)
     detector = FaceDetector(CropConfig(min_face_size=20))
-    results: dict[str, dict[str, float]] = {}
-    for subset, paths in held_out_paths(args.data, args.n_celeba, args.seed).items():
-        cache = args.cache_dir / f"{subset}_{len(paths)}.npz"
-        cs = prepare_crops(paths, crop, detect=True, fallback="none", cache_file=cache, progress=False)
-        ok = cs.ok & np.isfinite(cs.landmarks).all(axis=(1, 2))
-        results[subset] = measure(ae, cs.crops[ok], cs.landmarks[ok], detector, args.seed)
+    results = measure_held_out(ae, crop, args.data, args.n_celeba, args.seed, args.cache_dir, detector)
     print(f"model {name} ({args.model or 'bundled'}), {time.perf_counter() - t0:.0f} s")
     keys = list(next(iter(results.values())))
     print(f"{'':40}" + "".join(f"{n:>18}" for n in results))

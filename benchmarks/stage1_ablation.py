@@ -30,14 +30,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pose_check  # noqa: E402
 
 from latentface_sdk.config import CropConfig  # noqa: E402
-from latentface_sdk.detection import FaceDetector, prepare_crops  # noqa: E402
+from latentface_sdk.detection import FaceDetector  # noqa: E402
 from latentface_sdk.train.stage1 import Stage1Config, train  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "latentface_sdk" / "train" / "configs" / "stage1_default.json"
@@ -81,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     wanted = set(args.arms.split(",")) if args.arms else None
     detector = FaceDetector(CropConfig(min_face_size=20))
-    held = pose_check.held_out_paths(args.data, args.n_celeba, 0)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, cfg in arm_configs(args.steps, str(args.data.resolve())):
         if wanted is not None and name not in wanted:
@@ -90,13 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (run / "model" / "model.safetensors").is_file():
             train(cfg, run, resume=True, cache_dir=args.cache_dir, progress=True)
         ae, crop, _ = pose_check.load_stage1(str(run / "model"))
-        results[name] = {}
-        for subset, paths in held.items():
-            cs = prepare_crops(paths, crop, detect=True, fallback="none",
-                               cache_file=args.cache_dir / "pose_check" / f"{subset}_{len(paths)}.npz", progress=False)
-            ok = cs.ok & np.isfinite(cs.landmarks).all(axis=(1, 2))
-            results[name][subset] = pose_check.measure(ae, cs.crops[ok], cs.landmarks[ok], detector, 0)
-    subsets = list(held)
+        results[name] = pose_check.measure_held_out(ae, crop, args.data, args.n_celeba, 0,
+                                                    args.cache_dir / "pose_check", detector)
+    subsets = ["utkface-heldout", "celeba-verify"]
     print(f"| arm ({args.steps} steps) | " + " | ".join(COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
     for name, res in results.items():

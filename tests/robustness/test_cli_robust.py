@@ -100,6 +100,12 @@ def test_a_dangling_symlink_in_a_folder_is_reported(
     assert code == 1 and "gone.jpg" in capsys.readouterr().err
 
 
+def _default_sigint() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and a child inherits that:
+    # Python then never raises KeyboardInterrupt. Give the CLI the disposition a terminal user's has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -108,6 +114,7 @@ def _spawn(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
     )
 
 

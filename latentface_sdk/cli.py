@@ -346,8 +346,36 @@ def _to_uint8(x: Any) -> np.ndarray:
     return np.ascontiguousarray(arr.numpy())
 
 
+#: Output names that mean "write this one image" for ``frontalize`` (anything else is a folder).
+_IMAGE_OUTPUTS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def _frontalize_one(args: argparse.Namespace, enc: FaceEncoder, inputs: list[InputFile]) -> int:
+    """``-o face.png``: one input, its largest face, one image file (no index, no parts)."""
+    out = Path(args.output)
+    if len(inputs) != 1 or args.faces != "largest" or args.maps:
+        raise UsageError(
+            f"{out}: an output ending in {out.suffix} is one image, for one input and its largest face "
+            f"(got {len(inputs)} input(s){', --faces all' if args.faces != 'largest' else ''}"
+            f"{', --maps' if args.maps else ''}); give a folder to write several PNGs and index.csv"
+        )
+    r = enc.frontalize([inputs[0].path], detect=not args.no_detect, light=args.light, return_tensors=True)
+    if not bool(r.ok[0]):
+        print(f"latentface frontalize: {inputs[0].path}: {r.errors[0]}; nothing written", file=sys.stderr)
+        return 1
+    from PIL import Image
+
+    image = Image.fromarray(_to_uint8(r.tensor[0]))
+    _atomic_write(out, lambda fh: image.save(fh, format=_IMAGE_OUTPUTS[out.suffix.lower()]))
+    print(f"latentface frontalize: wrote {out} (64x64, the face of {inputs[0].path} seen from the front)",
+          file=sys.stderr)
+    return 0
+
+
 def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inputs: list[InputFile]) -> int:
     out = Path(args.output)
+    if out.suffix.lower() in _IMAGE_OUTPUTS and not out.is_dir():
+        return _frontalize_one(args, enc, inputs)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file; frontalize writes PNGs into a folder")
     options = {"detect": not args.no_detect, "faces": args.faces, "light": args.light, "maps": args.maps}
@@ -467,8 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="DDIM start: Gaussian noise or z_T = 0 (default: the model's rdm.sample_init)")
     dis.add_argument("--samples", type=_positive, default=1, help="identity samples averaged (default 1)")
     front = sub.add_parser("frontalize", help="frontal re-renders as PNGs",
-                           description="Write one PNG per face (64x64, canonical pose) and index.csv.")
-    common(front, "the folder to write PNGs into")
+                           description="Write one PNG per face (64x64, canonical pose) and index.csv into a "
+                           "folder; or, when OUT ends in .png/.jpg/.webp/.bmp, the largest face of one input "
+                           "as that one image. Example: latentface frontalize photo.jpg -o front.png")
+    common(front, "the folder to write PNGs into, or one image file (.png, .jpg, ...) for one input")
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
     front.add_argument("--maps", action="store_true", help="also write albedo, depth, normal and shading PNGs")

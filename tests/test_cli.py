@@ -180,6 +180,25 @@ def test_frontalize_writes_pngs_and_an_index(folder: Path, model_dir: Path, tmp_
     assert not (out / ".latentface-parts").exists()
 
 
+def test_frontalize_to_an_image_name_writes_that_one_image(
+    folder: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("out.png", "out.JPG"):
+        out = tmp_path / name
+        assert _run("frontalize", folder / "face1.png", "-o", out, "--model", model_dir, "--no-detect") == 0
+        assert out.is_file() and not out.is_dir()
+        with Image.open(out) as img:
+            assert img.size == (64, 64) and img.format == ("PNG" if name.endswith("png") else "JPEG")
+    # Several inputs (or faces) cannot go into one image: a usage error that names the fix; nothing written.
+    many = tmp_path / "many.png"
+    assert _run("frontalize", folder, "-o", many, "--model", model_dir, "--no-detect") == 2
+    assert "give a folder" in capsys.readouterr().err and not many.exists()
+    # An unreadable input: exit 1 with the reason, no file.
+    bad = tmp_path / "bad.png"
+    assert _run("frontalize", folder / "broken.jpg", "-o", bad, "--model", model_dir, "--no-detect") == 1
+    assert not bad.exists()
+
+
 def test_faces_all_in_frontalize_names_each_face(model_dir: Path, tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "front"
     assert _run("frontalize", shared_data / "photos" / "two_people.jpg", "-o", out, "--model", model_dir,

@@ -148,9 +148,20 @@ class FaceEncoder(nn.Module):
     (:class:`~latentface_sdk.detection.FaceDetector`, built on first use). ``config`` is the
     :class:`~latentface_sdk.config.ModelConfig` (``name``, ``checksum`` of the weights, ``crop`` policy).
     The model is always in eval mode; see the module docstring for inputs, faces and batches.
+
+    Example::
+
+        from latentface_sdk import FaceEncoder
+
+        enc = FaceEncoder.from_pretrained()              # bundled weights; device="auto"
+        r = enc.encode("photo.jpg")                      # Encoding: texture, shape (1, 256), pose, light
+        d = enc.disentangle(["a.jpg", "b.jpg"])          # identity (Z_id) and expression (Δexp) latents
+        enc.frontalize("photo.jpg").images[0].save("front.png")   # the face seen from the front, 64x64
     """
 
     def __init__(self, config: ModelConfig) -> None:
+        """Random weights for ``config`` (a :class:`~latentface_sdk.config.ModelConfig`); most users want
+        :meth:`from_pretrained`."""
         super().__init__()
         config.validate()
         if config.crop.size != config.autoencoder.image_size:

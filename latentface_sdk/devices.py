@@ -16,7 +16,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if device is None or (isinstance(device, str) and device == "auto"):
         chosen = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        logger.info("latentface_sdk: using device %s", chosen)
+        logger.info("latentface_sdk: using device %s (%d torch CPU threads)", chosen, torch.get_num_threads())
         return chosen
     try:
         dev = torch.device(device)
@@ -24,4 +24,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r} (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available on this machine")
+    if dev.type == "cpu" and torch.cuda.is_available():
+        # Surprising enough to show without logging set up: a GPU sits idle.
+        logger.warning("latentface_sdk: using device cpu although CUDA is available (device=%r); "
+                       "pass device='auto' or 'cuda' to use it", device)
+    else:
+        logger.info("latentface_sdk: using device %s (%d torch CPU threads)", dev, torch.get_num_threads())
     return dev

@@ -198,6 +198,12 @@ def encoder_identity(encoder: Any) -> str:
     raise ValueError(f"cannot identify the weights of {type(encoder).__name__} for the feature cache")
 
 
+def model_crop(encoder: Any) -> CropConfig | None:
+    """The crop policy a model was trained with (``encoder.config.crop``), if it has one."""
+    crop = getattr(getattr(encoder, "config", None), "crop", None)
+    return crop if isinstance(crop, CropConfig) else None
+
+
 def _to_numpy(t: Any) -> np.ndarray:
     if hasattr(t, "detach"):
         t = t.detach().to("cpu").float().numpy()
@@ -227,8 +233,7 @@ class _LatentFaceFeatures(FeatureExtractor):
         return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}{start}"
 
     def crop_config(self) -> CropConfig | None:
-        crop = getattr(getattr(self.encoder, "config", None), "crop", None)
-        return crop if isinstance(crop, CropConfig) else None
+        return model_crop(self.encoder)
 
     def __call__(self, crops: np.ndarray, *, progress: bool = False) -> np.ndarray:
         images = list(np.asarray(crops, dtype=np.uint8))
@@ -259,8 +264,7 @@ class _FrontalizedFeatures(FeatureExtractor):
         return f"{self._identity}:frontalize:light=same:{self.base.identity()}"
 
     def crop_config(self) -> CropConfig | None:
-        crop = getattr(getattr(self.encoder, "config", None), "crop", None)
-        return crop if isinstance(crop, CropConfig) else None
+        return model_crop(self.encoder)
 
     def __call__(self, crops: np.ndarray, *, progress: bool = False) -> np.ndarray:
         images = list(np.asarray(crops, dtype=np.uint8))

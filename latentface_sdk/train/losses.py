@@ -74,6 +74,14 @@ def depth_curvature(depth: Tensor, pixel_depth: float) -> Tensor:
     return (dxx.abs().mean() + dyy.abs().mean()) / pixel_depth
 
 
+def depth_at(depth: Tensor, keypoints: Tensor) -> Tensor:
+    """The depth map (B, H, W) read bilinearly at canonical image positions (K, 2) -> (B, K)."""
+    b, k = depth.shape[0], keypoints.shape[0]
+    grid = keypoints.to(depth).view(1, 1, k, 2).expand(b, 1, k, 2)
+    z = F.grid_sample(depth.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return z.view(b, k)
+
+
 def project_keypoints(depth: Tensor, pose: Tensor, keypoints: Tensor, focal: float, centre_depth: float) -> Tensor:
     """Where canonical keypoints land in the posed view: (B, K, 2) image coordinates in ``[-1, 1]``.
 
@@ -81,10 +89,7 @@ def project_keypoints(depth: Tensor, pose: Tensor, keypoints: Tensor, focal: flo
     (bilinear), the points are unprojected, moved by ``pose`` (B, 6) and projected with the camera,
     exactly as the renderer moves the mesh vertices.
     """
-    b, k = depth.shape[0], keypoints.shape[0]
-    grid = keypoints.to(depth).view(1, 1, k, 2).expand(b, 1, k, 2)
-    z = F.grid_sample(depth.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    z = z.view(b, k, 1)
+    z = depth_at(depth, keypoints).unsqueeze(-1)
     uv = keypoints.to(depth).unsqueeze(0)
     points = torch.cat([uv * z / focal, z], dim=-1)
     return geo.project(geo.apply_pose(points, pose, centre_depth), focal)

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -45,7 +44,7 @@ from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_est
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
 from .data import CropDataset, resolve_sources
-from .losses import Reconstruction, Stage1Forward, Stage1Loss, light_cycle_loss, reconstruct
+from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
 
 logger = logging.getLogger("latentface_sdk.train")
@@ -285,10 +284,7 @@ def nose_relief(depth: Tensor, keypoints: Tensor) -> float:
     Positive for a convex (real) face; negative for the hollow-face solution, which explains the same
     landmarks with the opposite yaw.
     """
-    b = depth.shape[0]
-    grid = keypoints.view(1, 1, -1, 2).expand(b, 1, -1, 2).to(depth)
-    z = F.grid_sample(depth.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    z = z.view(b, -1)
+    z = depth_at(depth, keypoints)
     return float(((z[:, 0] + z[:, 1]) / 2 - z[:, 2]).mean())
 
 
@@ -299,6 +295,10 @@ class PoseMonitor:
         self.model_yaw: list[np.ndarray] = []
         self.model_roll: list[np.ndarray] = []
         self.lm: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        """Start a new logging window."""
+        self.model_yaw, self.model_roll, self.lm = [], [], []
 
     def add(self, pose: Tensor, landmarks: Tensor | None) -> None:
         if landmarks is None:
@@ -315,7 +315,7 @@ class PoseMonitor:
         yaw, roll = np.concatenate(self.model_yaw), np.concatenate(self.model_roll)
         out = {"yaw_r": pearson(yaw, yaw_estimate(lm)), "roll_r": pearson(roll, roll_estimate(lm)),
                "yaw_std": float(np.std(yaw))}
-        self.__init__()  # type: ignore[misc]
+        self.reset()
         return {k: round(v, 4) for k, v in out.items() if math.isfinite(v)}
 
 

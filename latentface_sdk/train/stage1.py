@@ -43,6 +43,7 @@ from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
+from .augment import augment_plan
 from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
@@ -75,6 +76,15 @@ class Stage1Config:
     #: batch are re-rendered under random lights for it
     lambda_light_cycle: float = 0.0
     light_cycle_count: int = 8
+    #: in-plane rotation augmentation (not in the paper; 0 turns it off): with probability
+    #: ``augment_roll_p`` a crop and its landmarks turn by up to this many degrees either way
+    augment_roll_deg: float = 0.0
+    augment_roll_p: float = 0.5
+    #: share of crops shown in grey (not in the paper)
+    augment_grey_p: float = 0.0
+    #: start from the weights of this stage-1 model folder (a fine-tuning run; fresh optimizer, step 0).
+    #: Ignored when ``--resume`` finds a checkpoint.
+    init_from: str | None = None
     log_every: int = 10
     grid_every: int = 250
     checkpoint_every: int = 250
@@ -357,6 +367,10 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
     if resume and (ckpt / "trainer_state.pt").is_file():
         state = load_checkpoint(ckpt, trainer.model, trainer.optimizer)
         logger.info("resumed from %s at step %d", ckpt, state.step)
+    elif cfg.init_from is not None:
+        _, tensors = load_model_folder(Path(cfg.init_from))
+        load_part(trainer.model, tensors, "autoencoder.", cfg.init_from)
+        logger.info("weights initialised from %s", cfg.init_from)
     n = len(dataset)
     fixed = load_batch(dataset, torch.arange(min(8, n)), torch.zeros(min(8, n), dtype=torch.bool))
     log_file = out / "train.log"
@@ -365,7 +379,8 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
     meta: dict[str, Any] = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": world, "images": n,
                             "sources": cfg.sources, "feature_net": cfg.feature_net,
                             "renderer": trainer.renderer.backend, "lambda_landmark": cfg.lambda_landmark,
-                            "lambda_light_cycle": cfg.lambda_light_cycle}
+                            "lambda_light_cycle": cfg.lambda_light_cycle, "augment_roll_deg": cfg.augment_roll_deg,
+                            "augment_grey_p": cfg.augment_grey_p, "init_from": cfg.init_from}
     if keypoints is not None:
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
@@ -373,6 +388,9 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         flips = flips_for(state.step, len(idx), cfg.seed, rank)
         batch = load_batch(dataset, idx, flips)
         landmarks = load_landmarks(dataset, idx, flips)
+        plan = augment_plan(state.step, len(idx), cfg.seed, rank, roll_deg=cfg.augment_roll_deg,
+                            roll_p=cfg.augment_roll_p, grey_p=cfg.augment_grey_p)
+        batch, landmarks = plan.apply(batch, landmarks)
         t0 = time.perf_counter()
         parts = trainer.step(batch, landmarks)
         monitor.add(trainer.last_pose, landmarks)
@@ -419,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help="where face crops are cached (default RUN/cache)")
     parser.add_argument("--max-images", type=int, help="use only the first N images (quick runs)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--init-from", help="start from this stage-1 model folder's weights (fine-tuning)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -431,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.max_images = args.max_images
     if args.device:
         cfg.device = args.device
+    if args.init_from:
+        cfg.init_from = args.init_from
     final = train(cfg, args.out, resume=args.resume, cache_dir=args.cache_dir, progress=not args.no_progress)
     print(f"stage 1 model written to {final}")
     return 0

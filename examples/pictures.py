@@ -1,6 +1,7 @@
 """Pictures of what a model learned: reconstructions of held-out faces and a yaw sweep.
 
-    python examples/pictures.py --model weights/latentface-cpu-small --out docs/images
+    .venv/bin/python examples/pictures.py --quick      # 4 faces into runs/pictures-quick (seconds)
+    .venv/bin/python examples/pictures.py --out docs/images   # the pictures in the docs
 
 writes
 
@@ -67,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--celeba", type=Path, default=Path("../shared/data/celeba10k"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data (UTKFace)")
     parser.add_argument("--turned", type=int, default=8, help="turned faces in frontalize.png (even)")
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--out", type=Path, help="output folder (default docs/images; runs/pictures-quick with --quick)")
+    parser.add_argument("--quick", action="store_true", help="4 faces, 2 sweeps, 4 turned faces")
     parser.add_argument("--faces", type=int, default=12, help="faces in the reconstruction grid")
     parser.add_argument("--sweep-faces", type=int, default=4)
     parser.add_argument("--scale", type=int, default=2, help="upscaling factor of the PNGs")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.faces, args.sweep_faces, args.turned = 4, 2, 4
+    args.out = args.out or Path("runs/pictures-quick" if args.quick else "docs/images")
 
     encoder = FaceEncoder.from_pretrained(args.model, device=args.device)
     paths = held_out_faces(args.celeba, args.faces)

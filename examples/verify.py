@@ -1,112 +1,55 @@
-"""Face verification with the paper's 10-fold protocol, our features and baselines side by side.
+"""Face verification with LatentFace: one pair by hand, then the paper's 10-fold linear-probe protocol.
 
-    python examples/verify.py --pairs ../shared/data/celeba10k/pairs_verify.txt \
-        --features raw,lbp,hog,random-encoder,latentface-verify --out runs/verify
+    .venv/bin/python examples/verify.py --quick    # 2 of the 10 folds, LBP vs LatentFace (under a minute)
+    .venv/bin/python examples/verify.py            # all 10 folds; runtime in docs/results.md
 
-    # LFW: pairs.txt with the images under lfw/<name>/<name>_%04d.jpg
-    python examples/verify.py --pairs lfw/pairs.txt --images lfw --out runs/lfw
+Run from the repository root with ``../shared/data`` beside it (or pass ``--data``). It shows the
+API a verification user needs: ``FaceEncoder.disentangle(...).verification_features`` gives one
+vector per face (identity latents from the representation diffusion model, then the texture and
+shape latents); the eval package's ``read_pairs`` and ``run_verification`` run the protocol (MTCNN
+crops, cached features, a BatchNorm + Linear probe on the pair features of nine folds, tested on the
+tenth) with baselines side by side. The table is printed and written, with ROC curves, to ``--out``.
 
-    # a quick look: three folds (leave-one-out among them), baselines only
-    python examples/verify.py --pairs ../shared/data/celeba10k/pairs_verify.txt \
-        --folds 0,1,2 --features raw,lbp,hog --out runs/verify-quick
-
-Prints the markdown table and writes it with a JSON of per-fold numbers and two ROC PNGs into
-``--out``. Features are cached under ``<out>/cache`` (or ``--cache-dir``), keyed by feature set,
-model and image files, so reruns are fast.
+Every option of the protocol (LFW layout, other models, RDM settings):
+``python -m latentface_sdk.eval verify --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from latentface_sdk.eval import (
-    EvalSettings,
-    FeatureContext,
-    ProbeConfig,
-    available_features,
-    parse_feature_names,
-    read_pairs,
-    run_verification,
-)
-from latentface_sdk.eval.verification import VERIFY_PROBE
-
-DEFAULT_FEATURES = "raw,lbp,hog,random-encoder,latentface-verify"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pairs", type=Path, help="an LFW-style pairs.txt (numeric or file-name lines)")
-    p.add_argument(
-        "--images",
-        type=Path,
-        help="LFW: the folder holding <name>/<name>_%%04d.jpg; file-name lines: the image folder "
-        "(default: the pairs file's folder, or its images/ sub-folder)",
-    )
-    p.add_argument(
-        "--features", default=DEFAULT_FEATURES, help=f"comma-separated (default {DEFAULT_FEATURES})"
-    )
-    p.add_argument("--model", help="model name or folder for FaceEncoder.from_pretrained (default: bundled)")
-    p.add_argument("--folds", help="comma-separated 0-based folds to use, e.g. 0,1,2 (default: all)")
-    p.add_argument("--out", type=Path, default=Path("runs/verify"), help="folder for table, JSON and PNGs")
-    p.add_argument("--cache-dir", type=Path, help="feature cache folder (default: <out>/cache)")
-    p.add_argument("--no-detect", action="store_true", help="centre-crop instead of running MTCNN")
-    p.add_argument("--device", default="cpu", help="torch device for model features and the probe")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--rdm-init", choices=("noise", "zero"), default=None,
-                   help="DDIM start of the disentangled feature sets (default: the model's rdm.sample_init)")
-    p.add_argument("--rdm-samples", type=int, default=1,
-                   help="RDM samples averaged per face for the disentangled feature sets (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random encoder, RDM sampling and probe")
-    p.add_argument("--probe-epochs", type=int, default=VERIFY_PROBE.epochs)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--list-features", action="store_true", help="list the feature sets and exit")
-    return p
+from latentface_sdk import FaceEncoder
+from latentface_sdk.eval import EvalSettings, parse_feature_names, read_pairs, run_verification
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.list_features:
-        for name, text in available_features().items():
-            print(f"{name:20s} {text}")
-        return 0
-    if args.pairs is None:
-        print("error: --pairs is required", file=sys.stderr)
-        return 2
-    names = parse_feature_names(args.features)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pairs = read_pairs(args.pairs, args.images)
-    if pairs.missing:
-        print(f"{len({m.line for m in pairs.missing})} pair(s) skipped for missing images", file=sys.stderr)
-    if args.folds:
-        pairs = pairs.select_folds(int(f) for f in args.folds.split(","))
-    settings = EvalSettings(
-        out_dir=args.out,
-        cache_dir=args.cache_dir,
-        context=FeatureContext(
-            model=args.model, device=args.device, batch_size=args.batch_size, seed=args.seed,
-            rdm_samples=args.rdm_samples,
-            rdm_init=args.rdm_init,
-        ),
-        detect=not args.no_detect,
-        progress=not args.no_progress,
-    )
-    probe = ProbeConfig(
-        epochs=args.probe_epochs,
-        lr=VERIFY_PROBE.lr,
-        batch_size=VERIFY_PROBE.batch_size,
-        seed=args.seed,
-        device=args.device,
-    )
-    report = run_verification(pairs, names, settings, probe=probe)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 folds, LBP vs LatentFace (under a minute)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/verify-example"))
+    args = parser.parse_args(argv)
+
+    # 1. One pair by hand: cosine similarity of the verification features.
+    pairs = read_pairs(args.data / "celeba10k" / "pairs_verify.txt")
+    encoder = FaceEncoder.from_pretrained()
+    same = next(p for p in pairs.pairs if p.same)
+    other = next(p for p in pairs.pairs if not p.same)
+    for label, pair in (("same person", same), ("two people", other)):
+        feats = encoder.disentangle([pair.path_a, pair.path_b], seed=0).verification_features
+        cosine = float(torch.nn.functional.cosine_similarity(feats[0], feats[1], dim=0))
+        print(f"{label:12s} {pair.path_a.name} vs {pair.path_b.name}: cosine {cosine:.3f}")
+
+    # 2. The protocol: k-fold linear probe on pair features, LatentFace beside baselines.
+    if args.quick:
+        pairs = pairs.select_folds([0, 1])
+        features = "lbp,latentface-verify"
+    else:
+        features = "raw,lbp,hog,random-encoder,latentface,latentface-verify"
+    report = run_verification(pairs, parse_feature_names(features), EvalSettings(out_dir=args.out))
     print(report.table)
-    for what, path in report.files.items():
-        print(f"{what}: {path}")
     return 0
 
 

@@ -454,8 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentface",
         description="Encode, disentangle or frontalize the faces in image files and folders (LatentFace).",
-        epilog="Exit codes: 0 all inputs gave a face, 1 some failed (listed), 2 usage error, 130 interrupted. "
+        epilog="examples:\n"
+        "  latentface encode photos/ -o features.npz\n"
+        "  latentface disentangle a.jpg b.jpg -o identity.npz --faces all\n"
+        "  latentface frontalize photo.jpg -o front.png\n\n"
+        "Exit codes: 0 all inputs gave a face, 1 some failed (listed), 2 usage error, 130 interrupted.\n"
         "An interrupted run resumes when rerun with the same command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"latentface-sdk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -480,13 +485,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     enc = sub.add_parser("encode", help="texture, shape, pose and light latents to one .npz",
                          description="Write texture (N,256), shape (N,256), pose (N,6), light (N,4), boxes, "
-                         "scores, ok, errors, names and source (row -> input index) to one .npz.")
+                         "scores, ok, errors, names and source (row -> input index) to one .npz.",
+                         epilog="examples:\n  latentface encode photos/ -o features.npz\n"
+                         "  latentface encode group.jpg --faces all -o faces.npz\n"
+                         "  latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     common(enc, "the .npz file to write")
     dis = sub.add_parser("disentangle", help="identity and expression latents to one .npz",
                          description="Write the encode arrays plus identity_texture, identity_shape, "
                          "expression_texture, expression_shape (N,256) to one .npz. Verification features "
                          "are [identity_texture, identity_shape, texture, shape]; expression features "
-                         "[expression_texture, expression_shape, texture, shape].")
+                         "[expression_texture, expression_shape, texture, shape].",
+                         epilog="examples:\n  latentface disentangle photos/ -o identity.npz\n"
+                         "  latentface disentangle a.jpg b.jpg -o identity.npz --init noise --samples 8",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     common(dis, "the .npz file to write")
     dis.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
     dis.add_argument("--steps", type=_positive, default=None,
@@ -497,7 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     front = sub.add_parser("frontalize", help="frontal re-renders as PNGs",
                            description="Write one PNG per face (64x64, canonical pose) and index.csv into a "
                            "folder; or, when OUT ends in .png/.jpg/.webp/.bmp, the largest face of one input "
-                           "as that one image. Example: latentface frontalize photo.jpg -o front.png")
+                           "as that one image.",
+                           epilog="examples:\n  latentface frontalize photo.jpg -o front.png\n"
+                           "  latentface frontalize photos/ -o frontal/ --light neutral --maps",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     common(front, "the folder to write PNGs into, or one image file (.png, .jpg, ...) for one input")
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -183,32 +183,37 @@ def test_feature_cache_is_keyed_by_extractor_and_files(tmp_path: Path) -> None:
         assert cache.load("x", key, 3) is None
 
 
-def _example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", REPO / "examples" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_example_clis(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_command_line(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("latentface_sdk.detection")
-    verify = _example("verify")
+    from latentface_sdk.eval.cli import main
+
     # two folds, ~220 images: the real prepare_crops with centre crops (no MTCNN) and a 2-epoch probe
     pairs = shared_data / "celeba10k" / "pairs_verify.txt"
-    args = ["--pairs", str(pairs), "--folds", "3,4", "--features", "raw", "--no-detect", "--no-progress"]
-    assert verify.main([*args, "--probe-epochs", "2", "--out", str(tmp_path / "v")]) == 0
+    args = ["verify", "--pairs", str(pairs), "--folds", "3,4", "--features", "raw", "--no-detect", "--no-progress"]
+    assert main([*args, "--probe-epochs", "2", "--out", str(tmp_path / "v")]) == 0
     out = capsys.readouterr().out
     assert "| raw " in out and "440 pairs" in out
     assert _is_png(tmp_path / "v" / "roc-cosine.png")
-    fer = _example("fer")
-    fer_args = ["--data", str(shared_data / "fer2013"), "--limit-per-class", "3", "--features", "raw"]
-    assert (
-        fer.main([*fer_args, "--no-detect", "--no-progress", "--epochs", "2", "--out", str(tmp_path / "f")])
-        == 0
-    )
+    fer_args = ["fer", "--data", str(shared_data / "fer2013"), "--limit-per-class", "3", "--features", "raw"]
+    assert main([*fer_args, "--no-detect", "--no-progress", "--epochs", "2", "--out", str(tmp_path / "f")]) == 0
     assert "trained on 21 images, tested on 21 images" in capsys.readouterr().out
     assert _is_png(tmp_path / "f" / "confusion-raw.png")
-    assert fer.main([*fer_args, "--train-split", "PublicTest", "--out", str(tmp_path / "x")]) == 2
-    assert verify.main(["--list-features"]) == 0 and "latentface-verify" in capsys.readouterr().out
+    assert main([*fer_args, "--train-split", "PublicTest", "--out", str(tmp_path / "x")]) == 2
+    assert "refusing to train on the test split" in capsys.readouterr().err
+    assert main(["fer", "--out", str(tmp_path / "y")]) == 2
+    assert main(["features"]) == 0 and "latentface-verify" in capsys.readouterr().out
+    # --quick picks a small slice and the LBP baseline beside the model, unless told otherwise
+    assert main(["fer", "--data", str(shared_data / "fer2013"), "--quick", "--features", "raw", "--no-detect",
+                 "--no-progress", "--epochs", "1", "--out", str(tmp_path / "q")]) == 0
+    assert "trained on 280 images, tested on 280 images" in capsys.readouterr().out
+    # a bad file is a clear error and exit code 2, not a traceback
+    assert main(["verify", "--pairs", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "z")]) == 2
+    assert "nope.txt" in capsys.readouterr().err
+
+
+def test_eval_module_runs_and_every_command_shows_an_example() -> None:
+    for command in ("verify", "fer", "features"):
+        proc = subprocess.run([sys.executable, "-m", "latentface_sdk.eval", command, "--help"], capture_output=True,
+                              text=True, timeout=120, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        assert "example" in proc.stdout and f"python -m latentface_sdk.eval {command}" in proc.stdout

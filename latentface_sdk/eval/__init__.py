@@ -7,7 +7,7 @@
 * :mod:`.probes` is the paper's BatchNorm + Linear probe; :mod:`.verification` the k-fold verification
   protocol (probe and cosine threshold); :mod:`.fer` the expression-recognition protocol.
 * :mod:`.report` and :mod:`.plots` write the markdown table, JSON and PNGs; :mod:`.runner` ties it all
-  together for the ``examples/verify.py`` and ``examples/fer.py`` scripts.
+  together; :mod:`.cli` is the command line (``python -m latentface_sdk.eval verify|fer``).
 
 scikit-image, scikit-learn and matplotlib are imported only by the parts that need them.
 """

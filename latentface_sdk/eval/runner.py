@@ -1,6 +1,6 @@
 """End-to-end evaluation runs: images -> face crops -> cached features -> protocol -> table, JSON, PNGs.
 
-:func:`run_verification` and :func:`run_fer` are what ``examples/verify.py`` and ``examples/fer.py``
+:func:`run_verification` and :func:`run_fer` are what ``python -m latentface_sdk.eval verify|fer``
 call. Images are cropped exactly as for training (``latentface_sdk.detection.prepare_crops``: MTCNN,
 centre-crop fallback for already aligned faces), once for all feature sets of a run, and only when some
 feature set is not cached yet.

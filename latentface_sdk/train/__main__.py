@@ -14,7 +14,10 @@ def export_main(argv: list[str]) -> int:
     from ..encoder import FaceEncoder
     from ..errors import LatentFaceError
 
-    parser = argparse.ArgumentParser(prog="latentface-train export", description=export_main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="latentface-train export", description=export_main.__doc__,
+        epilog="example:\n  latentface-train export --model runs/s2 --out weights/my-model --half",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="trained model folder (stage-2 output) or name")
     parser.add_argument("--out", required=True, help="destination folder (e.g. weights/<name>)")
     parser.add_argument("--half", action="store_true", help="store float tensors as float16 (half the size)")
@@ -34,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to the stage-1 or stage-2 trainer."""
     args = list(sys.argv[1:] if argv is None else argv)
     usage = ("usage: latentface-train {stage1,stage2,export} [options]   (add --help after the command for its "
-             "options)")
+             "options)\n\nexamples:\n"
+             "  latentface-train stage1 --out runs/stage1 --shared-root ../shared/data\n"
+             "  latentface-train stage2 --stage1 runs/stage1/model --out runs/stage2\n"
+             "  latentface-train export --model runs/stage2 --out weights/my-model --half")
     if not args or args[0] in ("-h", "--help"):
         print(usage)
         return 0 if args else 2

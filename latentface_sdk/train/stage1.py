@@ -428,7 +428,16 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m latentface_sdk.train stage1``."""
-    parser = argparse.ArgumentParser(prog="latentface-train stage1", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="latentface-train stage1", description=__doc__.splitlines()[0],
+        epilog="examples:\n"
+        "  OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m latentface_sdk.train stage1 \\\n"
+        "      --config latentface_sdk/train/configs/stage1_default.json --out runs/stage1 \\\n"
+        "      --shared-root ../shared/data --cache-dir runs/cache --resume\n"
+        "  latentface-train stage1 --out runs/tiny --shared-root ../shared/data --max-images 256 --steps 20\n"
+        "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_finetune.json \\\n"
+        "      --init-from runs/stage1/model --out runs/stage1-ft --shared-root ../shared/data",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
     parser.add_argument("--out", type=Path, required=True, help="run folder (logs, grids, checkpoints, model)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint if present")

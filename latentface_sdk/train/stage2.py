@@ -763,9 +763,15 @@ def train_stage2(
 def build_parser() -> argparse.ArgumentParser:
     """The ``stage2`` command line."""
     p = argparse.ArgumentParser(
-        prog="latentface_sdk.train stage2",
+        prog="latentface-train stage2",
         description="Train the stage-2 representation diffusion models (texture and shape) on identity "
         "groups, with the stage-1 encoders frozen.",
+        epilog="examples:\n"
+        "  latentface-train stage2 --stage1 runs/s1/model --out runs/s2 --threads 2\n"
+        "  latentface-train stage2 --stage1 runs/s1/model --out runs/s2 --resume   # continue a stopped run\n"
+        "  OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m latentface_sdk.train stage2 --stage1 runs/s1/model "
+        "--out runs/s2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe JSON (default: %(default)s)")
     p.add_argument("--stage1", type=Path, required=True, help="stage-1 model folder (config.json + model.safetensors)")

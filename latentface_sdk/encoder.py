@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +259,34 @@ class FaceEncoder(nn.Module):
         out = save_model_folder(Path(os.fspath(folder)), cfg, state)
         self.config.checksum = cfg.checksum
         return out
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        storage_dtype: torch.dtype | None = None,
+        model_card: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+        api: Any = None,
+    ) -> Any:
+        """Upload this model to the Hugging Face Hub as ``repo_id`` (``owner/name``); returns the ``CommitInfo``.
+
+        Writes :meth:`save_pretrained` (``storage_dtype`` as there) and a ``README.md`` model card
+        (``model_card``, else :func:`latentface_sdk.hub.model_card`: the Hub's YAML metadata and how to
+        load it) into a temporary folder and uploads these three files with ``huggingface_hub``
+        (creating the repository if needed). ``FaceEncoder.from_pretrained(repo_id)`` loads it back,
+        offline too once it is in the Hub cache. ``api``: an ``HfApi`` to use instead of a new one.
+        """
+        with tempfile.TemporaryDirectory(prefix="latentface-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model", storage_dtype=storage_dtype)
+            card = model_card if model_card is not None else hub.model_card(self.config, repo_id)
+            (folder / "README.md").write_text(card, encoding="utf-8")
+            return hub.push_folder(folder, repo_id, private=private, token=token, revision=revision,
+                                   commit_message=commit_message, create_pr=create_pr, api=api)
 
     def use_channels_last(self, enabled: bool = True) -> FaceEncoder:
         """Keep convolution weights channels-last (the default) or in the plain layout: the fast path.

@@ -9,6 +9,10 @@
    ``model.safetensors`` and ``README.md`` (at ``revision`` when given) into the Hub cache
    (``cache_dir``, else ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``).
 
+:func:`push_folder` is the way back: it uploads a model folder (``config.json``, ``model.safetensors``
+and a ``README.md`` model card with the Hub's YAML metadata) with :class:`huggingface_hub.HfApi`;
+:meth:`latentface_sdk.FaceEncoder.push_to_hub` calls it.
+
 Bundled names and local folders never touch the network. For Hub ids, ``local_files_only=True`` or the
 environment variable ``HF_HUB_OFFLINE=1`` use the cache only; a repo id that is not cached then raises
 :class:`~latentface_sdk.errors.OfflineError`, which names the id and the cache folder searched. Nothing
@@ -20,13 +24,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from . import _paths
 from .checkpoint import pickled_files
-from .config import CONFIG_NAME, WEIGHTS_NAME
+from .config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
 from .errors import OfflineError, WeightsError
 
-__all__ = ["DEFAULT_MODEL", "HUB_FILES", "resolve", "hub_cache_dir", "is_offline"]
+__all__ = ["DEFAULT_MODEL", "HUB_FILES", "resolve", "hub_cache_dir", "is_offline", "model_card", "push_folder"]
 
 #: The checkpoint used when no name is given.
 DEFAULT_MODEL = "latentface-cpu-small"
@@ -185,3 +190,74 @@ def _from_hub(
             f"the cache searched is {cache}"
         ) from exc
     return _check_folder(Path(os.fspath(folder)), f"Hub snapshot of {repo_id!r}{at}")
+
+
+def model_card(config: ModelConfig, repo_id: str) -> str:
+    """A minimal ``README.md`` for a pushed model: the Hub's YAML metadata, how to load it, its sizes.
+
+    It claims no measured numbers (the bundled model's card does, from the commands in docs/results.md);
+    pass your own card to :func:`push_folder` to publish yours.
+    """
+    ae = config.autoencoder
+    return (
+        "---\n"
+        "license: mit\n"
+        "library_name: latentface-sdk\n"
+        "pipeline_tag: image-feature-extraction\n"
+        "tags:\n  - face\n  - self-supervised\n  - 3d-face-reconstruction\n  - representation-learning\n"
+        "  - diffusion\n  - pytorch\n"
+        "---\n\n"
+        f"# {config.name}\n\n"
+        "A LatentFace model (3D latent autoencoder + representation diffusion) for "
+        "[latentface-sdk](https://pypi.org/project/latentface-sdk/).\n\n"
+        "```python\n"
+        "from latentface_sdk import FaceEncoder\n\n"
+        f'enc = FaceEncoder.from_pretrained("{repo_id}")\n'
+        'r = enc.encode("photo.jpg")   # latents of the largest face\n'
+        "```\n\n"
+        f"Input: {ae.image_size}x{ae.image_size} face crops (MTCNN, margin {config.crop.margin}); latents: texture "
+        f"{ae.latent_dim}, shape {ae.latent_dim}, pose {ae.pose_dim}, light {ae.light_dim}. Weights: `model.safetensors` (SHA-256 in "
+        "`config.json`).\n"
+    )
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+    api: Any = None,
+) -> Any:
+    """Upload a model folder's ``config.json``, ``model.safetensors`` and ``README.md`` to ``repo_id``.
+
+    Creates the repository when it does not exist (``private`` as given). ``api`` is the
+    :class:`huggingface_hub.HfApi` to use (default: a new one with ``token``). Returns what
+    ``HfApi.upload_folder`` returns (a ``CommitInfo`` with ``commit_url``).
+
+    Raises:
+        WeightsError: the folder is not a model folder, or ``repo_id`` is not of the form ``owner/name``.
+        OfflineError: ``HF_HUB_OFFLINE`` is set (nothing is sent).
+    """
+    path = _check_folder(Path(os.fspath(folder)), "folder to push")
+    if not _REPO_ID.match(repo_id):
+        raise WeightsError(f"{repo_id!r}: a Hub repo id has the form 'owner/name'")
+    if is_offline():
+        raise OfflineError(f"cannot push {path} to {repo_id!r}: HF_HUB_OFFLINE is set")
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=os.fspath(path),
+        repo_type="model",
+        revision=revision,
+        create_pr=create_pr,
+        allow_patterns=HUB_FILES,
+        commit_message=commit_message or f"Upload {path.name} with latentface-sdk",
+    )

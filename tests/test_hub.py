@@ -153,3 +153,75 @@ def test_incomplete_snapshot_is_a_weights_error(model_dir: Path, tmp_path: Path)
     (snap / "model.safetensors").unlink()
     with pytest.raises(WeightsError, match="lacks model.safetensors"):
         hub.resolve("owner/partial", cache_dir=cache, local_files_only=True)
+
+
+class _FileHub:
+    """A stand-in for huggingface_hub.HfApi that keeps repositories as folders (no network).
+
+    ``upload_folder`` stores the files that match ``allow_patterns`` as a new commit and lays them out
+    the way ``snapshot_download`` leaves them in a Hub cache, so that ``from_pretrained`` can load
+    what was pushed offline.
+    """
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.created: list[tuple[str, bool | None]] = []
+        self.uploads: list[dict[str, object]] = []
+
+    def create_repo(self, repo_id: str, *, private: bool | None = None, repo_type: str | None = None,
+                    exist_ok: bool = False) -> str:
+        assert repo_type == "model" and exist_ok
+        self.created.append((repo_id, private))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, *, repo_id: str, folder_path: str, allow_patterns: list[str], **kwargs: object) -> str:
+        import fnmatch
+
+        files = sorted(p.name for p in Path(folder_path).iterdir()
+                       if any(fnmatch.fnmatch(p.name, pat) for pat in allow_patterns))
+        commit = f"{len(self.uploads) + 1:040d}"
+        snap = self.cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
+        snap.mkdir(parents=True)
+        for name in files:
+            shutil.copy(Path(folder_path) / name, snap / name)
+        refs = snap.parents[1] / "refs"
+        refs.mkdir(exist_ok=True)
+        (refs / "main").write_text(commit)
+        self.uploads.append({"repo_id": repo_id, "files": files, **kwargs})
+        return f"https://huggingface.co/{repo_id}/commit/{commit}"
+
+
+def test_push_to_hub_then_load_it_offline(model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "hub-cache"
+    api = _FileHub(cache)
+    enc = FaceEncoder.from_pretrained(model_dir, device="cpu")
+    url = enc.push_to_hub("someone/pushed", private=True, storage_dtype=torch.float16, api=api)
+    assert url.endswith("/commit/" + "1".rjust(40, "0"))
+    assert api.created == [("someone/pushed", True)]
+    assert api.uploads[0]["files"] == ["README.md", "config.json", "model.safetensors"]
+    card = (cache / "models--someone--pushed" / "snapshots" / "1".rjust(40, "0") / "README.md").read_text()
+    assert card.startswith("---\nlicense: mit\nlibrary_name: latentface-sdk\n")
+    assert 'FaceEncoder.from_pretrained("someone/pushed")' in card
+    back = FaceEncoder.from_pretrained("someone/pushed", cache_dir=cache, local_files_only=True, device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    a, b = enc.encode(img, detect=False), back.encode(img, detect=False)
+    torch.testing.assert_close(a.texture, b.texture, atol=0.05, rtol=0.05)  # float16 storage: rounding only
+    assert back.config.name == enc.config.name
+    # a second push with the user's own card is a new commit that from_pretrained picks up
+    enc.push_to_hub("someone/pushed", model_card="# mine\n", api=api, commit_message="v2")
+    assert api.uploads[1]["commit_message"] == "v2"
+    again = hub.resolve("someone/pushed", cache_dir=cache, local_files_only=True)
+    assert (again / "README.md").read_text() == "# mine\n"
+
+
+def test_push_refuses_bad_ids_offline_mode_and_non_model_folders(model_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _FileHub(tmp_path / "c")
+    with pytest.raises(WeightsError, match="owner/name"):
+        hub.push_folder(model_dir, "not-an-id", api=api)
+    with pytest.raises(WeightsError, match="lacks"):
+        hub.push_folder(tmp_path, "a/b", api=api)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE"):
+        hub.push_folder(model_dir, "a/b", api=api)
+    assert api.created == [] and api.uploads == []

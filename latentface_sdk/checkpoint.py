@@ -7,15 +7,14 @@ SHA-256 of the weights file, which :func:`load_model_folder` verifies. Nothing h
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from .atomic import atomic_path
 from .config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from .digests import file_digest
 from .errors import ChecksumError, WeightsError
 
 PREFIXES = ("autoencoder.", "rdm_texture.", "rdm_shape.")
@@ -23,13 +22,9 @@ PREFIXES = ("autoencoder.", "rdm_texture.", "rdm_shape.")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file (:func:`latentface_sdk.digests.file_digest`)."""
+    return file_digest(path)
 
 
 #: File suffixes of pickled weights (PyTorch, pickle): recognised to be refused with a reason, never read.
@@ -48,21 +43,13 @@ def save_model_folder(folder: str | Path, config: ModelConfig, state: dict[str, 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".safetensors", dir=out)
-    os.close(fd)
-    try:
-        # One metadata key only: safetensors writes its metadata map in hash order, so with several keys the
-        # same weights could give different bytes (and checksums) from one save to the next.
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        config.checksum = sha256_file(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a model folder is shared like any other
-        os.replace(tmp, out / WEIGHTS_NAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    tmp_cfg = out / (CONFIG_NAME + ".tmp")
-    config.save(tmp_cfg)
-    os.replace(tmp_cfg, out / CONFIG_NAME)
+    # One metadata key only: safetensors writes its metadata map in hash order, so with several keys the
+    # same weights could give different bytes (and checksums) from one save to the next.
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        config.checksum = file_digest(tmp)
+    with atomic_path(out / CONFIG_NAME) as tmp_cfg:
+        config.save(tmp_cfg)
     return out
 
 

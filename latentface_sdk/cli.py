@@ -32,9 +32,8 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from ._version import __version__
+from .atomic import atomic_write
 from .errors import LatentFaceError
 
 if TYPE_CHECKING:
@@ -117,20 +117,8 @@ def collect_inputs(args: Sequence[str]) -> list[InputFile]:
 # ---------------------------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    _atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -174,7 +162,7 @@ def _assemble_npz(out: Path, parts: list[Path], extra: dict[str, np.ndarray]) ->
                 with zf.open(_zip_info(key), "w", force_zip64=True) as member:
                     member.write(buf.getvalue())
 
-    _atomic_write(out, write)
+    atomic_write(out, write)
 
 
 def _zip_info(key: str) -> zipfile.ZipInfo:
@@ -213,7 +201,7 @@ def _prepare_parts(parts_dir: Path, key: str) -> None:
         print(f"latentface: {parts_dir} holds parts of a different run; starting afresh", file=sys.stderr)
         shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True)
-    _atomic_write(manifest, lambda fh: fh.write(json.dumps({"run_key": key}).encode()))
+    atomic_write(manifest, lambda fh: fh.write(json.dumps({"run_key": key}).encode()))
 
 
 def _part_done(path: Path) -> bool:
@@ -334,7 +322,7 @@ def _png(path: Path, array: np.ndarray) -> None:
     def write(fh: BinaryIO) -> None:
         Image.fromarray(array).save(fh, format="PNG")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _to_uint8(x: Any) -> np.ndarray:
@@ -366,7 +354,7 @@ def _frontalize_one(args: argparse.Namespace, enc: FaceEncoder, inputs: list[Inp
     from PIL import Image
 
     image = Image.fromarray(_to_uint8(r.tensor[0]))
-    _atomic_write(out, lambda fh: image.save(fh, format=_IMAGE_OUTPUTS[out.suffix.lower()]))
+    atomic_write(out, lambda fh: image.save(fh, format=_IMAGE_OUTPUTS[out.suffix.lower()]))
     print(f"latentface frontalize: wrote {out} (64x64, the face of {inputs[0].path} seen from the front)",
           file=sys.stderr)
     return 0
@@ -416,7 +404,7 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
                             _png(out / f"{stem}_shading.png", _to_uint8(r.shading[i].clamp(0, 1)))
                     rows.append(row)
                 data = json.dumps(rows).encode()
-                _atomic_write(part, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
+                atomic_write(part, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
             bar.update(stop - start)
     all_rows: list[dict[str, Any]] = []
     for part in parts:
@@ -429,7 +417,7 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
         w.writerows(all_rows)
         fh.write(text.getvalue().encode("utf-8"))
 
-    _atomic_write(out / "index.csv", write_index)
+    atomic_write(out / "index.csv", write_index)
     shutil.rmtree(parts_dir, ignore_errors=True)
     summary = Summary(len(inputs), [r["input"] for r in all_rows], [bool(r["ok"]) for r in all_rows],
                       [str(r["error"]) for r in all_rows])
@@ -531,8 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         from . import hub
-        from .checkpoint import sha256_file
         from .config import WEIGHTS_NAME
+        from .digests import file_digest
         from .encoder import FaceEncoder
 
         try:
@@ -541,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             enc = FaceEncoder.from_pretrained(folder, device=args.device)
         except (LatentFaceError, ValueError) as exc:
             raise UsageError(f"cannot load the model: {exc}") from exc
-        model_id = f"{enc.config.name}@{enc.config.checksum or sha256_file(folder / WEIGHTS_NAME)}"
+        model_id = f"{enc.config.name}@{enc.config.checksum or file_digest(folder / WEIGHTS_NAME)}"
         print(f"latentface {args.command}: {len(inputs)} input(s), model {enc.config.name} on {enc.device}",
               file=sys.stderr)
         if args.command == "frontalize":

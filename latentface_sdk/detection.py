@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write
 from .config import CropConfig
 from .errors import InvalidImageError, LatentFaceError
 from .images import downscale_for_detection, to_rgb
@@ -420,26 +420,18 @@ def _load_cache(path: Path, key: str) -> CropSet | None:
 
 
 def _save_cache(path: Path, key: str, result: CropSet) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                key=np.asarray(key),
-                paths=np.asarray(result.paths, dtype=str),
-                crops=result.crops,
-                ok=result.ok,
-                boxes=result.boxes,
-                scores=result.scores,
-                method=np.asarray(result.method, dtype=str),
-                errors=np.asarray(result.errors, dtype=str),
-                landmarks=result.landmarks,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(
+        fh,
+        key=np.asarray(key),
+        paths=np.asarray(result.paths, dtype=str),
+        crops=result.crops,
+        ok=result.ok,
+        boxes=result.boxes,
+        scores=result.scores,
+        method=np.asarray(result.method, dtype=str),
+        errors=np.asarray(result.errors, dtype=str),
+        landmarks=result.landmarks,
+    ))
 
 
 __all__ = [

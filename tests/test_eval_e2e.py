@@ -18,8 +18,9 @@ import pytest
 from PIL import Image
 
 from latentface_sdk.config import CropConfig
+from latentface_sdk.digests import files_digest, parts_digest
 from latentface_sdk.eval import EvalSettings, ProbeConfig, read_pairs, read_split, run_fer, run_verification
-from latentface_sdk.eval.cache import FeatureCache, cache_key, files_digest
+from latentface_sdk.eval.cache import FeatureCache
 from latentface_sdk.eval.features import FeatureExtractor
 from latentface_sdk.eval.runner import compute_features
 
@@ -173,7 +174,7 @@ def test_feature_cache_is_keyed_by_extractor_and_files(tmp_path: Path) -> None:
     assert other.calls == 2
     # a cache file whose key does not match is ignored, with a warning
     cache = FeatureCache(tmp_path / "c")
-    key = cache_key("x", files_digest(paths))
+    key = parts_digest("x", files_digest(paths))
     cache.save("x", key, np.ones((3, 2), np.float32), paths)
     np.testing.assert_array_equal(cache.load("x", key, 3), np.ones((3, 2)))
     with pytest.warns(UserWarning, match="stale"):

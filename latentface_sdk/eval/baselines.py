@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import state_dict_digest
+from ..digests import modules_digest
 from .features import FeatureExtractor
 
 
@@ -138,7 +138,7 @@ class RandomEncoderFeatures(FeatureExtractor):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = LatentAutoencoder(AutoencoderConfig()).to(self.device).eval()
-        self._digest = state_dict_digest(self.model)
+        self._digest = modules_digest(self.model)
 
     def identity(self) -> str:
         return f"random-encoder:seed={self.seed}:{self._digest}"

@@ -9,52 +9,14 @@ unreadable or mismatching file is ignored with a warning and recomputed.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-
-def files_digest(paths: Sequence[str | Path]) -> str:
-    """SHA-256 of the image list: each resolved path with its size and modification time, in order."""
-    h = hashlib.sha256()
-    for p in paths:
-        path = Path(p).resolve()
-        try:
-            st = path.stat()
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(f"{path}\t{stamp}\n".encode())
-    return h.hexdigest()
-
-
-def state_dict_digest(modules: nn.Module | Iterable[nn.Module]) -> str:
-    """SHA-256 over the names, shapes, dtypes and values of every tensor in the modules' state dicts."""
-    h = hashlib.sha256()
-    for i, module in enumerate([modules] if isinstance(modules, nn.Module) else list(modules)):
-        for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous()
-            h.update(f"{i}.{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
-            if t.dtype == torch.bfloat16:
-                t = t.float()
-            h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def cache_key(*parts: str) -> str:
-    """SHA-256 of the parts, joined unambiguously."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(f"{len(part)}:{part}".encode())
-    return h.hexdigest()
+from ..atomic import atomic_write
 
 
 class FeatureCache:
@@ -88,22 +50,14 @@ class FeatureCache:
     def save(self, feature: str, key: str, features: np.ndarray, paths: Sequence[str | Path]) -> Path:
         """Write ``features`` (one row per path) atomically; returns the file written."""
         path = self.path(feature, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    features=np.asarray(features),
-                    key=np.array(key),
-                    feature=np.array(feature),
-                    paths=np.array([str(p) for p in paths], dtype=str),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda fh: np.savez(
+            fh,
+            features=np.asarray(features),
+            key=np.array(key),
+            feature=np.array(feature),
+            paths=np.array([str(p) for p in paths], dtype=str),
+        ))
         return path
 
 
-__all__ = ["FeatureCache", "cache_key", "files_digest", "state_dict_digest"]
+__all__ = ["FeatureCache"]

@@ -35,7 +35,7 @@ import numpy as np
 from torch import nn
 
 from ..config import CropConfig
-from .cache import state_dict_digest
+from ..digests import modules_digest
 
 
 class FeatureExtractor(ABC):
@@ -191,10 +191,10 @@ def encoder_identity(encoder: Any) -> str:
     if checksum:
         return f"{name}@{checksum}"
     if isinstance(encoder, nn.Module):
-        return f"{name}@{state_dict_digest(encoder)}"
+        return f"{name}@{modules_digest(encoder)}"
     modules = [v for _, v in sorted(vars(encoder).items()) if isinstance(v, nn.Module)]
     if modules:
-        return f"{name}@{state_dict_digest(modules)}"
+        return f"{name}@{modules_digest(modules)}"
     raise ValueError(f"cannot identify the weights of {type(encoder).__name__} for the feature cache")
 
 

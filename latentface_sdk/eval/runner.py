@@ -20,7 +20,8 @@ import numpy as np
 
 from .._version import __version__
 from ..config import CropConfig
-from .cache import FeatureCache, cache_key, files_digest
+from ..digests import files_digest, parts_digest
+from .cache import FeatureCache
 from .datasets import LabeledImages, check_disjoint
 from .features import FeatureContext, FeatureExtractor, build_extractor
 from .fer import FER_PROBE, FERResult, evaluate_fer
@@ -140,7 +141,7 @@ def compute_features(
     cache = settings.cache
     crop_id = _crop_identity(crop, settings)
     files = files_digest(paths)
-    crop_file = cache.directory / f"crops-{cache_key(crop_id, files)[:16]}.npz"
+    crop_file = cache.directory / f"crops-{parts_digest(crop_id, files)[:16]}.npz"
     crop_file.parent.mkdir(parents=True, exist_ok=True)
     crops, ok, method = settings.crop_fn(
         paths, crop, detect=settings.detect, cache_file=crop_file, progress=settings.progress
@@ -152,7 +153,7 @@ def compute_features(
         {}, {}, {}, np.asarray(ok, dtype=bool), dict(zip(names.tolist(), counts.tolist(), strict=True))
     )
     for ext in extractors:
-        key = cache_key(ext.cache_name, ext.identity(), crop_id, files)
+        key = parts_digest(ext.cache_name, ext.identity(), crop_id, files)
         start = time.perf_counter()
         feats = cache.load(ext.cache_name, key, len(paths))
         out.cached[ext.name] = feats is not None

@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ..atomic import save_torch
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import AutoencoderConfig, CropConfig, ModelConfig, _build
 from ..detection import prepare_crops
@@ -193,9 +194,7 @@ def save_checkpoint(folder: Path, model: LatentAutoencoder, cfg: ModelConfig, op
     save_model_folder(folder, cfg, prefixed(model, "autoencoder."))
     payload = {"optimizer": opt.state_dict(), "step": state.step, "elapsed": state.elapsed,
                "torch_rng": torch.get_rng_state()}
-    tmp = folder / "trainer_state.pt.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, folder / "trainer_state.pt")
+    save_torch(payload, folder / "trainer_state.pt")
 
 
 def load_checkpoint(folder: Path, model: LatentAutoencoder, opt: torch.optim.Optimizer) -> TrainState:

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,13 +40,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..atomic import save_safetensors, save_torch
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import ModelConfig, RDMConfig
 from ..devices import resolve_device as _resolve_device
+from ..digests import array_digest, tensors_digest
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
 from ..models.rdm import DEFAULT_SNR_GAMMA, RepresentationDiffusion
 from .groups import (
@@ -64,8 +65,6 @@ __all__ = [
     "RDMPair",
     "encode_latents",
     "cached_latents",
-    "state_dict_checksum",
-    "crops_hash",
     "load_groups",
     "sample_batch",
     "train_rdms",
@@ -231,24 +230,6 @@ class Stage2Config:
 # ---------------------------------------------------------------------------------------- hashing
 
 
-def state_dict_checksum(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of a state dict (key order does not matter)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def crops_hash(crops: np.ndarray) -> str:
-    """SHA-256 of a crops array (shape, dtype and bytes)."""
-    arr = np.ascontiguousarray(crops)
-    h = hashlib.sha256(f"{arr.shape}|{arr.dtype}|".encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------- encoding
 
 
@@ -294,12 +275,12 @@ def cached_latents(
 ) -> dict[str, Tensor]:
     """:func:`encode_latents`, cached in ``cache_dir/latents-<model>-<data>.safetensors``.
 
-    The file name and its metadata carry the model checksum (:func:`state_dict_checksum` of the model
-    unless given) and :func:`crops_hash` of the crops; a file whose metadata or shapes do not match is
+    The file name and its metadata carry the model checksum (:func:`~latentface_sdk.digests.tensors_digest` of the model
+    unless given) and :func:`~latentface_sdk.digests.array_digest` of the crops; a file whose metadata or shapes do not match is
     recomputed. The file is written atomically.
     """
-    model_key = model_checksum or state_dict_checksum(model.state_dict())
-    data_key = crops_hash(crops)
+    model_key = model_checksum or tensors_digest(model.state_dict())
+    data_key = array_digest(crops)
     path = Path(cache_dir) / f"latents-{model_key[:16]}-{data_key[:16]}.safetensors"
     if path.is_file():
         try:
@@ -317,36 +298,12 @@ def cached_latents(
         except (OSError, KeyError, RuntimeError, ValueError):
             pass  # unreadable or stale: recompute below
     latents = encode_latents(model, crops, batch_size=batch_size, device=device, progress=progress)
-    _atomic_save_safetensors(
+    save_safetensors(
         {k: v.contiguous() for k, v in latents.items()},
         path,
         {"model_checksum": model_key, "data_hash": data_key, "count": str(crops.shape[0])},
     )
     return latents
-
-
-def _atomic_save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_torch_save(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -479,8 +436,8 @@ def resolve_device(name: str) -> torch.device:
 def _save_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, step: int, recipe: str) -> None:
     ckpt = out_dir / CHECKPOINT_DIR
     state = {k: v.detach().to("cpu").contiguous() for k, v in pair.state_dict().items()}
-    _atomic_save_safetensors(state, ckpt / CHECKPOINT_WEIGHTS, {"step": str(step), "recipe_hash": recipe})
-    _atomic_torch_save(
+    save_safetensors(state, ckpt / CHECKPOINT_WEIGHTS, {"step": str(step), "recipe_hash": recipe})
+    save_torch(
         {"step": torch.tensor(step, dtype=torch.long), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()},
         ckpt / CHECKPOINT_STATE,
     )
@@ -721,7 +678,7 @@ def train_stage2(
         raise DataError("stage 2: no usable face crops (every image failed or no group kept two faces)")
 
     ae = build_autoencoder(mcfg, ae_tensors)
-    model_key = state_dict_checksum(ae_tensors)
+    model_key = tensors_digest(ae_tensors)
 
     def _latents() -> dict[str, Tensor]:
         return cached_latents(ae, face_crops, cache, model_checksum=model_key,
@@ -736,7 +693,7 @@ def train_stage2(
 
     t0 = time.perf_counter()
     pair, _ = train_rdms(latents, data.group_indices(), cfg, out_dir, rdm_config=rcfg, device=dev,
-                         resume=resume, progress=progress, data_key=f"{model_key}|{crops_hash(face_crops)}")
+                         resume=resume, progress=progress, data_key=f"{model_key}|{array_digest(face_crops)}")
     seconds = time.perf_counter() - t0
     if ddp.rank == 0:
         meta = {

@@ -61,7 +61,7 @@ def arm_configs(steps: int, shared_root: str) -> list[tuple[str, Stage1Config]]:
     out, fields = [], dataclasses.asdict(base)
     for name, change in ARMS:
         fields = {**fields, **change}
-        cfg = Stage1Config(**{**fields, "steps": steps, "shared_root": shared_root, "grid_every": 100,
+        cfg = Stage1Config.from_dict({**fields, "steps": steps, "shared_root": shared_root, "grid_every": 100,
                               "checkpoint_every": 100})
         out.append((name, cfg))
     return out

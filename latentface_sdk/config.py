@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -183,9 +184,9 @@ class ModelConfig:
             cfg = cls(
                 name=name,
                 version=int(data["version"]),
-                autoencoder=_build(AutoencoderConfig, data.get("autoencoder", {}), f"{source}: autoencoder"),
-                rdm=_build(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
-                crop=_build(CropConfig, data.get("crop", {}), f"{source}: crop"),
+                autoencoder=build_config(AutoencoderConfig, data.get("autoencoder", {}), f"{source}: autoencoder"),
+                rdm=build_config(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
+                crop=build_config(CropConfig, data.get("crop", {}), f"{source}: crop"),
                 checksum=checksum,
                 metadata=dict(metadata),
             )
@@ -234,32 +235,100 @@ class ModelConfig:
 _T = TypeVar("_T")
 
 
-def _build(kind: type[_T], data: Any, source: str) -> _T:
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _scalar_type(hint: Any, default: Any) -> Any:
+    """The plain type a field holds (``int``, ``float``, ``str``, ``bool``, ``tuple``), or None when unknown."""
+    if default is not None and default is not dataclasses.MISSING:
+        return type(default)
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
+
+
+def _check_scalar(kind: Any, default: Any, value: Any, where: str) -> Any:
+    if kind is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+        item = type(default[0]) if default else float
+        return tuple(item(v) for v in value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    elif kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if kind is int and not float(value).is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return kind(value)
+    elif kind is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def build_config(kind: type[_T], data: Any, source: str = "config") -> _T:
+    """A config dataclass ``kind`` from a JSON-like dict, with clear :class:`ConfigError` messages.
+
+    Keys starting with ``_`` (``"_comment"``) document a recipe and are skipped; unknown keys, values of
+    the wrong type and missing required fields are refused, naming ``source`` and the field. Nested
+    config dataclasses (and lists of them) are built the same way; fields left out keep their defaults.
+    Values that are already config objects are kept. ``validate()`` is not called (see :func:`load_json`).
+    """
+    if isinstance(data, kind):
+        return data
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected an object, got {type(data).__name__}")
-    names = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
-    unknown = set(data) - set(names)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("_"))}
+    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = set(data) - set(fields)
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {sorted(unknown)}")
+    hints = typing.get_type_hints(kind)
     values: dict[str, Any] = {}
     for key, value in data.items():
-        default = getattr(kind(), key)
-        if isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{source}.{key}: expected a list, got {value!r}")
-            if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
-                raise ConfigError(f"{source}.{key}: expected a list of numbers, got {value!r}")
-            value = tuple(type(default[0])(v) for v in value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{source}.{key}: expected true/false, got {value!r}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{source}.{key}: expected a number, got {value!r}")
-            if isinstance(default, int) and not float(value).is_integer():
-                raise ConfigError(f"{source}.{key}: expected an integer, got {value!r}")
-            value = type(default)(value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"{source}.{key}: expected a string, got {value!r}")
-        values[key] = value
+        where, hint, default = f"{source}.{key}", hints[key], _field_default(fields[key])
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            values[key] = None
+        elif dataclasses.is_dataclass(default):
+            values[key] = build_config(type(default), value, where)
+        elif typing.get_origin(hint) is list and args and dataclasses.is_dataclass(args[0]):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: expected a list, got {value!r}")
+            item = typing.cast(type[Any], args[0])
+            values[key] = [build_config(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        else:
+            values[key] = _check_scalar(_scalar_type(hint, default), default, value, where)
+    missing = [n for n, f in fields.items() if n not in values and _field_default(f) is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing field(s) {missing}")
     return kind(**values)
+
+
+def load_json(kind: type[_T], path: str | Path) -> _T:
+    """Read a JSON file into the config dataclass ``kind`` (:func:`build_config`), then ``validate()`` it
+    when ``kind`` has that method. Unreadable files and bad JSON raise :class:`ConfigError` naming the file."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON ({exc})") from exc
+    cfg = build_config(kind, data, str(p))
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+    return cfg

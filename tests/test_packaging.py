@@ -269,3 +269,37 @@ def test_ci_runs_the_readme_commands() -> None:
     (tests,) = _readme_block("test")
     venv, install, encode = setup.split(" && ")
     assert printed == {"venv": venv, "install": install, "encode": encode, "test": tests}
+
+
+def test_recipes_load_typed_with_clear_errors(tmp_path: Path) -> None:
+    """Training recipes are the config dataclasses nested in the stage configs, read by one loader."""
+    from latentface_sdk.config import AutoencoderConfig, ConfigError, CropConfig, RDMConfig, load_json
+    from latentface_sdk.train.stage1 import Stage1Config
+    from latentface_sdk.train.stage2 import Stage2Config
+
+    configs = Path(__file__).resolve().parents[1] / "latentface_sdk" / "train" / "configs"
+    s1 = Stage1Config.load(configs / "stage1_default.json")
+    assert isinstance(s1.model, AutoencoderConfig) and s1.model.depth_prior == 0.3 and s1.model.latent_dim == 256
+    assert isinstance(s1.crop, CropConfig) and s1.crop.margin == 0.1
+    ft = Stage1Config.load(configs / "stage1_finetune.json")
+    assert ft.model == s1.model and ft.augment_roll_deg == 25.0 and ft.init_from == "runs/stage1/model"
+    s2 = Stage2Config.load(configs / "stage2_default.json")
+    assert isinstance(s2.rdm, RDMConfig) and s2.data[0].kind == "celeba"
+    bad = tmp_path / "bad.json"
+    for text, message in [
+        ('{"model": {"widht": 3}}', r"bad.json.model: unknown field\(s\) \['widht'\]"),
+        ('{"model": {"width": "wide"}}', r"bad.json.model.width: expected a number"),
+        ('{"lr": true}', r"bad.json.lr: expected a number"),
+        ('{"steps": 2.5}', r"bad.json.steps: expected an integer"),
+        ('{"max_images": null, "init_from": 3}', r"bad.json.init_from: expected a string"),
+        ("[1, 2]", r"bad.json: expected an object"),
+        ("{not json", r"bad.json: not valid JSON"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_json(Stage1Config, bad)
+    bad.write_text('{"data": [{"kind": "celeba"}]}')
+    with pytest.raises(ConfigError, match=r"data\[0\]: missing field\(s\) \['path'\]"):
+        Stage2Config.load(bad)
+    with pytest.raises(ConfigError, match="no such config file"):
+        Stage2Config.load(tmp_path / "nope.json")

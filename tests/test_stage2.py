@@ -262,12 +262,12 @@ def test_default_recipe_loads_and_never_trains_on_verify() -> None:
     assert [s.kind for s in cfg.data] == ["celeba", "imfdb"]
     assert cfg.frames_per_group == 16 and cfg.lr == pytest.approx(1e-4)
     # The recipe changes only where disentangle starts DDIM (z_T = 0, measured in docs/results.md).
-    assert cfg.rdm_config(RDMConfig()) == RDMConfig(sample_init="zero")
+    assert cfg.rdm == RDMConfig(sample_init="zero")
     with pytest.raises(ConfigError, match="verify"):
         Stage2Config.from_dict({"data": [{"kind": "celeba", "path": "x", "split": "verify"}]})
     with pytest.raises(ConfigError, match="unknown"):
         Stage2Config.from_dict({"stepz": 3})
-    with pytest.raises(ConfigError, match="unknown rdm"):
+    with pytest.raises(ConfigError, match=r"rdm: unknown field"):
         Stage2Config.from_dict({"rdm": {"width": 3}})
     with pytest.raises(ConfigError):
         Stage2Config.from_dict({"min_group_size": 1})

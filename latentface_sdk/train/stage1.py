@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..atomic import save_torch
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
-from ..config import AutoencoderConfig, CropConfig, ModelConfig, _build
+from ..config import AutoencoderConfig, CropConfig, ModelConfig, build_config, load_json
 from ..detection import prepare_crops
 from ..devices import resolve_device
 from ..errors import ConfigError, DataError
@@ -59,8 +59,8 @@ class Stage1Config:
     sources: list[str] = field(default_factory=lambda: ["shared:utkface", "shared:celeba-train", "shared:imfdb"])
     shared_root: str | None = None
     max_images: int | None = None
-    model: dict[str, Any] = field(default_factory=dict)
-    crop: dict[str, Any] = field(default_factory=dict)
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
     detect_min_face_size: int = 40
     batch_size: int = 16
     lr: float = 1e-4
@@ -94,25 +94,14 @@ class Stage1Config:
     name: str = "latentface-cpu-small"
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "stage-1 config") -> Stage1Config:
+        """A recipe from a JSON-like dict (nested ``model`` and ``crop`` objects; unknown keys refused)."""
+        return build_config(cls, data, source)
+
+    @classmethod
     def load(cls, path: str | Path) -> Stage1Config:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read stage-1 config ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a stage-1 config is a JSON object")
-        data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys document recipes
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"{path}: unknown stage-1 config key(s) {sorted(unknown)}")
-        return cls(**data)
-
-    def autoencoder(self) -> AutoencoderConfig:
-        return _build(AutoencoderConfig, self.model, "stage1.model")
-
-    def crop_config(self) -> CropConfig:
-        return _build(CropConfig, self.crop, "stage1.crop")
+        """Read a recipe file (``_comment`` keys document it; unknown or ill-typed keys are refused)."""
+        return load_json(cls, path)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -220,7 +209,7 @@ class Stage1Trainer:
         self.cfg = cfg
         self.device = device
         torch.manual_seed(cfg.seed)
-        self.model = LatentAutoencoder(cfg.autoencoder()).to(device)
+        self.model = LatentAutoencoder(cfg.model).to(device)
         ae = self.model.cfg
         backend = cfg.renderer if cfg.renderer != "auto" else ("pytorch3d" if device.type == "cuda" else "fast")
         if backend not in ("fast", "pytorch3d"):
@@ -275,7 +264,7 @@ class Stage1Trainer:
         return reconstruction_grid(images, reconstruct(self.model, self.renderer, images), self.renderer)
 
     def model_config(self, extra: dict[str, Any]) -> ModelConfig:
-        return ModelConfig(name=self.cfg.name, autoencoder=self.model.cfg, crop=self.cfg.crop_config(),
+        return ModelConfig(name=self.cfg.name, autoencoder=self.model.cfg, crop=self.cfg.crop,
                            metadata={"stage1": extra})
 
 
@@ -333,7 +322,7 @@ def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> C
     paths = resolve_sources(cfg.sources, cfg.shared_root)
     if cfg.max_images is not None:
         paths = paths[: cfg.max_images]
-    crop = dataclasses.replace(cfg.crop_config(), min_face_size=cfg.detect_min_face_size)
+    crop = dataclasses.replace(cfg.crop, min_face_size=cfg.detect_min_face_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     crops = prepare_crops(paths, crop, detect=True, fallback="none",
                           cache_file=cache_dir / f"stage1_crops_{len(paths)}.npz", progress=progress)

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import save_safetensors, save_torch
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
-from ..config import ModelConfig, RDMConfig
+from ..config import ModelConfig, RDMConfig, build_config, load_json
 from ..devices import resolve_device as _resolve_device
 from ..digests import array_digest, tensors_digest
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
@@ -126,7 +126,8 @@ class Stage2Config:
     ``batch_groups`` groups per step with ``frames_per_group`` frames each (fewer for smaller groups);
     ``min_group_size`` drops smaller groups; ``max_groups`` (if set) keeps a random subset of the groups
     (for quick runs). ``snr_gamma`` clamps the SNR loss weight (``null`` = the paper's plain SNR).
-    ``rdm`` overrides fields of the :class:`~latentface_sdk.config.RDMConfig` (architecture, schedule).
+    ``rdm`` is the :class:`~latentface_sdk.config.RDMConfig` trained (architecture, schedule, sampling
+    defaults); a recipe lists only the fields it changes.
     ``detect``/``crop_fallback`` go to :func:`~latentface_sdk.detection.prepare_crops`.
     """
 
@@ -144,7 +145,7 @@ class Stage2Config:
     crop_fallback: str = "center"
     checkpoint_every: int = 1000
     log_every: int = 50
-    rdm: dict[str, Any] = field(default_factory=dict)
+    rdm: RDMConfig = field(default_factory=lambda: RDMConfig())
 
     def validate(self) -> None:
         for src in self.data:
@@ -170,38 +171,15 @@ class Stage2Config:
             raise ConfigError("stage-2 config: snr_gamma must be positive or null")
         if self.crop_fallback not in ("center", "none"):
             raise ConfigError("stage-2 config: crop_fallback must be 'center' or 'none'")
-        self.rdm_config(RDMConfig())
-
-    def rdm_config(self, base: RDMConfig) -> RDMConfig:
-        """``base`` with this recipe's ``rdm`` overrides applied (validated)."""
-        names = {f.name for f in dataclasses.fields(RDMConfig)}
-        unknown = set(self.rdm) - names
-        if unknown:
-            raise ConfigError(f"stage-2 config: unknown rdm field(s) {sorted(unknown)}")
-        values = dict(self.rdm)
-        if "channels" in values:
-            values["channels"] = tuple(int(c) for c in values["channels"])
-        cfg = dataclasses.replace(base, **values)
-        cfg.validate()
-        return cfg
+        self.rdm.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "stage-2 config") -> Stage2Config:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object")
-        data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {sorted(unknown)}")
-        try:
-            sources = [s if isinstance(s, DataSource) else DataSource(**s) for s in data.get("data", [])]
-            cfg = cls(**{**data, "data": sources})
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        """A validated recipe from a JSON-like dict (nested ``data`` sources and ``rdm``; unknown keys refused)."""
+        cfg = build_config(cls, data, source)
         try:
             cfg.validate()
         except ConfigError as exc:
@@ -210,14 +188,8 @@ class Stage2Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Stage2Config:
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such config file") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read ({exc})") from exc
-        return cls.from_dict(data, source=str(p))
+        """Read and validate a recipe file (``_comment`` keys document it)."""
+        return load_json(cls, path)
 
     def recipe_hash(self) -> str:
         """Hash of the fields that must not change when a run is resumed (everything but steps/logging)."""
@@ -477,7 +449,6 @@ def train_rdms(
     cfg: Stage2Config,
     out_dir: str | Path,
     *,
-    rdm_config: RDMConfig | None = None,
     device: str | torch.device = "cpu",
     resume: bool = False,
     progress: bool = True,
@@ -496,7 +467,7 @@ def train_rdms(
     dev = torch.device(device)
     ddp = _init_distributed(dev)
     out = Path(out_dir)
-    rcfg = cfg.rdm_config(rdm_config or RDMConfig())
+    rcfg = cfg.rdm
     tex = latents["texture"].to(dev, torch.float32)
     shp = latents["shape"].to(dev, torch.float32)
     if tex.shape != shp.shape or tex.ndim != 2 or tex.shape[1] != rcfg.latent_dim:
@@ -645,7 +616,7 @@ def train_stage2(
     out_dir = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     mcfg, ae_tensors = load_stage1_folder(stage1)
-    rcfg = cfg.rdm_config(mcfg.rdm)
+    rcfg = cfg.rdm
     if rcfg.latent_dim != mcfg.autoencoder.latent_dim:
         raise ConfigError("rdm.latent_dim must equal the stage-1 autoencoder.latent_dim")
 
@@ -692,7 +663,7 @@ def train_stage2(
         latents = _latents()
 
     t0 = time.perf_counter()
-    pair, _ = train_rdms(latents, data.group_indices(), cfg, out_dir, rdm_config=rcfg, device=dev,
+    pair, _ = train_rdms(latents, data.group_indices(), cfg, out_dir, device=dev,
                          resume=resume, progress=progress, data_key=f"{model_key}|{array_digest(face_crops)}")
     seconds = time.perf_counter() - t0
     if ddp.rank == 0:

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny_config
 from PIL import Image
 
 from latentface_sdk import FaceEncoder, cli
-from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,11 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(3)
-    cfg = ModelConfig(
-        name="tiny-cli",
-        autoencoder=AutoencoderConfig(width=8, decoder_width=8),
-        rdm=RDMConfig(channels=(32, 16, 24), time_embed_dim=16),
-    )
+    cfg = tiny_config("tiny-cli")
     return FaceEncoder.from_config(cfg).save_pretrained(tmp_path_factory.mktemp("cli-model"))
 
 

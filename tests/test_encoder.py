@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny_config
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -28,20 +29,11 @@ from latentface_sdk import (
     WeightsError,
 )
 from latentface_sdk.checkpoint import save_model_folder
-from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
+from latentface_sdk.config import ModelConfig
 from latentface_sdk.encoder import NEUTRAL_LIGHT
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "weights" / "latentface-cpu-small"
-
-
-def tiny_config() -> ModelConfig:
-    """Full-size latents (256) with narrow networks: fast on a CPU, the documented shapes."""
-    return ModelConfig(
-        name="tiny-test",
-        autoencoder=AutoencoderConfig(width=8, decoder_width=8),
-        rdm=RDMConfig(channels=(32, 16, 24), time_embed_dim=16),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny_config
 
 from latentface_sdk import FaceEncoder, OfflineError, WeightsError, _paths, hub
-from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def tiny_config() -> ModelConfig:
-    return ModelConfig(
-        name="tiny-hub",
-        autoencoder=AutoencoderConfig(width=8, decoder_width=8, latent_dim=32),
-        rdm=RDMConfig(latent_dim=32, channels=(32, 16, 24), time_embed_dim=16),
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +30,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(2)
-    return FaceEncoder.from_config(tiny_config()).save_pretrained(tmp_path_factory.mktemp("hub-model"))
+    return FaceEncoder.from_config(tiny_config("tiny-hub", latent_dim=32)).save_pretrained(tmp_path_factory.mktemp("hub-model"))
 
 
 def _fake_cache(cache: Path, repo_id: str, model_dir: Path, commit: str = COMMIT, ref: str = "main") -> Path:

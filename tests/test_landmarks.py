@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import TINY_AE
 
 from latentface_sdk.config import AutoencoderConfig
 from latentface_sdk.detection import landmarks_in_crop, square_box
@@ -121,7 +122,7 @@ def test_landmark_loss_skips_faces_without_landmarks() -> None:
 
 
 def test_light_cycle_trains_the_encoders_not_the_decoders() -> None:
-    model = LatentAutoencoder(AutoencoderConfig(width=8, decoder_width=8))
+    model = LatentAutoencoder(AutoencoderConfig(**TINY_AE))
     forward = Stage1Forward(model, FaceRenderer(64, 10.0, 1.0, "fast"), cycle_count=3)
     rec, relit = forward(torch.rand(4, 3, 64, 64))
     assert relit is not None and relit.images.shape == (3, 3, 64, 64) and relit.light.shape == (3, 4)

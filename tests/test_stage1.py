@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import TINY_AE
 
 from latentface_sdk.config import AutoencoderConfig, CropConfig
 from latentface_sdk.detection import prepare_crops
@@ -18,7 +19,7 @@ from latentface_sdk.train.losses import Stage1Loss, confidence_l1, reconstruct
 from latentface_sdk.train.perceptual import RandomConvFeatures
 from latentface_sdk.train.stage1 import Stage1Config, batch_indices, train
 
-TINY = {"width": 8, "decoder_width": 8}
+TINY = TINY_AE
 
 
 def tiny_model() -> LatentAutoencoder:
@@ -127,7 +128,7 @@ def test_resume_continues_with_the_same_loss(eight_faces: np.ndarray, tmp_path: 
 def test_untrained_model_starts_flat_and_frontal() -> None:
     # The zeroed last layers of the depth decoder and pose encoder: a flat face seen frontally, so the
     # first steps neither rasterise slivers nor rotate faces that the reconstruction cannot explain.
-    model = LatentAutoencoder(AutoencoderConfig(width=8, decoder_width=8))
+    model = LatentAutoencoder(AutoencoderConfig(**TINY))
     latents, maps = model(torch.rand(3, 3, 64, 64))
     assert torch.equal(latents.pose, torch.zeros_like(latents.pose))
     mid = (model.cfg.depth_min + model.cfg.depth_max) / 2
@@ -212,11 +213,11 @@ def test_landmark_loss_needs_landmarks(eight_faces: np.ndarray, tmp_path: Path) 
 
 
 def test_depth_prior_starts_from_a_convex_face() -> None:
-    model = LatentAutoencoder(AutoencoderConfig(width=8, decoder_width=8, depth_prior=0.3))
+    model = LatentAutoencoder(AutoencoderConfig(**TINY, depth_prior=0.3))
     _, maps = model(torch.rand(2, 3, 64, 64))
     d = maps.depth[0]
     assert d[34, 32] < d[34, 12] < d[2, 2]  # nose region closer than the cheek, closer than the corner
-    flat = LatentAutoencoder(AutoencoderConfig(width=8, decoder_width=8))
+    flat = LatentAutoencoder(AutoencoderConfig(**TINY))
     assert flat(torch.rand(1, 3, 64, 64))[1].depth.std() < 1e-6  # the paper's (and old configs') flat start
 
 

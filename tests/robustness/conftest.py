@@ -58,15 +58,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     safetensors + checksum path as any published model.
     """
     import torch
+    from _tiny import tiny_config
 
-    from latentface_sdk.config import AutoencoderConfig, ModelConfig, RDMConfig
     from latentface_sdk.encoder import FaceEncoder
 
-    config = ModelConfig(
-        name="tiny-robustness",
-        autoencoder=AutoencoderConfig(width=8, decoder_width=8),
-        rdm=RDMConfig(channels=(32, 16, 24), time_embed_dim=16),
-    )
+    config = tiny_config("tiny-robustness")
     torch.manual_seed(3)
     enc = FaceEncoder.from_config(config)
     for rdm in (enc.rdm_texture, enc.rdm_shape):

@@ -36,12 +36,15 @@ def yaw_estimate(points: np.ndarray | Tensor) -> np.ndarray:
     About 0 for a frontal face and growing to about +-0.5 at a profile-like turn. Its sign follows the
     model's yaw (:mod:`latentface_sdk.render.geometry`): a positive yaw turns the nose, which lies in
     front of the face's centre, towards the image's left, so the estimate is positive when the nose
-    lies left of the eyes' midpoint.
+    lies left of the eyes' midpoint. The offset is measured along the eye line, so a head that is
+    also rolled (tilted in the image plane) gets the same estimate as upright.
     """
     p = np.asarray(points, dtype=np.float64)
     eye_mid = (p[..., 0, :] + p[..., 1, :]) / 2.0
-    iod = np.linalg.norm(p[..., 1, :] - p[..., 0, :], axis=-1)
-    return (eye_mid[..., 0] - p[..., 2, 0]) / np.maximum(iod, 1e-6)
+    eye_line = p[..., 1, :] - p[..., 0, :]
+    iod = np.maximum(np.linalg.norm(eye_line, axis=-1), 1e-6)
+    along = ((eye_mid - p[..., 2, :]) * eye_line).sum(axis=-1) / iod
+    return along / iod
 
 
 def roll_estimate(points: np.ndarray | Tensor) -> np.ndarray:

@@ -51,7 +51,7 @@ def test_mirror_swaps_sides_and_flips_the_yaw_and_roll_estimates() -> None:
     back = mirror_landmarks(mirror_landmarks(pts))
     torch.testing.assert_close(back, pts)
     mirrored = mirror_landmarks(pts).numpy()
-    assert yaw_estimate(turned) > 0.2 and yaw_estimate(mirrored) == pytest.approx(-yaw_estimate(turned))
+    assert yaw_estimate(turned) > 0.15 and yaw_estimate(mirrored) == pytest.approx(-yaw_estimate(turned))
     assert roll_estimate(turned) > 0 and roll_estimate(mirrored) == pytest.approx(-roll_estimate(turned))
     assert mirrored[0, 0] < 0 < mirrored[1, 0]  # still left eye first
 
@@ -161,3 +161,15 @@ def test_utkface_held_out_rows_never_enter_training(shared_data: Path) -> None:
     assert len(held) == -(-len(every) // UTKFACE_HOLDOUT_EVERY)
     recipe = resolve_sources(["shared:utkface-train", "shared:imfdb"], shared_data)
     assert not set(held) & set(recipe)
+
+
+def test_yaw_estimate_does_not_change_when_the_head_rolls() -> None:
+    from latentface_sdk.train.augment import rotate_crops
+
+    turned = torch.tensor([[[-0.3, -0.2], [0.3, -0.2], [-0.08, 0.1], [-0.2, 0.4], [0.2, 0.4]]])
+    upright = float(yaw_estimate(turned.numpy())[0])
+    assert upright == pytest.approx(0.08 / 0.6, abs=1e-6)
+    for degrees in (-30.0, 15.0, 40.0):
+        _, rolled = rotate_crops(torch.zeros(1, 3, 8, 8), turned, torch.tensor([degrees]))
+        assert rolled is not None
+        assert float(yaw_estimate(rolled.numpy())[0]) == pytest.approx(upright, abs=1e-5)

@@ -62,15 +62,19 @@ def canonical_keypoints(points: np.ndarray, max_abs_yaw: float = 0.05) -> np.nda
     """The five canonical keypoint positions (5, 2): symmetrised mean landmarks of near-frontal faces.
 
     Faces whose :func:`yaw_estimate` is within ``max_abs_yaw`` and whose landmarks are finite are
-    averaged; the mean and its mirror image are averaged again, so the result is exactly left-right
-    symmetric (eyes and mouth corners mirror each other, the nose lies on ``u = 0``).
+    averaged (when there are none, the most frontal tenth of the faces); the mean and its mirror image
+    are averaged again, so the result is exactly left-right symmetric (eyes and mouth corners mirror each other, the nose lies on ``u = 0``).
     """
     p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
     finite = np.asarray(np.isfinite(p).all(axis=(1, 2)), dtype=bool)
     yaw = yaw_estimate(np.where(finite[:, None, None], p, 0.0))
+    if not finite.any():
+        raise ValueError(f"no finite landmark sets among {len(p)}")
     frontal: np.ndarray = finite & (np.abs(yaw) <= max_abs_yaw)
-    if not frontal.any():
-        raise ValueError(f"no near-frontal faces (|yaw estimate| <= {max_abs_yaw}) among {len(p)} landmark sets")
+    if not frontal.any():  # a small or turned set: its most frontal tenth (at least one face)
+        order = np.argsort(np.where(finite, np.abs(yaw), np.inf))
+        frontal = np.zeros(len(p), dtype=bool)
+        frontal[order[: max(1, int(np.ceil(0.1 * finite.sum())))]] = True
     mean = p[frontal].mean(axis=0)
     mirrored = mirror_landmarks(torch.from_numpy(mean)).numpy()
     return ((mean + mirrored) / 2.0).astype(np.float32)

@@ -65,8 +65,13 @@ def test_canonical_keypoints_average_frontal_faces_symmetrically() -> None:
     kp = canonical_keypoints(faces)
     np.testing.assert_allclose(kp, FRONTAL, atol=0.01)  # turned faces and NaN rows left out
     assert kp[2, 0] == 0.0 and kp[0, 0] == -kp[1, 0] and kp[3, 1] == kp[4, 1]
-    with pytest.raises(ValueError, match="near-frontal"):
-        canonical_keypoints(np.repeat(turned[None], 3, 0))
+    # no face within the threshold: the most frontal tenth stands in (still symmetrised)
+    less = FRONTAL.copy()
+    less[2, 0] = 0.1
+    kp = canonical_keypoints(np.concatenate([np.repeat(turned[None], 9, 0), less[None]]))
+    np.testing.assert_allclose(kp, FRONTAL, atol=1e-6)
+    with pytest.raises(ValueError, match="no finite"):
+        canonical_keypoints(np.full((3, 5, 2), np.nan, np.float32))
 
 
 def test_pearson_ignores_nan_rows_and_is_nan_when_undefined() -> None:

@@ -24,12 +24,11 @@ from latentface_sdk.train.groups import (
     read_group_manifest,
     voxceleb_groups,
 )
+from latentface_sdk.train.rdm_trainer import LOG_NAME, _group_means
 from latentface_sdk.train.stage2 import (
     DEFAULT_CONFIG,
-    LOG_NAME,
     DataSource,
     Stage2Config,
-    _group_means,
     build_parser,
     cached_latents,
     config_from_args,

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +35,8 @@ from tqdm import tqdm
 
 from ..atomic import save_torch
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
-from ..config import AutoencoderConfig, CropConfig, ModelConfig, build_config, load_json
+from ..config import ModelConfig
 from ..detection import prepare_crops
-from ..devices import resolve_device
 from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
@@ -48,74 +45,13 @@ from .augment import augment_plan
 from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
+from .recipes import Stage1Config
+from .runtime import append_log, init_distributed, rank_device
 
 logger = logging.getLogger("latentface_sdk.train")
 
 
-@dataclass
-class Stage1Config:
-    """The stage-1 recipe (a JSON file; unknown keys are refused)."""
-
-    sources: list[str] = field(default_factory=lambda: ["shared:utkface", "shared:celeba-train", "shared:imfdb"])
-    shared_root: str | None = None
-    max_images: int | None = None
-    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    crop: CropConfig = field(default_factory=CropConfig)
-    detect_min_face_size: int = 40
-    batch_size: int = 16
-    lr: float = 1e-4
-    steps: int = 2000
-    renderer: str = "auto"
-    feature_net: str = "random-conv"
-    vgg16_weights: str | None = None
-    lambda_f: float = 1.0
-    lambda_flip: float = 0.5
-    lambda_smooth: float = 0.0
-    #: weight of the five-landmark reprojection loss (not in the paper; 0 turns it off)
-    lambda_landmark: float = 0.0
-    #: weight of the light-cycle loss (not in the paper; 0 turns it off) and how many faces of each
-    #: batch are re-rendered under random lights for it
-    lambda_light_cycle: float = 0.0
-    light_cycle_count: int = 8
-    #: in-plane rotation augmentation (not in the paper; 0 turns it off): with probability
-    #: ``augment_roll_p`` a crop and its landmarks turn by up to this many degrees either way
-    augment_roll_deg: float = 0.0
-    augment_roll_p: float = 0.5
-    #: share of crops shown in grey (not in the paper)
-    augment_grey_p: float = 0.0
-    #: start from the weights of this stage-1 model folder (a fine-tuning run; fresh optimizer, step 0).
-    #: Ignored when ``--resume`` finds a checkpoint.
-    init_from: str | None = None
-    log_every: int = 10
-    grid_every: int = 250
-    checkpoint_every: int = 250
-    seed: int = 0
-    device: str = "auto"
-    name: str = "latentface-cpu-small"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "stage-1 config") -> Stage1Config:
-        """A recipe from a JSON-like dict (nested ``model`` and ``crop`` objects; unknown keys refused)."""
-        return build_config(cls, data, source)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Stage1Config:
-        """Read a recipe file (``_comment`` keys document it; unknown or ill-typed keys are refused)."""
-        return load_json(cls, path)
-
-
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def _dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _maybe_init_distributed(device: torch.device) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
 def epoch_order(n: int, epoch: int, seed: int) -> Tensor:
@@ -336,12 +272,9 @@ def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> C
 def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path | None = None,
           progress: bool = True, data: CropDataset | None = None) -> Path:
     """Run (or continue) a stage-1 training; returns the final model folder."""
-    device = resolve_device(cfg.device)
-    _maybe_init_distributed(device)
-    rank, world = _dist_info()
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    device = rank_device(cfg.device)
+    place = init_distributed(device)
+    rank, world = place.rank, place.world
     out.mkdir(parents=True, exist_ok=True)
     dataset = data if data is not None else prepare_data(cfg, cache_dir or out / "cache", progress and rank == 0)
     keypoints = None
@@ -394,8 +327,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
             record = {"step": state.step, **{k: round(v, 5) for k, v in parts.items()}, **monitor.summary(),
                       "images_per_s": round(imgs_since / (now - t_last), 3), "train_seconds": round(state.elapsed, 1)}
             t_last, imgs_since = now, 0
-            with open(log_file, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+            append_log(log_file, record)
         if state.step % cfg.grid_every == 0 or state.step == cfg.steps:
             (out / "grids").mkdir(exist_ok=True)
             trainer.grid(fixed).save(out / "grids" / f"step_{state.step:07d}.png")

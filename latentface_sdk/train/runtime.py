@@ -1,0 +1,78 @@
+"""What both trainers share: the process group under ``torchrun``, each rank's device, the JSON log.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) :func:`init_distributed` joins the process group (gloo on CPU,
+nccl on CUDA) and :func:`rank_device` gives every rank its own GPU (``LOCAL_RANK``) and makes it the
+current CUDA device; a single process is rank 0 of 1 and touches nothing. Checkpoints are written with
+:mod:`latentface_sdk.atomic`; logs are JSON lines appended by rank 0 (:func:`append_log`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..devices import resolve_device
+from ..errors import ConfigError
+
+__all__ = ["Distributed", "append_log", "init_distributed", "rank_device"]
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        """True under torchrun with more than one process."""
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes the logs, checkpoints and model folders."""
+        return self.rank == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank_device(name: str | torch.device) -> torch.device:
+    """``name`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``) as this rank's device.
+
+    Under torchrun a bare CUDA device becomes the local rank's GPU, which is made the current device
+    (so NCCL and every ``.cuda()`` use it). Bad names raise :class:`ConfigError`.
+    """
+    try:
+        dev = resolve_device(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if dev.type == "cuda" and dev.index is None and _world_size() > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the torchrun process group when there is one (once per process); returns this rank's place."""
+    if _world_size() <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def append_log(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``path``."""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")

@@ -468,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inputs are already face crops: take the centred square, no MTCNN")
         p.add_argument("--faces", choices=("largest", "all"), default="largest",
                        help="the largest face of each image (default) or every face, one row each")
-        p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+        p.add_argument("--threads", type=_positive, default=None,
+                       help="torch CPU threads (default: the cores other running processes leave free, "
+                       "checked every batch; on a server with several workers, 1 per worker)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     enc = sub.add_parser("encode", help="texture, shape, pose and light latents to one .npz",
@@ -514,10 +516,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         inputs = collect_inputs(args.inputs)
-        if args.threads is not None:
-            import torch
-
-            torch.set_num_threads(args.threads)
         from . import hub
         from .config import WEIGHTS_NAME
         from .digests import file_digest
@@ -526,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             folder = hub.resolve(args.model, revision=args.revision,
                                  local_files_only=True if args.local_files_only else None)
-            enc = FaceEncoder.from_pretrained(folder, device=args.device)
+            enc = FaceEncoder.from_pretrained(folder, device=args.device, threads=args.threads or "auto")
         except (LatentFaceError, ValueError) as exc:
             raise UsageError(f"cannot load the model: {exc}") from exc
         model_id = f"{enc.config.name}@{enc.config.checksum or file_digest(folder / WEIGHTS_NAME)}"

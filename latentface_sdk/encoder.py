@@ -58,6 +58,7 @@ from .models.autoencoder import LatentAutoencoder, Latents
 from .models.rdm import RepresentationDiffusion
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, Frontalized
+from .threads import Threads, choose_threads, thread_scope
 
 __all__ = ["FaceEncoder", "Images", "LightSpec", "NEUTRAL_LIGHT"]
 
@@ -179,6 +180,9 @@ class FaceEncoder(nn.Module):
         self._detector: FaceDetector | None = None
         self._detector_lock = threading.Lock()
         self.channels_last = False
+        #: CPU threads per batch: ``"auto"`` (the cores other processes leave free), a count, or None
+        #: (torch's own setting); see :mod:`latentface_sdk.threads`.
+        self.threads: Threads = "auto"
         self.use_channels_last(True)
         self.eval()
 
@@ -200,13 +204,17 @@ class FaceEncoder(nn.Module):
         local_files_only: bool | None = None,
         device: str | torch.device = "auto",
         dtype: torch.dtype = torch.float32,
+        threads: Threads = "auto",
     ) -> FaceEncoder:
         """Load a model: the bundled default (no argument), a bundled name, a folder, or a Hub repo id.
 
         The look-up is :func:`latentface_sdk.hub.resolve` (``revision``, ``cache_dir`` and
         ``local_files_only`` apply to Hub ids; ``HF_HUB_OFFLINE=1`` is honoured). The weights are read
         with safetensors only and their SHA-256 checked against ``config.json``. ``device="auto"`` uses
-        CUDA when available and logs the choice; ``dtype`` is the parameters' floating type.
+        CUDA when available and logs the choice; ``dtype`` is the parameters' floating type. ``threads``:
+        CPU threads per batch, ``"auto"`` (the cores other running processes leave free, re-checked every
+        batch), a fixed count, or None for torch's own setting (:mod:`latentface_sdk.threads`); also the
+        attribute ``enc.threads``.
 
         Raises:
             WeightsError: no such model, a missing, corrupt, pickled or mismatched weights file (the
@@ -220,6 +228,8 @@ class FaceEncoder(nn.Module):
         config, state = load_model_folder(folder)
         model = cls(config)
         model.load_tensors(state, source=str(folder / WEIGHTS_NAME))
+        choose_threads(threads)  # validates the setting now rather than at the first call
+        model.threads = threads
         return model.to(device=resolve_device(device), dtype=dtype)
 
     def load_tensors(self, state: dict[str, Tensor], *, source: str = "state dict") -> None:
@@ -489,16 +499,18 @@ class FaceEncoder(nn.Module):
         extra: Callable[[_Chunk], dict[str, Tensor]] | None = None,
     ) -> list[_Chunk]:
         chunks = []
-        for ch in self._chunks(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                               desc=desc, max_pixels=max_pixels):
-            if extra is not None and ch.latents is not None:
-                with torch.inference_mode():
-                    ch.extra = {k: v.detach().to("cpu", torch.float32) for k, v in extra(ch).items()}
-            ch.latents = None if ch.latents is None else Latents(
-                *(getattr(ch.latents, f).detach().to("cpu", torch.float32)
-                  for f in ("texture", "shape", "pose", "light"))
-            )
-            chunks.append(ch)
+        with thread_scope(self.threads) as refresh:  # CPU threads per batch (see latentface_sdk.threads)
+            for ch in self._chunks(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
+                                   desc=desc, max_pixels=max_pixels):
+                if extra is not None and ch.latents is not None:
+                    with torch.inference_mode():
+                        ch.extra = {k: v.detach().to("cpu", torch.float32) for k, v in extra(ch).items()}
+                ch.latents = None if ch.latents is None else Latents(
+                    *(getattr(ch.latents, f).detach().to("cpu", torch.float32)
+                      for f in ("texture", "shape", "pose", "light"))
+                )
+                chunks.append(ch)
+                refresh()  # chosen again for the next batch: the load changes
         return chunks
 
     # -- public API -------------------------------------------------------------------------------------

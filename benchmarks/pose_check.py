@@ -20,7 +20,8 @@ training; MTCNN's five landmarks give model-free references. Measured (issue 13'
 
 Roll on rolled photos: the held-out sets are aligned photos (their eye lines are level within about
 1.5 degrees), too little roll for a correlation to mean much. So each held-out photo is also turned in
-its plane by a known angle (uniform in +-30 degrees, fixed seed; PIL, black corners), cropped again by
+its plane by a known angle (uniform in +-30 degrees, fixed seed; PIL, the uncovered corners filled with
+the photo's mirror image), cropped again by
 MTCNN as any photo would be, and the model's roll is compared with the eye-line angle of MTCNN's
 landmarks on that crop (``rolled_roll_r``) and with the angle the photo was turned by
 (``rolled_roll_slope``: degrees of model roll per degree of turn, 1 when roll follows exactly).
@@ -142,7 +143,12 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
 
 
 def rolled_copies(paths: list[str], folder: Path, seed: int, max_deg: float = 30.0) -> tuple[list[str], np.ndarray]:
-    """Each photo turned in its plane by a seeded angle (degrees, counter-clockwise as PIL turns), saved as PNG."""
+    """Each photo turned in its plane by a seeded angle (degrees, counter-clockwise as PIL turns), saved as PNG.
+
+    The photo is first padded by its own mirror image (a quarter of its size on each side), turned, and
+    cut back to its size, so that the corners the turn uncovers hold picture rather than black wedges
+    (these aligned sets are framed tightly: black corners would reach into the face's crop).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     angles = np.random.default_rng(seed + 1).uniform(-max_deg, max_deg, len(paths))
     out = []
@@ -150,7 +156,12 @@ def rolled_copies(paths: list[str], folder: Path, seed: int, max_deg: float = 30
         target = folder / f"{i:05d}_{angle:+.2f}.png"
         if not target.is_file():
             with Image.open(path) as im:
-                im.convert("RGB").rotate(float(angle), resample=Image.Resampling.BILINEAR).save(target)
+                rgb = np.asarray(im.convert("RGB"))
+            h, w = rgb.shape[:2]
+            ph, pw = h // 4, w // 4
+            padded = Image.fromarray(np.pad(rgb, ((ph, ph), (pw, pw), (0, 0)), mode="reflect"))
+            turned = padded.rotate(float(angle), resample=Image.Resampling.BILINEAR)
+            turned.crop((pw, ph, pw + w, ph + h)).save(target)
         out.append(str(target))
     return out, angles
 
@@ -176,8 +187,8 @@ def measure_held_out(ae: LatentAutoencoder, crop: CropConfig, data: Path, n_cele
         cs = prepare_crops(paths, crop, detect=True, fallback="none", cache_file=cache, progress=False)
         ok = cs.ok & np.isfinite(cs.landmarks).all(axis=(1, 2))
         results[subset] = measure(ae, cs.crops[ok], cs.landmarks[ok], detector, seed)
-        rolled, angles = rolled_copies(paths, cache_dir / f"{subset}_rolled", seed)
-        rs = prepare_crops(rolled, crop, detect=True, fallback="none", cache_file=cache_dir / f"{subset}_rolled_{len(paths)}.npz",
+        rolled, angles = rolled_copies(paths, cache_dir / f"{subset}_rolled_mirror_pad", seed)
+        rs = prepare_crops(rolled, crop, detect=True, fallback="none", cache_file=cache_dir / f"{subset}_rolled_mirror_pad_{len(paths)}.npz",
                            progress=False)
         ok = rs.ok & np.isfinite(rs.landmarks).all(axis=(1, 2))
         results[subset].update({k: round(v, 4) for k, v in

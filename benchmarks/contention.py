@@ -1,7 +1,8 @@
 """Speed on a busy machine: encode, disentangle and the CLI beside 0, 1 and 2 competing CPU-bound processes.
 
-For each load (the benchmark starts and stops the competitors itself: single-thread Python busy loops,
-like another worker of a web server or a data loader) and each thread setting, a fresh process loads
+For each load (the benchmark starts and stops the competitors itself: single-thread torch matmul loops,
+like another model or a training process with ``OMP_NUM_THREADS=1``, or with ``--competitor python``
+pure-Python busy loops, like a web worker) and each thread setting, a fresh process loads
 the bundled model and measures:
 
 * ``encode``: images/s of ``encode`` on 128 pre-cropped faces (``detect=False``, batch 32);
@@ -41,7 +42,12 @@ import _bench  # noqa: E402
 SETTINGS = ("1", "2", "passive-2", "torch", "sdk")
 TASKS = ("encode", "disentangle", "cli")
 LOADS = (0, 1, 2)
-BUSY_LOOP = "while True:\n    pass\n"
+#: What a competing process runs: a pure-Python loop (a web worker, a data loader) or a single-thread
+#: torch matmul loop (another model, a training process started with OMP_NUM_THREADS=1).
+COMPETITORS = {
+    "python": "while True:\n    pass\n",
+    "torch": "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n",
+}
 
 
 def _env(setting: str) -> dict[str, str]:
@@ -98,9 +104,9 @@ def worker(task: str, setting: str, faces: int, repeats: int, data: Path) -> dic
 # ----------------------------------------------------------------------------------------------- parent
 
 
-def _start_competitors(n: int) -> list[subprocess.Popen[bytes]]:
+def _start_competitors(n: int, kind: str) -> list[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], env=env) for _ in range(n)]
+    return [subprocess.Popen([sys.executable, "-c", COMPETITORS[kind]], env=env) for _ in range(n)]
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -113,7 +119,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for load in args.loads:
-        competitors = _start_competitors(load)
+        competitors = _start_competitors(load, args.competitor)
         try:
             time.sleep(1.0)
             for task in args.tasks:
@@ -125,7 +131,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     if proc.returncode != 0:
                         raise SystemExit(f"worker {task}/{setting} failed:\n{proc.stderr[-2000:]}")
                     result = json.loads(proc.stdout.strip().splitlines()[-1])
-                    row = {"load": load, "task": task, "setting": setting, "loadavg_before": round(before, 2),
+                    row = {"load": load, "competitor": args.competitor, "task": task, "setting": setting, "loadavg_before": round(before, 2),
                            "loadavg_after": round(os.getloadavg()[0], 2), **result,
                            "median": statistics.median(result["rates"])}
                     rows.append(row)
@@ -164,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loads", default="0,1,2", help="numbers of competing processes")
     p.add_argument("--settings", default=",".join(SETTINGS))
     p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--competitor", choices=sorted(COMPETITORS), default="torch",
+                   help="what each competing process runs (default: a single-thread torch matmul loop)")
     p.add_argument("--quick", action="store_true", help="16 faces, 1 repeat, loads 0,1")
     p.add_argument("--json", type=Path)
     p.add_argument("--threads", type=int, help="ignored (run_all passes it; each setting sets its own)")

@@ -1,6 +1,6 @@
 """Pictures of what a model learned: reconstructions of held-out faces and a yaw sweep.
 
-    .venv/bin/python examples/pictures.py --quick      # 4 faces into runs/pictures-quick (seconds)
+    .venv/bin/python examples/pictures.py --quick      # 4 faces into runs/pictures-quick (11 s)
     .venv/bin/python examples/pictures.py --out docs/images   # the pictures in the docs
 
 writes

@@ -64,8 +64,9 @@ def fmt(s: dict[str, Any], digits: int = 1) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
-def load_model(device: str = "cpu") -> tuple[Any, str]:
-    """The bundled ``latentface-cpu-small`` when its ``config.json`` exists, else random weights.
+def load_model(device: str = "cpu", model: str | None = None) -> tuple[Any, str]:
+    """``model`` (a name or folder) when given, else the bundled ``latentface-cpu-small`` when its
+    ``config.json`` exists, else random weights.
 
     Returns the :class:`~latentface_sdk.FaceEncoder` and a description of which one was used
     (random weights give the same speed: the architecture is the default ``ModelConfig``).
@@ -74,6 +75,8 @@ def load_model(device: str = "cpu") -> tuple[Any, str]:
 
     from latentface_sdk import FaceEncoder
 
+    if model is not None:
+        return FaceEncoder.from_pretrained(model, device=device), f"`{model}`"
     if (REPO_ROOT / "weights" / BUNDLED / "config.json").exists():
         return FaceEncoder.from_pretrained(BUNDLED, device=device), f"bundled weights `{BUNDLED}`"
     torch.manual_seed(0)
@@ -183,6 +186,7 @@ def base_parser(description: str) -> Any:
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script works")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--model", default=None, help="model name or folder (default: the bundled model)")
     return p
 
 

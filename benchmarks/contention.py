@@ -47,6 +47,9 @@ LOADS = (0, 1, 2)
 COMPETITORS = {
     "python": "while True:\n    pass\n",
     "torch": "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n",
+    # the same loop with torch's default threads (one per core): a second model server or training job
+    # started without OMP_NUM_THREADS
+    "torch-threads": "import torch\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n",
 }
 
 

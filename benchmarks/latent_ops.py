@@ -71,7 +71,7 @@ def rdm_flops(enc: Any, batch: int, steps: int) -> dict[str, float]:
 
 def run(args: Any) -> dict[str, Any]:
     _bench.set_threads(args.threads)
-    enc, model_desc = _bench.load_model()
+    enc, model_desc = _bench.load_model(model=getattr(args, "model", None))
     n = 64 if args.quick else 256
     crops = _bench.face_crops(args.data, n)
     photos = [str(p) for p in _bench.celeba_paths(args.data, 32 if args.quick else 64)]

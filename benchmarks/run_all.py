@@ -40,7 +40,10 @@ FAMILIES = [
     ("pipeline", "pipeline_speed.py", 3),
     ("train", "train_speed.py", 5),
     ("memory", "memory_scaling.py", 2),
+    ("contention", "contention.py", 3),
 ]
+#: Families whose report section is written only when their JSON files exist (run them with --only).
+OPTIONAL = {"contention"}
 DOC = _bench.REPO_ROOT / "docs" / "benchmarks.md"
 
 
@@ -97,7 +100,8 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
     enc, lat, pipe = results["encode"], results["latent_ops"], results["pipeline"]
     mem, train = results["memory"], results["train"]
     m = enc["machine"]
-    busy = not all(r["machine"]["bench_ok_marker"] for r in results.values())
+    core = {k: r for k, r in results.items() if not k.startswith("contention")}  # contention: its own runs
+    busy = not all(r["machine"]["bench_ok_marker"] for r in core.values())
     L: list[str] = []
     add = L.append
     add("# Benchmarks: speed, memory and scaling, with the peers side by side")
@@ -116,7 +120,7 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
         add("The machine was otherwise idle (training and evaluation had finished).")
     loads = ", ".join(f"{k} {r['machine']['when_utc'][11:16]} "
                       f"({r['machine'].get('loadavg', r['machine'].get('loadavg_at_start'))[0]:.1f})"
-                      for k, r in results.items())
+                      for k, r in core.items())
     add(f"Time (UTC) each family finished, and the 1-minute load average then (our own runs included): {loads}.")
     if run_seconds:
         total = sum(run_seconds.values())
@@ -353,6 +357,12 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
     L.extend(_ops_table(t1["fast"]["profile_one_step"]))
     add("")
 
+    for key, kind in (("contention", "a single-thread torch matmul loop"),
+                      ("contention_python", "a pure-Python busy loop"),
+                      ("contention_torch_threads", "a torch matmul loop with torch's default threads"),
+                      ("contention_cli", "a single-thread torch matmul loop; the command line waiting passively")):
+        if key in results:
+            _contention_section(L, results[key], kind, first=key == "contention")
     add("## Rerun")
     add("")
     add("```bash")
@@ -364,6 +374,30 @@ def report(results: dict[str, dict[str, Any]], run_seconds: dict[str, float] | N
     add("`benchmarks/rdm_identity_gap.py` (identity separation of the generated `Z_id`) is an accuracy "
         "benchmark, documented with the evaluation.")
     return "\n".join(L) + "\n"
+
+
+def _contention_section(L: list[str], result: dict[str, Any], kind: str, first: bool) -> None:
+    """Markdown for one ``benchmarks/contention.py`` run (its own provenance: it is run on its own)."""
+    sys.path.insert(0, str(HERE))
+    import contention
+
+    m = result["machine"]
+    if first:
+        L.append("## 6. On a busy machine: thread settings beside competing processes")
+        L.append("")
+        L.append("`benchmarks/contention.py` starts N competing CPU-bound processes itself, then measures each "
+                 "task in a fresh process per thread setting: `1`/`2` threads, `passive-2` (2 threads with "
+                 "`OMP_WAIT_POLICY=PASSIVE`), `torch` (nothing set) and `sdk` (nothing set: the SDK's default "
+                 "`threads=\"auto\"`, which uses the cores other running processes leave free). Cell: "
+                 "images/s (photos/s for `cli`, the whole `latentface encode` command over the 9 photos), median "
+                 "of 3 runs, and its share of the best setting at the same load, measured side by side. These runs "
+                 "are separate from the families above (their own date and load below).")
+        L.append("")
+    L.append(f"Competitors: {kind}; `{result['command']}`, {m['when_utc']} UTC, load average at the end "
+             f"{m['loadavg'][0]:.1f} (the competitors included).")
+    L.append("")
+    L.extend(contention.table(result).splitlines())
+    L.append("")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,11 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "run_seconds.json").write_text(json.dumps(seconds, indent=2) + "\n")
     elif (args.out / "run_seconds.json").exists():
         seconds = json.loads((args.out / "run_seconds.json").read_text())
-    missing = [n for n, _, _ in FAMILIES if not (args.out / f"{n}.json").exists()]
+    missing = [n for n, _, _ in FAMILIES if n not in OPTIONAL and not (args.out / f"{n}.json").exists()]
     if missing:
         print(f"no report: results missing for {missing}", file=sys.stderr)
         return 1
-    results = {n: json.loads((args.out / f"{n}.json").read_text()) for n, _, _ in FAMILIES}
+    names = [n for n, _, _ in FAMILIES] + ["contention_python", "contention_torch_threads", "contention_cli"]
+    results = {n: json.loads((args.out / f"{n}.json").read_text()) for n in names if (args.out / f"{n}.json").exists()}
     threads = results["encode"]["machine"]["torch_threads"]
     doc.parent.mkdir(parents=True, exist_ok=True)
     notes_file = args.out / "notes.md"  # a person's remarks on the run (e.g. a family rerun), kept verbatim

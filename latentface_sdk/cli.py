@@ -446,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  latentface encode photos/ -o features.npz\n"
         "  latentface disentangle a.jpg b.jpg -o identity.npz --faces all\n"
         "  latentface frontalize photo.jpg -o front.png\n\n"
+        "CPU threads: each batch uses the cores that other running processes leave free, and OpenMP\n"
+        "threads sleep rather than spin while they wait (OMP_WAIT_POLICY=PASSIVE unless you set it). On a\n"
+        "server with several workers, give each worker --threads 1 (or OMP_NUM_THREADS=1).\n\n"
         "Exit codes: 0 all inputs gave a face, 1 some failed (listed), 2 usage error, 130 interrupted.\n"
         "An interrupted run resumes when rerun with the same command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -514,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``latentface``; returns the exit code (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before torch loads OpenMP: waiting threads sleep instead of spinning, which keeps the command fast
+    # beside other busy processes (benchmarks/contention.py, docs/benchmarks.md). Your own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         inputs = collect_inputs(args.inputs)
         from . import hub

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..digests import modules_digest
-from .features import FeatureExtractor
+from .extractor import FeatureExtractor
 
 
 def to_grey(crops: np.ndarray) -> np.ndarray:

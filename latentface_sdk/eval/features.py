@@ -25,7 +25,6 @@ latentface-fer       [Δ_t, Δ_s, Z_t, Z_s]: the paper's expression features
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,27 +35,7 @@ from torch import nn
 
 from ..config import CropConfig
 from ..digests import modules_digest
-
-
-class FeatureExtractor(ABC):
-    """Computes one feature set from face crops."""
-
-    #: the registry name (also names the cache files)
-    name: str = ""
-    #: extractors with the same ``cache_name`` compute identical features and share cache files
-    cache_name: str = ""
-
-    @abstractmethod
-    def identity(self) -> str:
-        """Everything the features depend on besides the crops (parameters, weights digest)."""
-
-    def crop_config(self) -> CropConfig | None:
-        """The crop policy this extractor was trained with, if it has one (models do)."""
-        return None
-
-    @abstractmethod
-    def __call__(self, crops: np.ndarray, *, progress: bool = False) -> np.ndarray:
-        """Features ``(N, D)`` ``float32`` of ``uint8`` crops ``(N, H, W, 3)``."""
+from .extractor import FeatureExtractor
 
 
 @dataclass

@@ -94,7 +94,3 @@ class FaceRenderer(nn.Module):
         view = self.render(full, depth, pose, backend)
         mask = view.mask * view.image[:, -1:]
         return Rendered(image=view.image[:, :-1] * mask, mask=mask, depth=view.depth)
-
-    def frontal_pose(self, batch: int, like: Tensor) -> Tensor:
-        """The canonical (frontal, untranslated) pose for a batch."""
-        return like.new_zeros(batch, 6)

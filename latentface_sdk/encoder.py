@@ -52,8 +52,8 @@ from .checkpoint import PREFIXES, load_model_folder, load_part, prefixed, save_m
 from .config import WEIGHTS_NAME, ModelConfig
 from .detection import FaceDetector, crop_aligned, crop_face, select_faces
 from .devices import resolve_device
-from .errors import ConfigError, InvalidImageError, LatentFaceError, NoFaceError, WeightsError
-from .images import ACCEPTED, DEFAULT_MAX_PIXELS, ImageInput, to_rgb
+from .errors import ConfigError, NoFaceError, WeightsError
+from .images import DEFAULT_MAX_PIXELS, ImageInput, convert_items, split_inputs
 from .models.autoencoder import LatentAutoencoder, Latents
 from .models.rdm import RepresentationDiffusion
 from .render.renderer import FaceRenderer
@@ -99,25 +99,6 @@ class _Chunk:
     crops: np.ndarray  # uint8 (M, S, S, 3)
     latents: Latents | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)  # per-crop outputs (M, ...) on the CPU
-
-
-def _split_inputs(images: Images) -> tuple[list[Any], bool]:
-    """The inputs as a list, and whether the call was for a single image."""
-    if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise InvalidImageError(f"empty list of images: pass at least one image; {ACCEPTED}")
-        return list(images), False
-    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
-        if images.shape[0] == 0:
-            raise InvalidImageError(f"empty batch of images (shape {tuple(images.shape)}): pass at least one image")
-        return [images[i] for i in range(images.shape[0])], False
-    return [images], True
-
-
-def _input_name(x: object, index: int, single: bool) -> str:
-    if isinstance(x, (str, os.PathLike)):
-        return os.fspath(x)  # type: ignore[arg-type]
-    return "image" if single else f"item {index}"
 
 
 def _nan_rows(n: int, shape: tuple[int, ...], values: Tensor | None, index: list[int]) -> Tensor:
@@ -374,7 +355,7 @@ class FaceEncoder(nn.Module):
             raise ValueError(f"faces must be 'largest' or 'all' (got {faces!r})")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
-        items, single = _split_inputs(images)
+        items, single = split_inputs(images)
         with tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar:
             for start in range(0, len(items), batch_size):
                 chunk = self._crop(items[start : start + batch_size], start, single, detect, faces, max_pixels)
@@ -387,16 +368,10 @@ class FaceEncoder(nn.Module):
         self, items: list[Any], start: int, single: bool, detect: bool, faces: FacePolicy, max_pixels: int
     ) -> _Chunk:
         size = self.config.crop.size
-        rgbs: dict[int, np.ndarray] = {}
-        names = [_input_name(x, start + k, single) for k, x in enumerate(items)]
-        errors: dict[int, str] = {}
-        for k, x in enumerate(items):
-            try:
-                rgbs[k] = to_rgb(x, name=names[k], max_pixels=max_pixels)
-            except LatentFaceError as exc:
-                if single:
-                    raise
-                errors[k] = str(exc)
+        converted = convert_items(items, start=start, single=single, max_pixels=max_pixels)  # single: raises
+        names = [c.name for c in converted]
+        rgbs = {k: c.rgb for k, c in enumerate(converted) if c.rgb is not None}
+        errors = {k: str(c.error) for k, c in enumerate(converted) if c.error is not None}
         found: dict[int, list[Any]] = {}
         if detect and rgbs:
             keys = list(rgbs)

@@ -38,7 +38,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -102,27 +102,60 @@ def to_rgb(item: ImageInput, *, name: str | None = None, max_pixels: int = DEFAU
     raise InvalidImageError(f"{label}: unsupported input type {type(item).__name__}; {ACCEPTED}")
 
 
-def to_rgb_list(
-    images: ImageInput | Sequence[ImageInput], *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> list[ImageItem]:
-    """Convert a single input, a list/tuple of inputs, or a batch into per-item results.
+def split_inputs(images: ImageInput | Sequence[ImageInput]) -> tuple[list[Any], bool]:
+    """The inputs of a call as a list, and whether the call was for a single image.
 
-    A 4-D torch tensor ``BxCxHxW`` or numpy array ``BxHxWxC`` given as the whole input is split into
-    its ``B`` images. Failures are captured per item in :attr:`ImageItem.error` (input order kept,
-    nothing dropped) so the caller decides whether to raise (one image) or mark (a batch).
-    An empty list or batch raises :class:`InvalidImageError`.
+    A list or tuple is many images; a 4-D torch tensor ``BxCxHxW`` or numpy array ``BxHxWxC`` is split
+    into its ``B`` images; anything else is one image. An empty list or batch raises
+    :class:`InvalidImageError`.
     """
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise InvalidImageError(f"empty list of images: pass at least one image; {ACCEPTED}")
-        return [_convert_item(x, i, max_pixels) for i, x in enumerate(images)]
+        return list(images), False
     if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
         if images.shape[0] == 0:
             raise InvalidImageError(
                 f"empty batch of images (shape {tuple(images.shape)}): pass at least one image"
             )
-        return [_convert_item(images[i], i, max_pixels) for i in range(images.shape[0])]
-    return [_convert_item(images, 0, max_pixels)]  # type: ignore[arg-type]
+        return [images[i] for i in range(images.shape[0])], False
+    return [images], True
+
+
+def input_name(item: object, index: int, single: bool) -> str:
+    """How results and errors name an input: its path, ``"image"`` for one other input, else ``"item {index}"``."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)  # type: ignore[arg-type]
+    return "image" if single else f"item {index}"
+
+
+def convert_items(
+    items: Sequence[Any], *, start: int = 0, single: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[ImageItem]:
+    """:func:`to_rgb` of every item, in order; the ``k``-th is named as input ``start + k``.
+
+    For a batch a refused item is returned with its error (nothing dropped); for a single image
+    (``single=True``) the error is raised, the public rule of every ``FaceEncoder`` method.
+    """
+    out = []
+    for k, x in enumerate(items):
+        name = input_name(x, start + k, single)
+        try:
+            out.append(ImageItem(name=name, rgb=to_rgb(x, name=name, max_pixels=max_pixels)))
+        except LatentFaceError as exc:
+            if single:
+                raise
+            out.append(ImageItem(name=name, rgb=None, error=exc))
+    return out
+
+
+def to_rgb_list(
+    images: ImageInput | Sequence[ImageInput], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[ImageItem]:
+    """Every input of a call converted, as ``FaceEncoder`` converts them (:func:`split_inputs`, then
+    :func:`convert_items`): a batch's refused items carry their error; one bad single image raises."""
+    items, single = split_inputs(images)
+    return convert_items(items, single=single, max_pixels=max_pixels)
 
 
 def downscale_for_detection(rgb: np.ndarray, max_side: int = 1280) -> tuple[np.ndarray, float]:
@@ -144,15 +177,6 @@ def downscale_for_detection(rgb: np.ndarray, max_side: int = 1280) -> tuple[np.n
 
 
 # ------------------------------------------------------------------------------------------- internals
-
-
-def _convert_item(x: object, index: int, max_pixels: int) -> ImageItem:
-    name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else f"item {index}"
-    try:
-        rgb = to_rgb(x, name=str(name), max_pixels=max_pixels)  # type: ignore[arg-type]
-    except LatentFaceError as exc:
-        return ImageItem(name=str(name), rgb=None, error=exc)
-    return ImageItem(name=str(name), rgb=rgb, error=None)
 
 
 def _finish(rgb: np.ndarray) -> np.ndarray:
@@ -385,7 +409,10 @@ __all__ = [
     "FLOAT_TOLERANCE",
     "ImageInput",
     "ImageItem",
+    "convert_items",
     "downscale_for_detection",
+    "input_name",
+    "split_inputs",
     "to_rgb",
     "to_rgb_list",
 ]

@@ -299,7 +299,7 @@ def test_batches_expand_into_items() -> None:
     items = to_rgb_list(nhwc)
     assert len(items) == 2 and items[1].rgb is not None and int(items[1].rgb.max()) == 9
     single = to_rgb_list(torch.rand(3, 8, 6))
-    assert len(single) == 1 and single[0].name == "item 0" and single[0].ok
+    assert len(single) == 1 and single[0].name == "image" and single[0].ok
 
 
 def test_mixed_list_keeps_order_and_marks_bad_items(picture: np.ndarray, tmp_path: Path) -> None:
@@ -318,9 +318,12 @@ def test_mixed_list_keeps_order_and_marks_bad_items(picture: np.ndarray, tmp_pat
     assert tupled[0].name == str(path) and tupled[0].ok
 
 
-def test_single_bad_input_is_an_item_not_a_raise() -> None:
-    items = to_rgb_list(np.zeros((4, 4, 7), np.uint8))
-    assert len(items) == 1 and not items[0].ok and "item 0" in str(items[0].error)
+def test_one_bad_input_raises_as_every_encoder_method_does() -> None:
+    with pytest.raises(InvalidImageError, match="^image: "):
+        to_rgb_list(np.zeros((4, 4, 7), np.uint8))
+    # the same input inside a list is a marked item
+    items = to_rgb_list([np.zeros((4, 4, 7), np.uint8)])
+    assert len(items) == 1 and not items[0].ok and str(items[0].error).startswith("item 0: ")
 
 
 @pytest.mark.parametrize("empty", [[], (), torch.zeros(0, 3, 8, 8), np.zeros((0, 8, 8, 3), np.uint8)])

@@ -765,11 +765,9 @@ CASES: list[Case] = [
         "list",
         "a generator of images",
         lambda d: (x for x in [_GOOD]),
+        InvalidImageError,
+        "image: unsupported input type generator",
         listed=True,
-        check_items=lambda items: (
-            len(items) == 1 and not items[0].ok and "unsupported input type generator" in str(items[0].error)
-        ),
-        conversion="one bad item: unsupported input type generator (pass a list)",
     ),
 ]
 

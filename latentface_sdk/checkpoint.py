@@ -22,11 +22,6 @@ PREFIXES = ("autoencoder.", "rdm_texture.", "rdm_shape.")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file (:func:`latentface_sdk.digests.file_digest`)."""
-    return file_digest(path)
-
-
 #: File suffixes of pickled weights (PyTorch, pickle): recognised to be refused with a reason, never read.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -72,7 +67,7 @@ def load_model_folder(folder: str | Path, *, verify_checksum: bool = True) -> tu
     if any(head.startswith(m) for m in _PICKLE_MAGIC):
         raise WeightsError(f"{weights}: this is a pickle/zip file, not safetensors; it was not loaded")
     if verify_checksum and config.checksum:
-        actual = sha256_file(weights)
+        actual = file_digest(weights)
         if actual != config.checksum:
             raise ChecksumError(
                 f"{weights}: SHA-256 {actual[:16]}... does not match the checksum in {root / CONFIG_NAME} "

@@ -2,9 +2,10 @@
 
 ``threads="auto"`` (the default) looks, before every batch, at how many other processes are running
 right now (the runnable count in ``/proc/loadavg``) and uses the cores they leave free: all of them on
-an idle machine, one when another CPU-bound process shares a 2-core machine. torch's own default (one
-thread per core) collapses on a busy machine: its threads wait for each other at every operation, and
-one of them always waits for a core (``benchmarks/contention.py``; numbers in docs/benchmarks.md).
+an idle machine, fewer when other busy processes share it, so that torch's threads do not wait on each
+other for a core. Measured by ``benchmarks/contention.py`` (docs/benchmarks.md, section 6): on a 2-core
+machine it keeps 83-100% of the best setting beside one competing process and 94-97% when idle; torch's
+own default did about as well against the competitors tried there.
 ``auto`` never uses more threads than torch is set to (``torch.set_num_threads``, ``OMP_NUM_THREADS``),
 so a lower setting of yours is kept. An integer fixes the count; ``None`` leaves torch's setting alone.
 The previous setting is restored when the call returns.
@@ -68,13 +69,16 @@ def free_cores() -> int | None:
     return max(1, _cores() - max(0, running - _own_running()))
 
 
-def choose_threads(setting: Threads) -> int | None:
-    """The thread count for the next batch under ``setting`` (None: leave torch as it is)."""
+def choose_threads(setting: Threads, cap: int | None = None) -> int | None:
+    """The thread count for the next batch under ``setting`` (None: leave torch as it is).
+
+    ``auto`` never goes above ``cap`` (default: torch's current setting).
+    """
     if setting is None:
         return None
     if setting == "auto":
         free = free_cores()
-        return None if free is None else min(free, torch.get_num_threads())
+        return None if free is None else min(free, torch.get_num_threads() if cap is None else cap)
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ValueError(f"threads must be 'auto', a positive integer or None (got {setting!r})")
     return setting
@@ -90,12 +94,10 @@ def thread_scope(setting: Threads) -> Iterator[Callable[[], None]]:
     before = torch.get_num_threads()
 
     def refresh() -> None:
-        chosen = choose_threads(setting)
-        if chosen is not None:
-            chosen = min(chosen, before) if setting == "auto" else chosen
-            if chosen != torch.get_num_threads():
-                logger.debug("latentface_sdk: %d torch CPU thread(s) for this batch (threads=%r)", chosen, setting)
-                torch.set_num_threads(chosen)
+        chosen = choose_threads(setting, cap=before)  # capped by the setting the block started with
+        if chosen is not None and chosen != torch.get_num_threads():
+            logger.debug("latentface_sdk: %d torch CPU thread(s) for this batch (threads=%r)", chosen, setting)
+            torch.set_num_threads(chosen)
 
     refresh()
     try:

@@ -37,6 +37,9 @@ def test_scope_sets_restores_and_never_exceeds_the_users_setting(monkeypatch: py
         monkeypatch.setattr(threads, "_runnable", lambda: 4)
         refresh()
         assert torch.get_num_threads() == 1
+        monkeypatch.setattr(threads, "_runnable", lambda: 1)  # the other process has finished
+        refresh()
+        assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == 2
     with thread_scope(3):
         assert torch.get_num_threads() == 3

@@ -217,19 +217,23 @@ class ModelConfig:
         p = Path(path)
         if p.is_dir():
             p = p / CONFIG_NAME
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such config file") from None
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{p}: not UTF-8 text, so not a config.json ({exc})") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}: not valid JSON ({exc})") from exc
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(read_json(p), source=str(p))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in a config or recipe file; every way of failing is a :class:`ConfigError` naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text, so not a config.json ({exc})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
 
 
 _T = TypeVar("_T")
@@ -312,23 +316,19 @@ def build_config(kind: type[_T], data: Any, source: str = "config") -> _T:
     return kind(**values)
 
 
-def load_json(kind: type[_T], path: str | Path) -> _T:
-    """Read a JSON file into the config dataclass ``kind`` (:func:`build_config`), then ``validate()`` it
-    when ``kind`` has that method. Unreadable files and bad JSON raise :class:`ConfigError` naming the file."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: not valid JSON ({exc})") from exc
-    cfg = build_config(kind, data, str(p))
+def config_from_dict(kind: type[_T], data: Any, source: str = "config") -> _T:
+    """:func:`build_config`, then ``validate()`` when ``kind`` has it (its errors prefixed with ``source``)."""
+    cfg = build_config(kind, data, source)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         try:
             validate()
         except ConfigError as exc:
-            raise ConfigError(f"{p}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from None
     return cfg
+
+
+def load_json(kind: type[_T], path: str | Path) -> _T:
+    """Read a JSON file into the config dataclass ``kind`` (:func:`config_from_dict`); unreadable files
+    and bad JSON raise :class:`ConfigError` naming the file (:func:`read_json`)."""
+    return config_from_dict(kind, read_json(Path(path)), str(path))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import AutoencoderConfig, CropConfig, RDMConfig, build_config, load_json
+from ..config import AutoencoderConfig, CropConfig, RDMConfig, build_config, config_from_dict, load_json
 from ..errors import ConfigError
 from ..models.rdm import DEFAULT_SNR_GAMMA
 
@@ -171,12 +171,7 @@ class Stage2Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "stage-2 config") -> Stage2Config:
         """A validated recipe from a JSON-like dict (nested ``data`` sources and ``rdm``; unknown keys refused)."""
-        cfg = build_config(cls, data, source)
-        try:
-            cfg.validate()
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        return cfg
+        return config_from_dict(cls, data, source)
 
     @classmethod
     def load(cls, path: str | Path) -> Stage2Config:

@@ -17,6 +17,17 @@ paper              the paper's losses + the curvature prior (the recipe of the f
 +mtcnn-features    + MTCNN ONet perceptual features (= the shipped recipe)
 =================  ===========================================================================
 
+Then the levers, each applied alone to the shipped recipe (not cumulative):
+
+====================  ========================================================================
+lever                 change
+====================  ========================================================================
+lever:pose-init       pose head starts at random weights (``model.pose_init_scale`` 0.3) not zeros
+lever:coarse-32       32 -> 64 px curriculum: the first half of the steps see 32 px detail only
+lever:shared-trunk    one encoder trunk with four heads (``model.shared_trunk``)
+lever:wide-decoder    map decoders and confidence net twice as wide (``model.decoder_width`` 32)
+====================  ========================================================================
+
 An arm whose run folder already holds ``model/`` is measured without retraining. Prints a markdown
 table (UTKFace held-out rows | celeba10k verify sample) and writes the JSON.
 """
@@ -51,6 +62,14 @@ ARMS: list[tuple[str, dict[str, Any]]] = [
     ("+mtcnn-features", {"feature_net": "mtcnn"}),
 ]
 
+#: Each lever: its name and the recipe fields it changes on the shipped recipe alone (``model`` merged).
+LEVERS: list[tuple[str, dict[str, Any]]] = [
+    ("lever:pose-init", {"model": {"pose_init_scale": 0.3}}),
+    ("lever:coarse-32", {"coarse_steps": "half"}),
+    ("lever:shared-trunk", {"model": {"shared_trunk": True}}),
+    ("lever:wide-decoder", {"model": {"decoder_width": 32}}),
+]
+
 COLUMNS = ("yaw_r", "roll_r", "yaw_std_deg", "recon_masked_l1", "light_r2",
            "texture_move_relit_over_between_people", "frontal_detected", "frontal_yaw_ratio")
 
@@ -64,6 +83,13 @@ def arm_configs(steps: int, shared_root: str) -> list[tuple[str, Stage1Config]]:
         cfg = Stage1Config.from_dict({**fields, "steps": steps, "shared_root": shared_root, "grid_every": 100,
                               "checkpoint_every": 100})
         out.append((name, cfg))
+    shipped = {**dataclasses.asdict(base), "steps": steps, "shared_root": shared_root, "grid_every": 100,
+               "checkpoint_every": 100}
+    for name, change in LEVERS:
+        fields = {**shipped, **change, "model": {**shipped["model"], **change.get("model", {})}}
+        if fields.get("coarse_steps") == "half":
+            fields["coarse_steps"] = steps // 2
+        out.append((name, Stage1Config.from_dict(fields)))
     return out
 
 
@@ -81,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.arms.split(",")) if args.arms else None
     detector = FaceDetector(CropConfig(min_face_size=20))
     results: dict[str, dict[str, dict[str, float]]] = {}
+    seconds: dict[str, float] = {}
     for name, cfg in arm_configs(args.steps, str(args.data.resolve())):
         if wanted is not None and name not in wanted:
             continue
-        run = args.runs / name.lstrip("+")
+        run = args.runs / name.lstrip("+").replace("lever:", "lever-")
         if not (run / "model" / "model.safetensors").is_file():
             train(cfg, run, resume=True, cache_dir=args.cache_dir, progress=True)
         ae, crop, _ = pose_check.load_stage1(str(run / "model"))
+        meta = json.loads((run / "model" / "config.json").read_text()).get("metadata", {}).get("stage1", {})
+        if "train_seconds" in meta:
+            seconds[name] = float(meta["train_seconds"])
         results[name] = pose_check.measure_held_out(ae, crop, args.data, args.n_celeba, 0,
                                                     args.cache_dir / "pose_check", detector)
     subsets = ["utkface-heldout", "celeba-verify"]
@@ -97,10 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         cells = [" / ".join(f"{res[s].get(c, float('nan')):.3f}" for s in subsets) for c in COLUMNS]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"(each cell: {' / '.join(subsets)})")
-    if args.json:
+    if seconds:
+        print("training seconds (one thread): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    if args.json:  # arms measured before (same step count) are kept: arms can run as separate processes
+        old = json.loads(args.json.read_text()) if args.json.is_file() else {}
+        if old.get("steps") != args.steps:
+            old = {}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"steps": args.steps, "command": " ".join(sys.argv), "results": results},
-                                        indent=2))
+        payload = {"steps": args.steps, "command": " ".join(sys.argv),
+                   "results": {**old.get("results", {}), **results},
+                   "train_seconds": {**old.get("train_seconds", {}), **seconds}}
+        args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
 

@@ -54,6 +54,12 @@ class AutoencoderConfig:
     max_rotation_deg: float = 60.0
     max_translation_xy: float = 0.1
     max_translation_z: float = 0.0
+    #: one encoder trunk with four 1x1 heads instead of four encoders (not in the paper; about a quarter
+    #: of the encoders' compute; the weights' names differ, so it is part of the model's identity)
+    shared_trunk: bool = False
+    #: standard deviation of the pose head's last-layer weights when the networks are first built
+    #: (0 = zeros: every face starts frontal). Used only at construction; loaded weights replace it.
+    pose_init_scale: float = 0.0
 
     def validate(self) -> None:
         if self.image_size != 64:
@@ -65,6 +71,8 @@ class AutoencoderConfig:
                 f"autoencoder.width and decoder_width must be positive multiples of 4 "
                 f"(got {self.width}, {self.decoder_width})"
             )
+        if self.pose_init_scale < 0:
+            raise ConfigError(f"autoencoder.pose_init_scale must be >= 0 (got {self.pose_init_scale})")
         if not 0.0 < self.fov_deg < 90.0:
             raise ConfigError(f"autoencoder.fov_deg must be in (0, 90) (got {self.fov_deg})")
         if not 0.0 < self.depth_min < self.depth_max:

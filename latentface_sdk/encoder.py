@@ -282,7 +282,7 @@ class FaceEncoder(nn.Module):
     def use_channels_last(self, enabled: bool = True) -> FaceEncoder:
         """Keep convolution weights channels-last (the default) or in the plain layout: the fast path.
 
-        Applies to the four stage-1 encoders and the MTCNN detector. Decoded images arrive ``H x W x C``,
+        Applies to the stage-1 encoders and the MTCNN detector. Decoded images arrive ``H x W x C``,
         so the encoders' input is already channels-last and channels-last weights spare oneDNN a layout
         conversion in every convolution (about 1.2x faster encoding); in MTCNN they make the max-pooling
         of the R-net and O-net run on channels-last tensors, several times faster than on NCHW ones on a
@@ -292,7 +292,7 @@ class FaceEncoder(nn.Module):
         """
         fmt = torch.channels_last if enabled else torch.contiguous_format
         ae = self.autoencoder
-        for part in (ae.texture_encoder, ae.shape_encoder, ae.pose_encoder, ae.light_encoder):
+        for part in ae.encoders():
             part.to(memory_format=fmt)  # type: ignore[call-overload]  # documented; missing from the stubs
         self.channels_last = bool(enabled)
         if self._detector is not None:

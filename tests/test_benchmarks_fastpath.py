@@ -29,8 +29,7 @@ def enc() -> FaceEncoder:
 
 def _encoder_weights(enc: FaceEncoder) -> list[torch.Tensor]:
     ae = enc.autoencoder
-    return [p for m in (ae.texture_encoder, ae.shape_encoder, ae.pose_encoder, ae.light_encoder)
-            for p in m.parameters() if p.ndim == 4 and p.shape[2] * p.shape[3] > 1]  # 1x1 kernels: both layouts
+    return [p for m in ae.encoders() for p in m.parameters() if p.ndim == 4 and p.shape[2] * p.shape[3] > 1]  # 1x1 kernels: both layouts
 
 
 def _both(enc: FaceEncoder, fn):  # type: ignore[no-untyped-def]

@@ -10,6 +10,9 @@ see the same images as an uninterrupted one.
   the pose encoder for that roll.
 * Grey: a share of the crops lose their colour (luma copied to the three channels), as in grey
   photo archives and expression data sets.
+* Coarse (:func:`coarse`): a 32 -> 64 px curriculum. For the recipe's first ``coarse_steps`` steps the
+  crops are shrunk to 32 px and enlarged back (area down, bilinear up), so the model first explains
+  the coarse structure (pose, light, the face's shape) before the fine detail.
 """
 
 from __future__ import annotations
@@ -87,3 +90,10 @@ def augment_plan(step: int, count: int, seed: int, rank: int = 0, *, roll_deg: f
     grey = torch.rand(count, generator=gen) < grey_p
     degrees = torch.where(turn & (roll_deg > 0), angles, torch.zeros(count))
     return AugmentPlan(degrees=degrees, grey=grey)
+
+
+def coarse(images: Tensor, size: int = 32) -> Tensor:
+    """Images (B, C, H, W) with their detail above ``size`` px removed: area-shrunk, bilinearly enlarged."""
+    h, w = images.shape[-2:]
+    small = F.interpolate(images, size=(size, size), mode="area")
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0.0, 1.0)

@@ -57,6 +57,9 @@ class Stage1Config:
     augment_roll_p: float = 0.5
     #: share of crops shown in grey (not in the paper)
     augment_grey_p: float = 0.0
+    #: 32 -> 64 px curriculum (not in the paper; 0 turns it off): for this many first steps the crops
+    #: lose their detail above 32 px (:func:`latentface_sdk.train.augment.coarse`)
+    coarse_steps: int = 0
     #: start from the weights of this stage-1 model folder (a fine-tuning run; fresh optimizer, step 0).
     #: Ignored when ``--resume`` finds a checkpoint.
     init_from: str | None = None

@@ -41,7 +41,7 @@ from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
-from .augment import augment_plan
+from .augment import augment_plan, coarse
 from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
@@ -301,7 +301,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             "sources": cfg.sources, "feature_net": cfg.feature_net,
                             "renderer": trainer.renderer.backend, "lambda_landmark": cfg.lambda_landmark,
                             "lambda_light_cycle": cfg.lambda_light_cycle, "augment_roll_deg": cfg.augment_roll_deg,
-                            "augment_grey_p": cfg.augment_grey_p, "init_from": cfg.init_from}
+                            "augment_grey_p": cfg.augment_grey_p, "coarse_steps": cfg.coarse_steps, "init_from": cfg.init_from}
     if keypoints is not None:
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
@@ -312,6 +312,8 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         plan = augment_plan(state.step, len(idx), cfg.seed, rank, roll_deg=cfg.augment_roll_deg,
                             roll_p=cfg.augment_roll_p, grey_p=cfg.augment_grey_p)
         batch, landmarks = plan.apply(batch, landmarks)
+        if state.step < cfg.coarse_steps:
+            batch = coarse(batch)
         t0 = time.perf_counter()
         parts = trainer.step(batch, landmarks)
         monitor.add(trainer.last_pose, landmarks)

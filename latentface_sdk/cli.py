@@ -5,6 +5,8 @@
     latentface encode      INPUTS... -o OUT.npz   [options]
     latentface disentangle INPUTS... -o OUT.npz   [--seed 0 --steps 5] [options]
     latentface frontalize  INPUTS... -o OUT_DIR   [--light same|neutral --maps] [options]
+    latentface encode      INPUTS... -o OUT_DIR --engine ray [--workers N --address auto]
+    latentface demo        [--port 7860 --share]
 
 INPUTS are image files and folders; folders are searched recursively for image files (by extension),
 in sorted order. ``encode`` and ``disentangle`` write one ``.npz`` with one row per face (see
@@ -16,6 +18,12 @@ stays flat however many files there are, and a run that stops half way, rerun wi
 skips the chunks already done. The final file is assembled from the parts, streamed, and is
 byte-identical to the one an uninterrupted run writes. Parts of a different command (other inputs,
 options or model) are discarded.
+
+With ``--engine ray`` (``pip install 'latentface-sdk[ray]'``), ``encode`` and ``disentangle`` run on Ray
+Data (:mod:`latentface_sdk.integrations.ray`): a local Ray with ``--workers`` model copies, or the cluster
+at ``--address``; the rows, with the columns of the ``.npz``, are written as Parquet files into the folder
+OUT_DIR. Ray retries failed tasks; an interrupted run starts again. ``latentface demo``
+(``pip install 'latentface-sdk[demo]'``) starts the Gradio demo page (:mod:`latentface_sdk.integrations.demo`).
 
 Exit codes: 0 every input gave a face; 1 some input failed (unreadable, or no face), the others are
 written and the failures listed on stderr; 2 usage error (bad option, no input found, model cannot load);
@@ -427,6 +435,51 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
 # ---------------------------------------------------------------------------------------------- main
 
 
+def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
+    """``encode``/``disentangle`` on Ray Data: Parquet files in the folder ``args.output``."""
+    out = Path(args.output)
+    if out.is_file():
+        raise UsageError(f"{out}: is a file; --engine ray writes Parquet files into a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"{out}: folder is not empty; --engine ray needs a new or empty folder")
+    try:
+        from .integrations.ray import encode_files, require_ray
+
+        require_ray()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    options: dict[str, Any] = {"detect": not args.no_detect, "faces": args.faces,
+                               "revision": args.revision, "local_files_only": args.local_files_only or None}
+    if args.command == "disentangle":
+        options.update(steps=args.steps, seed=args.seed, num_samples=args.samples, init=args.init)
+    encode_files([f.path for f in inputs], out, operation=args.command, model=args.model, workers=args.workers,
+                 address=args.address, batch_size=args.batch_size, threads=args.threads or 1,
+                 device=args.device, progress=args.progress, **options)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out, columns=["names", "ok", "errors"])
+    summary = Summary(len(inputs), [str(n) for n in table.column("names").to_pylist()],
+                      [bool(v) for v in table.column("ok").to_pylist()],
+                      [str(e) for e in table.column("errors").to_pylist()])
+    return summary.report(args.command, str(out))
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """``latentface demo``: build the Gradio page and serve it until interrupted."""
+    try:
+        from .integrations.demo import build_demo, require_gradio
+
+        require_gradio()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        app = build_demo(args.model)
+    except (LatentFaceError, ValueError) as exc:
+        raise UsageError(f"cannot load the model: {exc}") from exc
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -476,23 +529,36 @@ def build_parser() -> argparse.ArgumentParser:
                        "checked every batch; on a server with several workers, 1 per worker)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
+    def engine_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process, resumable .npz (default); ray: Ray Data workers, Parquet "
+                       "files in a folder (pip install 'latentface-sdk[ray]')")
+        p.add_argument("--workers", type=_positive, default=None,
+                       help="--engine ray: model copies at once (default: the cluster's CPUs / threads)")
+        p.add_argument("--address", default=None,
+                       help="--engine ray: the Ray cluster to join (auto, ray://HEAD:10001; default: a local Ray)")
+
     enc = sub.add_parser("encode", help="texture, shape, pose and light latents to one .npz",
                          description="Write texture (N,256), shape (N,256), pose (N,6), light (N,4), boxes, "
                          "scores, ok, errors, names and source (row -> input index) to one .npz.",
                          epilog="examples:\n  latentface encode photos/ -o features.npz\n"
                          "  latentface encode group.jpg --faces all -o faces.npz\n"
-                         "  latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops",
+                         "  latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops\n"
+                         "  latentface encode photos/ -o features/ --engine ray --workers 2   # Parquet files",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    common(enc, "the .npz file to write")
+    common(enc, "the .npz file to write (with --engine ray: a folder for Parquet files)")
+    engine_options(enc)
     dis = sub.add_parser("disentangle", help="identity and expression latents to one .npz",
                          description="Write the encode arrays plus identity_texture, identity_shape, "
                          "expression_texture, expression_shape (N,256) to one .npz. Verification features "
                          "are [identity_texture, identity_shape, texture, shape]; expression features "
                          "[expression_texture, expression_shape, texture, shape].",
                          epilog="examples:\n  latentface disentangle photos/ -o identity.npz\n"
-                         "  latentface disentangle a.jpg b.jpg -o identity.npz --init noise --samples 8",
+                         "  latentface disentangle a.jpg b.jpg -o identity.npz --init noise --samples 8\n"
+                         "  latentface disentangle photos/ -o identity/ --engine ray --address auto",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    common(dis, "the .npz file to write")
+    common(dis, "the .npz file to write (with --engine ray: a folder for Parquet files)")
+    engine_options(dis)
     dis.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
     dis.add_argument("--steps", type=_positive, default=None,
                      help="DDIM steps (default: the model's rdm.sample_steps, 5)")
@@ -510,6 +576,15 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
     front.add_argument("--maps", action="store_true", help="also write albedo, depth, normal and shading PNGs")
+    demo = sub.add_parser("demo", help="the Gradio demo page (pip install 'latentface-sdk[demo]')",
+                          description="Start a web page where a photo is uploaded and its face found, albedo, "
+                          "depth, shading, frontal view, yaw sweep and latents are shown.",
+                          epilog="examples:\n  latentface demo\n  latentface demo --port 8080 --model my-model/",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    demo.add_argument("--port", type=_positive, default=7860, help="port (default 7860)")
+    demo.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     return parser
 
 
@@ -521,6 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # beside other busy processes (benchmarks/contention.py, docs/benchmarks.md). Your own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
+        if args.command == "demo":
+            return _run_demo(args)
         inputs = collect_inputs(args.inputs)
         from . import hub
         from .config import WEIGHTS_NAME
@@ -538,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         if args.command == "frontalize":
             return _run_frontalize(args, enc, model_id, inputs)
+        if args.engine == "ray":
+            return _run_ray(args, inputs)
         return _run_features(args, enc, model_id, inputs)
     except UsageError as exc:
         print(f"latentface: error: {exc}", file=sys.stderr)

@@ -4,6 +4,8 @@ Every conversion and every refusal of the SDK lives here, so that the rules are 
 
 Accepted inputs (:data:`ImageInput`)
     * a path (``str`` or ``os.PathLike``) to any image file PIL can read;
+    * the bytes of such a file (``bytes``, ``bytearray``, ``memoryview``: an upload, a blob store's
+      object, Ray Data's ``read_binary_files``), read exactly like the file;
     * a ``PIL.Image.Image``;
     * a numpy array ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4`` (a leading batch axis of 1 is dropped);
     * a torch tensor ``CxHxW`` with 1 or 3 channels, or ``HxW`` (a leading batch axis of 1 is dropped).
@@ -34,11 +36,12 @@ for files the size is read from the header *before* any pixel is decoded (decomp
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
 import torch
@@ -47,7 +50,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageTooLargeError, InvalidImageError, LatentFaceError
 
 #: What the SDK accepts as one image.
-ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor
+ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray | torch.Tensor
 
 #: Images above this many pixels are refused (50 megapixels: a 8660x5773 photo still passes).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -56,7 +59,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 FLOAT_TOLERANCE = 1e-3
 
 ACCEPTED = (
-    "accepted: a path to an image file, a PIL image, a numpy array HxW / HxWx1 / HxWx3 / HxWx4 "
+    "accepted: a path to an image file or its bytes, a PIL image, a numpy array HxW / HxWx1 / HxWx3 / HxWx4 "
     "(uint8, uint16, or float in [0, 1]), or a torch tensor CxHxW with 1 or 3 channels "
     "(uint8 or float in [0, 1])"
 )
@@ -93,6 +96,8 @@ def to_rgb(item: ImageInput, *, name: str | None = None, max_pixels: int = DEFAU
         label = name if name is not None else os.fspath(item)
         return _finish(_read_path(item, str(label), max_pixels))
     label = name if name is not None else "image"
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return _finish(_read_bytes(bytes(item), label, max_pixels))
     if isinstance(item, Image.Image):
         return _finish(_from_pil(item, label, max_pixels))
     if isinstance(item, torch.Tensor):
@@ -203,14 +208,33 @@ def _read_path(path: str | os.PathLike, name: str, max_pixels: int) -> np.ndarra
     try:
         if p.stat().st_size == 0:
             raise InvalidImageError(f"{name}: file is empty (0 bytes)")
-        with Image.open(p) as img:
+        fh = open(p, "rb")
+    except PermissionError as exc:
+        raise InvalidImageError(f"{name}: cannot read the file (permission denied)") from exc
+    except OSError as exc:
+        raise InvalidImageError(f"{name}: cannot read the file ({exc})") from exc
+    with fh:
+        return _decode_file(fh, name, max_pixels)
+
+
+def _read_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    if not data:
+        raise InvalidImageError(f"{name}: file is empty (0 bytes)")
+    return _decode_file(io.BytesIO(data), name, max_pixels)
+
+
+def _decode_file(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
+    """Decode an open image file (a file on disk or bytes in memory) with the refusals of :func:`to_rgb`."""
+    try:
+        with Image.open(fh) as img:
             # The header is parsed, no pixel decoded yet: refuse bombs before they cost memory.
             _check_size(img.size[0], img.size[1], name, max_pixels)
             return _from_pil(img, name, max_pixels)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: refused by PIL's decompression-bomb guard ({exc})") from exc
     except UnidentifiedImageError as exc:
-        kind = _signature(p)
+        fh.seek(0)
+        kind = _signature(fh.read(12))
         if kind is not None:  # the file starts like an image but its header cannot be parsed
             raise InvalidImageError(
                 f"{name}: starts like a {kind} file but its header cannot be read: the image data is "
@@ -219,8 +243,6 @@ def _read_path(path: str | os.PathLike, name: str, max_pixels: int) -> np.ndarra
         raise InvalidImageError(
             f"{name}: not an image file PIL can identify (wrong extension, or not an image); {ACCEPTED}"
         ) from exc
-    except PermissionError as exc:
-        raise InvalidImageError(f"{name}: cannot read the file (permission denied)") from exc
     except InvalidImageError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
@@ -239,13 +261,8 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _signature(path: Path) -> str | None:
-    """The image format ``path`` starts like (by its first bytes), or ``None``."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-    except OSError:
-        return None
+def _signature(head: bytes) -> str | None:
+    """The image format a file starts like (by its first 12 bytes ``head``), or ``None``."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
     for magic, kind in _SIGNATURES:

@@ -229,7 +229,9 @@ def test_bad_files_are_refused_with_their_path(tmp_path: Path, kind: str, reason
         (torch.zeros(8), "shape"),
         (Image.new("RGB", (0, 0)), "zero size"),
         (12, "unsupported input type int"),
-        (b"\x89PNG", "unsupported input type bytes"),
+        (b"\x89PNG\r\n\x1a\n", "starts like a PNG file but its header cannot be read"),
+        (b"", "empty"),
+        (b"GIF89 is not a picture", "not an image file PIL can identify"),
         (None, "unsupported input type NoneType"),
     ],
 )
@@ -243,6 +245,24 @@ def test_bad_values_are_refused_naming_the_item(item: object, reason: str) -> No
     assert re.search(reason, str(err)), str(err)
     with pytest.raises(InvalidImageError, match=reason):
         to_rgb(item)  # type: ignore[arg-type]
+
+
+def test_the_bytes_of_a_file_read_like_the_file(tmp_path: Path) -> None:
+    rgb = (np.arange(20 * 30 * 3) % 251).astype(np.uint8).reshape(20, 30, 3)
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        path = tmp_path / f"face.{fmt.lower()}"
+        Image.fromarray(rgb).save(path, format=fmt)
+        data = path.read_bytes()
+        from_path = to_rgb(path)
+        for kind in (bytes, bytearray, memoryview):
+            np.testing.assert_array_equal(to_rgb(kind(data)), from_path)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(data[:40])
+    with pytest.raises(InvalidImageError) as from_file:
+        to_rgb(broken, name="x")
+    with pytest.raises(InvalidImageError) as from_bytes:
+        to_rgb(data[:40], name="x")
+    assert str(from_bytes.value) == str(from_file.value)
 
 
 def test_refusal_messages_say_what_is_accepted() -> None:

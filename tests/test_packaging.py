@@ -79,6 +79,18 @@ def test_every_subpackage_is_listed(pyproject: dict[str, Any]) -> None:
     assert listed - on_disk == {"latentface_sdk.weights"}
 
 
+def test_optional_engines_stay_out_of_the_core(pyproject: dict[str, Any]) -> None:
+    """Ray and Gradio are extras: not core dependencies, and `import latentface_sdk` (or the CLI) never loads them."""
+    core = " ".join(pyproject["project"]["dependencies"]).lower()
+    assert "ray" not in core and "gradio" not in core
+    extras = pyproject["project"]["optional-dependencies"]
+    assert any(d.startswith("ray[data]") for d in extras["ray"]) and any(d.startswith("gradio") for d in extras["demo"])
+    code = ("import sys, latentface_sdk, latentface_sdk.cli, latentface_sdk.integrations; "
+            "print(sorted(m for m in ('ray', 'gradio', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_weights_folder_is_mapped_into_the_package(pyproject: dict[str, Any]) -> None:
     """Top-level weights/ becomes latentface_sdk/weights/ with its json, safetensors and model cards."""
     setuptools_cfg = pyproject["tool"]["setuptools"]

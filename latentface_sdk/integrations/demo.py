@@ -1,0 +1,207 @@
+"""The demo page: upload a photo, see the face found, its albedo, depth and shading, a frontal view, a yaw
+sweep and the latents. A Gradio app over :class:`~latentface_sdk.FaceEncoder`.
+
+    latentface demo                     # http://127.0.0.1:7860
+    python app.py                       # the same page, as a Hugging Face Space runs it
+
+:func:`analyse` does the work and returns a typed :class:`DemoResult` (no Gradio needed, e.g. in a
+notebook); :func:`build_demo` wraps it in a ``gradio.Blocks`` page whose button is also an API endpoint
+(``/analyse``, for ``gradio_client``). Needs ``pip install 'latentface-sdk[demo]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..detection import crop_face, select_faces
+from ..errors import NoFaceError
+from ..images import ImageInput, to_rgb
+
+if TYPE_CHECKING:
+    import gradio
+
+    from ..encoder import FaceEncoder
+
+__all__ = ["DemoResult", "analyse", "build_demo", "example_photos", "require_gradio", "SWEEP_YAWS"]
+
+#: The views of the yaw sweep, in degrees.
+SWEEP_YAWS = (-45, -30, -15, 0, 15, 30, 45)
+
+#: Where example photos are looked for when none are given: the shared data beside a checkout.
+SHARED_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos"
+
+
+def require_gradio() -> Any:
+    """The ``gradio`` module, or an :class:`ImportError` that says which extra to install."""
+    try:
+        import gradio
+    except ImportError as exc:
+        raise ImportError("the demo needs Gradio: pip install 'latentface-sdk[demo]'") from exc
+    return gradio
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo shows for one photo (images enlarged ``scale`` times with square pixels).
+
+    Attributes:
+        found: the photo with the face's box (green) and the other faces' boxes (grey).
+        crop: the 64x64 face crop the model sees.
+        reconstruction: the face re-rendered in its estimated pose and light.
+        albedo, depth, shading: the canonical maps (depth: near = bright; shading divided by its maximum,
+            since ambient + diffuse light often passes 1 where the face meets the light).
+        frontal: the face re-rendered frontally (canonical pose, its own light).
+        sweep: the face rendered at each yaw of :data:`SWEEP_YAWS`, left to right.
+        latents: pose (degrees), light, and the texture and shape latents' sizes and first values.
+        faces: how many faces MTCNN found in the photo.
+    """
+
+    found: Image.Image
+    crop: Image.Image
+    reconstruction: Image.Image
+    albedo: Image.Image
+    depth: Image.Image
+    shading: Image.Image
+    frontal: Image.Image
+    sweep: Image.Image
+    latents: dict[str, Any] = field(default_factory=dict)
+    faces: int = 1
+
+
+def _image(x: torch.Tensor, scale: int) -> Image.Image:
+    """(3, H, W) or (H, W) in [0, 1] -> PIL RGB enlarged ``scale`` times (nearest neighbour)."""
+    a = x.detach().float().cpu().nan_to_num(0.0).clamp(0, 1)
+    if a.ndim == 2:
+        a = a.expand(3, *a.shape)
+    img = Image.fromarray((a * 255).round().byte().permute(1, 2, 0).numpy())
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+
+
+def _depth_image(depth: torch.Tensor, scale: int) -> Image.Image:
+    """A depth map (H, W) as grey: the nearest point white, the farthest black."""
+    d = depth.detach().float().cpu()
+    near, far = float(d.min()), float(d.max())
+    return _image((far - d) / max(far - near, 1e-6), scale)
+
+
+def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoResult:
+    """Find the largest face of ``photo`` and show what the model makes of it.
+
+    Raises :class:`~latentface_sdk.errors.InvalidImageError` for an unreadable input and
+    :class:`~latentface_sdk.errors.NoFaceError` when MTCNN finds no face.
+    """
+    rgb = to_rgb(photo)
+    boxes = encoder.detector.detect(rgb)
+    chosen = select_faces(boxes, "largest")
+    if not chosen:
+        raise NoFaceError("no face found in the photo: try one where a face is at least 40 pixels wide, "
+                          "seen from the front or the side")
+    face = chosen[0]
+    crop = crop_face(rgb, face.box, encoder.config.crop)
+    found = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(found)
+    width = max(2, round(max(found.size) / 300))
+    for b in boxes:
+        draw.rectangle(b.box, outline=(0, 220, 0) if b is face else (160, 160, 160), width=width)
+    enc = encoder.encode(crop, detect=False)
+    yaw, pitch, roll = (float(v) for v in enc.pose[0, 3:])
+    front = encoder.frontalize(crop, detect=False, maps=True, return_tensors=True)
+    posed = encoder.render(crop, yaw=yaw, pitch=pitch, roll=roll, detect=False, return_tensors=True)
+    views = [encoder.render(crop, yaw=float(y), detect=False, return_tensors=True).tensor[0] for y in SWEEP_YAWS]
+    assert front.albedo is not None and front.depth is not None and front.shading is not None
+    light = [float(v) for v in enc.light[0]]
+    latents = {
+        "pose": {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1),
+                 "tx": round(float(enc.pose[0, 0]), 4), "ty": round(float(enc.pose[0, 1]), 4)},
+        "light": {"ambient": round(light[0], 3), "diffuse": round(light[1], 3), "dx": round(light[2], 3),
+                  "dy": round(light[3], 3)},
+        "texture": {"norm": round(float(enc.texture[0].norm()), 3),
+                    "first": [round(float(v), 3) for v in enc.texture[0, :8]]},
+        "shape": {"norm": round(float(enc.shape[0].norm()), 3),
+                  "first": [round(float(v), 3) for v in enc.shape[0, :8]]},
+        "box": [round(float(v), 1) for v in face.box],
+        "detection_score": round(float(face.score), 4),
+    }
+    return DemoResult(
+        found=found,
+        crop=_image(torch.from_numpy(np.array(crop)).permute(2, 0, 1).float() / 255, scale),
+        reconstruction=_image(posed.tensor[0], scale),
+        albedo=_image(front.albedo[0], scale),
+        depth=_depth_image(front.depth[0], scale),
+        shading=_image(front.shading[0, 0] / front.shading[0, 0].nan_to_num(0.0).max().clamp(min=1e-6), scale),
+        frontal=_image(front.tensor[0], scale),
+        sweep=_image(torch.cat(views, dim=2), scale),
+        latents=latents,
+        faces=len(boxes),
+    )
+
+
+def example_photos(folder: str | os.PathLike[str] | None = None) -> list[str]:
+    """Example photos for the page: the images in ``folder`` (default: ``../shared/data/photos`` beside
+    a checkout, when it exists), sorted; an empty list when there are none."""
+    root = Path(folder) if folder is not None else SHARED_PHOTOS
+    if not root.is_dir():
+        return []
+    return [str(p) for p in sorted(root.iterdir()) if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}]
+
+
+def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
+               examples: Sequence[str] | None = None) -> gradio.Blocks:
+    """The Gradio page over ``encoder`` (default: ``FaceEncoder.from_pretrained(model)``).
+
+    ``examples``: photo paths offered under the upload box (default :func:`example_photos`). The
+    button's function is exposed as the API endpoint ``/analyse`` (one photo in, the images and the
+    latents out). Launch with ``.launch()``.
+    """
+    gr = require_gradio()
+    from ..encoder import FaceEncoder
+    from ..errors import InvalidImageError
+
+    enc = encoder if encoder is not None else FaceEncoder.from_pretrained(model)
+    photos = list(examples) if examples is not None else example_photos()
+
+    def run(photo: str | None) -> tuple[Any, ...]:
+        if photo is None:
+            raise gr.Error("Upload a photo first (or click an example).")
+        try:
+            r = analyse(enc, photo)
+        except NoFaceError as exc:
+            raise gr.Error(f"No face found: {exc}") from exc
+        except InvalidImageError as exc:
+            raise gr.Error(f"Cannot read this file: {exc}") from exc
+        note = f"{r.faces} face(s) found; showing the largest."
+        return (r.found, r.crop, r.reconstruction, r.albedo, r.depth, r.shading, r.frontal, r.sweep, r.latents,
+                note)
+
+    with gr.Blocks(title="LatentFace demo") as app:
+        gr.Markdown("# LatentFace\nUpload a photo: the model finds the face, takes it apart into albedo, "
+                    "depth, shading, pose and light, and renders it from the front and from the side.")
+        with gr.Row():
+            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], elem_id="photo")
+            found = gr.Image(label="Face found", interactive=False, elem_id="found")
+        button = gr.Button("Analyse", variant="primary", elem_id="analyse")
+        note = gr.Markdown(elem_id="note")
+        with gr.Row():
+            crop = gr.Image(label="Crop (64x64)", interactive=False, elem_id="crop")
+            rec = gr.Image(label="Reconstruction", interactive=False, elem_id="reconstruction")
+            albedo = gr.Image(label="Albedo", interactive=False, elem_id="albedo")
+            depth = gr.Image(label="Depth (near = bright)", interactive=False, elem_id="depth")
+            shading = gr.Image(label="Shading (relative)", interactive=False, elem_id="shading")
+            frontal = gr.Image(label="Frontal", interactive=False, elem_id="frontal")
+        sweep = gr.Image(label=f"Yaw sweep {SWEEP_YAWS[0]} to {SWEEP_YAWS[-1]} degrees", interactive=False,
+                         elem_id="sweep")
+        latents = gr.JSON(label="Latents", elem_id="latents")
+        outputs = [found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note]
+        button.click(run, inputs=photo, outputs=outputs, api_name="analyse")
+        if photos:
+            gr.Examples(examples=[[p] for p in photos], inputs=photo, outputs=outputs, fn=run,
+                        cache_examples=False, run_on_click=True, elem_id="examples")
+    return app

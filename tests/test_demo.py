@@ -1,0 +1,159 @@
+"""The demo page: what it shows for a photo, its API through gradio_client, and the page in a real browser.
+
+The browser test drives Debian's chromium (``/usr/bin/chromium``, ``chromedriver``) headless; ``.ci/run``
+installs them when missing and sets ``LATENTFACE_REQUIRE_BROWSER=1``, so that there it fails rather than
+skips without them. ``LATENTFACE_DEMO_SCREENSHOT=path.png`` keeps its screenshot (README's picture).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentface_sdk import FaceEncoder
+from latentface_sdk.errors import InvalidImageError, NoFaceError
+
+gr = pytest.importorskip("gradio", reason="needs the [demo] extra (pip install 'latentface-sdk[demo]')")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from latentface_sdk.integrations.demo import SWEEP_YAWS, analyse, build_demo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encoder() -> FaceEncoder:
+    return FaceEncoder.from_pretrained(threads=1)  # the bundled weights: what the page shows
+
+
+@pytest.fixture(scope="module")
+def photo(shared_data: Path) -> Path:
+    return shared_data / "photos" / "obama_small.jpg"
+
+
+def _not_blank(img: Image.Image | np.ndarray, min_std: float = 10.0) -> bool:
+    return float(np.asarray(img, dtype=np.float32).std()) > min_std
+
+
+def test_analyse_shows_the_face_its_maps_and_views(encoder: FaceEncoder, photo: Path) -> None:
+    r = analyse(encoder, photo, scale=2)
+    for name in ("crop", "reconstruction", "albedo", "frontal", "sweep", "depth"):
+        assert _not_blank(getattr(r, name)), name
+    assert r.crop.size == (128, 128) and r.sweep.size == (128 * len(SWEEP_YAWS), 128)
+    found = np.asarray(r.found)
+    assert found.shape[:2] == np.asarray(Image.open(photo)).shape[:2]
+    assert ((found[..., 1] >= 200) & (found[..., 0] < 40) & (found[..., 2] < 40)).sum() > 50  # the green box
+    depth = np.asarray(r.depth)[..., 0].astype(float)
+    assert depth[50:78, 50:78].mean() > depth[:10, :10].mean()  # the face's middle is nearer than the corner
+    assert set(r.latents) >= {"pose", "light", "texture", "shape", "box"}
+    assert r.faces == 1 and abs(r.latents["pose"]["yaw"]) < 60
+
+
+def test_analyse_says_what_is_wrong(encoder: FaceEncoder, tmp_path: Path) -> None:
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (160, 120), (128, 128, 128)).save(grey)
+    with pytest.raises(NoFaceError, match="no face found"):
+        analyse(encoder, grey)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    with pytest.raises(InvalidImageError, match="notes.jpg: not an image file"):
+        analyse(encoder, text)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(encoder: FaceEncoder, photo: Path) -> Iterator[str]:
+    app = build_demo(encoder=encoder, examples=[str(photo)])
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+def test_the_api_endpoint_through_gradio_client(served: str, photo: Path, tmp_path: Path) -> None:
+    client = Client(served, verbose=False, download_files=str(tmp_path))
+    out = client.predict(handle_file(str(photo)), api_name="/analyse")
+    found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note = out
+    for path in (found, crop, rec, albedo, frontal, sweep):
+        assert _not_blank(Image.open(path))
+    assert Image.open(sweep).size[0] == len(SWEEP_YAWS) * Image.open(frontal).size[0]
+    assert set(latents) >= {"pose", "light"} and "1 face(s) found" in note
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (160, 120), (128, 128, 128)).save(grey)
+    with pytest.raises(Exception, match="No face found"):
+        client.predict(handle_file(str(grey)), api_name="/analyse")
+
+
+def _browser() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        if os.environ.get("LATENTFACE_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are required here (LATENTFACE_REQUIRE_BROWSER is set)")
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium")
+    return chromium, driver
+
+
+def test_the_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
+    chromium, driver_path = _browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1700",
+                "--disable-gpu"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(served)
+        example = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#examples button, #examples tr.tr-body"),
+                        "the example photo")
+        example[0].click()
+        frontal = _wait(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, "#frontal img")
+                                 if e.get_attribute("src")], "the frontal view")[0]
+        sweep = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#sweep img"), "the yaw sweep")[0]
+        time.sleep(1.0)  # let the images paint
+        shot = tmp_path / "demo.png"
+        browser.save_screenshot(str(shot))
+        page = Image.open(shot).convert("RGB")
+        ratio = page.width / browser.execute_script("return window.innerWidth")
+        keep = os.environ.get("LATENTFACE_DEMO_SCREENSHOT")
+        if keep:  # the page down to the yaw sweep
+            bottom = round((sweep.rect["y"] + sweep.rect["height"] + 12) * ratio)
+            page.crop((0, 0, page.width, min(bottom, page.height))).save(keep, optimize=True)
+        box = frontal.rect
+        face = page.crop(tuple(round(v * ratio) for v in (box["x"], box["y"], box["x"] + box["width"],
+                                                           box["y"] + box["height"])))
+        assert face.width > 20 and _not_blank(face), "the frontal face is blank in the screenshot"
+        with urllib.request.urlopen(frontal.get_attribute("src")) as resp:  # the image the page shows
+            assert _not_blank(Image.open(io.BytesIO(resp.read())))
+    finally:
+        browser.quit()
+
+
+def _wait(find, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"the page never showed {what} within {timeout:.0f} s")

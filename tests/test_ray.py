@@ -1,0 +1,125 @@
+"""Feature extraction on Ray Data: rows equal to the one-machine command's, bad files kept as rows."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _tiny import tiny_config
+from PIL import Image
+
+from latentface_sdk import FaceEncoder, cli
+
+ray = pytest.importorskip("ray", reason="needs the [ray] extra (pip install 'latentface-sdk[ray]')")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from latentface_sdk.integrations.ray import FaceEncodeBatches, encode_batch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(5)
+    return FaceEncoder.from_config(tiny_config("tiny-ray")).save_pretrained(tmp_path_factory.mktemp("ray-model"))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Two photos with faces (one with two), a faceless image, a truncated JPEG and a text file named .png."""
+    root = tmp_path_factory.mktemp("ray-images")
+    shutil.copy(shared_data / "photos" / "obama_small.jpg", root / "a_obama.jpg")
+    shutil.copy(shared_data / "photos" / "two_people.jpg", root / "b_two.jpg")
+    Image.new("RGB", (120, 90), (128, 128, 128)).save(root / "c_grey.png")
+    (root / "d_broken.jpg").write_bytes((shared_data / "photos" / "biden.jpg").read_bytes()[:300])
+    (root / "e_text.png").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    # two model copies of one CPU each, and one CPU for the read and write tasks (encode_files does the same)
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _sorted_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    order = np.lexsort((np.nan_to_num(arrays["boxes"][:, 0], nan=-1.0), np.asarray(arrays["names"], dtype=str)))
+    return {k: np.asarray(v)[order] for k, v in arrays.items()}
+
+
+def _table_arrays(table: object) -> dict[str, np.ndarray]:
+    out = {}
+    for name in table.column_names:  # type: ignore[attr-defined]
+        values = table.column(name).to_pylist()  # type: ignore[attr-defined]
+        out[name] = np.asarray(values, dtype=np.float32 if isinstance(values[0], (list, float)) else None)
+    return out
+
+
+def test_encode_batch_names_rows_by_path_and_keeps_bad_inputs(model_dir: Path, folder: Path) -> None:
+    enc = FaceEncoder.from_pretrained(model_dir)
+    paths = sorted(str(p) for p in folder.iterdir())
+    data = [Path(p).read_bytes() for p in paths]
+    table = encode_batch(enc, data, paths, faces="all")
+    rows = _table_arrays(table)
+    direct = enc.encode(paths, faces="all").numpy()
+    assert list(rows["names"]) == list(direct["names"])  # file bytes named by path == the files themselves
+    assert list(rows["errors"]) == list(direct["errors"])
+    np.testing.assert_array_equal(rows["ok"], direct["ok"])
+    np.testing.assert_allclose(rows["texture"], direct["texture"], rtol=0, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(rows["boxes"], direct["boxes"], rtol=0, atol=1e-4, equal_nan=True)
+    bad = dict(zip(rows["names"], rows["errors"], strict=True))
+    assert "no face found" in bad[str(folder / "c_grey.png")]
+    assert bad[str(folder / "d_broken.jpg")].startswith(str(folder / "d_broken.jpg") + ": ")
+    assert "not an image file" in bad[str(folder / "e_text.png")]
+    assert rows["ok"].sum() == 3  # obama + the two people
+    assert table.schema.field("texture").type.list_size == 256
+
+
+def test_the_callable_class_takes_ray_batches(model_dir: Path, folder: Path) -> None:
+    batches = FaceEncodeBatches(str(model_dir), operation="disentangle")
+    path = str(folder / "a_obama.jpg")
+    table = batches({"bytes": np.asarray([Path(path).read_bytes()], dtype=object), "path": np.asarray([path])})
+    assert table.num_rows == 1 and table.column("ok").to_pylist() == [True]
+    assert "identity_texture" in table.column_names
+    with pytest.raises(KeyError, match="include_paths"):
+        batches({"bytes": np.asarray([b""], dtype=object)})
+    with pytest.raises(KeyError, match="'bytes' column"):
+        batches({"path": np.asarray([path]), "pixels": np.zeros((1, 4, 4, 3))})
+
+
+def test_cli_on_ray_writes_the_rows_of_the_local_cli(model_dir: Path, folder: Path, tmp_path: Path,
+                                                     local_ray: None, capsys: pytest.CaptureFixture[str]) -> None:
+    local = tmp_path / "local.npz"
+    assert cli.main(["encode", str(folder), "-o", str(local), "--model", str(model_dir), "--faces", "all",
+                     "--no-progress"]) == 1
+    out = tmp_path / "parquet"
+    code = cli.main(["encode", str(folder), "-o", str(out), "--model", str(model_dir), "--faces", "all",
+                     "--engine", "ray", "--workers", "2", "--batch-size", "2", "--no-progress"])
+    assert code == 1  # the bad inputs are reported, as by the local command
+    err = capsys.readouterr().err
+    assert "d_broken.jpg" in err and "e_text.png" in err and "c_grey.png" in err
+    with np.load(local) as z:
+        want = {k: z[k] for k in ("texture", "shape", "pose", "light", "boxes", "scores", "ok", "errors", "names")}
+    want["names"] = np.asarray([str(Path(n).resolve()) for n in want["names"]])
+    got = _table_arrays(pq.read_table(out))
+    assert set(got) == set(want)
+    want, got = _sorted_rows(want), _sorted_rows(got)
+    assert list(got["names"]) == list(want["names"])
+    np.testing.assert_array_equal(got["ok"], want["ok"])
+    for key in ("texture", "shape", "pose", "light", "boxes", "scores"):
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-4, equal_nan=True, err_msg=key)
+    assert [e.split(": ", 1)[-1] for e in got["errors"]] == [e.split(": ", 1)[-1] for e in want["errors"]]
+
+
+def test_cli_on_ray_refuses_a_non_empty_folder(model_dir: Path, folder: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "old.parquet").write_text("x")
+    assert cli.main(["encode", str(folder), "-o", str(tmp_path), "--model", str(model_dir), "--engine", "ray",
+                     "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err

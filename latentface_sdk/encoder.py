@@ -296,7 +296,7 @@ class FaceEncoder(nn.Module):
             part.to(memory_format=fmt)  # type: ignore[call-overload]  # documented; missing from the stubs
         self.channels_last = bool(enabled)
         if self._detector is not None:
-            self._detector.mtcnn.to(memory_format=fmt)  # type: ignore[call-overload]
+            self._detector.mtcnn.to(memory_format=fmt)
         return self
 
     # -- device ---------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ class FaceEncoder(nn.Module):
         """The floating type of the model's parameters."""
         return next(self.parameters()).dtype
 
-    def to(self, *args: Any, **kwargs: Any) -> FaceEncoder:  # type: ignore[override]
+    def to(self, *args: Any, **kwargs: Any) -> FaceEncoder:
         """Move or cast the model like :meth:`torch.nn.Module.to`; a built detector follows the device."""
         super().to(*args, **kwargs)
         if self._detector is not None:
@@ -329,7 +329,7 @@ class FaceEncoder(nn.Module):
                 if self._detector is None:
                     det = FaceDetector(self.config.crop, device=self.device)
                     if self.channels_last:
-                        det.mtcnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                        det.mtcnn.to(memory_format=torch.channels_last)
                     self._detector = det
         return self._detector
 
@@ -541,9 +541,10 @@ class FaceEncoder(nn.Module):
             raise ValueError(f"num_samples must be a positive integer (got {num_samples!r})")
         steps = self.config.rdm.sample_steps if steps is None else steps
         self.rdm_texture.ddim_scheduler(steps)  # validates steps before any work
-        init = init if init is not None else self.config.rdm.sample_init  # type: ignore[assignment]
-        if init not in ("noise", "zero"):
-            raise ValueError(f"init must be 'noise' or 'zero' (got {init!r})")
+        chosen = init if init is not None else self.config.rdm.sample_init
+        if chosen not in ("noise", "zero"):
+            raise ValueError(f"init must be 'noise' or 'zero' (got {chosen!r})")
+        init = "zero" if chosen == "zero" else "noise"
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         base = int(seed)

@@ -130,7 +130,7 @@ def split_inputs(images: ImageInput | Sequence[ImageInput]) -> tuple[list[Any], 
 def input_name(item: object, index: int, single: bool) -> str:
     """How results and errors name an input: its path, ``"image"`` for one other input, else ``"item {index}"``."""
     if isinstance(item, (str, os.PathLike)):
-        return os.fspath(item)  # type: ignore[arg-type]
+        return os.fspath(item)
     return "image" if single else f"item {index}"
 
 

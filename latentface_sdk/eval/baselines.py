@@ -131,7 +131,7 @@ class RandomEncoderFeatures(FeatureExtractor):
 
     def __init__(self, seed: int = 0, device: str = "cpu", batch_size: int = 64) -> None:
         from ..config import AutoencoderConfig
-        from ..models.autoencoder import LatentAutoencoder  # type: ignore[import-not-found,unused-ignore]
+        from ..models.autoencoder import LatentAutoencoder
 
         self.seed, self.batch_size = seed, batch_size
         self.device = torch.device(device)

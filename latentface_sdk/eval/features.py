@@ -56,7 +56,7 @@ class FeatureContext:
         """The :class:`latentface_sdk.FaceEncoder` for ``model`` (default: the bundled weights), loaded once."""
         if self._encoder is None:
             try:
-                from .. import FaceEncoder  # type: ignore[attr-defined]
+                from .. import FaceEncoder
             except ImportError as exc:
                 raise ImportError(
                     "the latentface feature sets need latentface_sdk.FaceEncoder, which this installation "

@@ -59,7 +59,7 @@ def detection_crops(
 
     Rows whose file cannot be read come back unusable (``ok`` False) and are left out by the protocols.
     """
-    from ..detection import prepare_crops  # type: ignore[attr-defined,unused-ignore]
+    from ..detection import prepare_crops
 
     result = prepare_crops(
         paths, crop, detect=detect, fallback="center", cache_file=cache_file, progress=progress

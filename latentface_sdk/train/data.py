@@ -88,8 +88,7 @@ def resolve_sources(sources: Sequence[str], shared_root: str | Path | None = Non
             paths += read_path_manifest(src)
         else:
             paths += image_folder(src)
-    seen: set[str] = set()
-    unique = [p for p in paths if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    unique = list(dict.fromkeys(paths))  # first occurrences, in order
     if not unique:
         raise DataError(f"no images found in {list(sources)}")
     return unique

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -147,10 +147,14 @@ class Stage1Trainer:
         torch.manual_seed(cfg.seed)
         self.model = LatentAutoencoder(cfg.model).to(device)
         ae = self.model.cfg
-        backend = cfg.renderer if cfg.renderer != "auto" else ("pytorch3d" if device.type == "cuda" else "fast")
-        if backend not in ("fast", "pytorch3d"):
+        backend: Literal["fast", "pytorch3d"]
+        if cfg.renderer == "auto":
+            backend = "pytorch3d" if device.type == "cuda" else "fast"
+        elif cfg.renderer in ("fast", "pytorch3d"):
+            backend = "fast" if cfg.renderer == "fast" else "pytorch3d"
+        else:
             raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {cfg.renderer!r})")
-        self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)  # type: ignore[arg-type]
+        self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)
         self.features = build_feature_network(cfg.feature_net, cfg.vgg16_weights).to(device)
         if cfg.lambda_landmark > 0 and keypoints is None:
             raise ConfigError("stage1.lambda_landmark > 0 needs landmarks in the training data")

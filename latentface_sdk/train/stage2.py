@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -186,7 +186,8 @@ def train_stage2(
     crop_file = cache / f"crops-{crop_key}.npz"
 
     def _crops() -> Any:
-        return prepare_crops(data.paths, mcfg.crop, detect=cfg.detect, fallback=cfg.crop_fallback,  # type: ignore[arg-type]
+        fallback: Literal["center", "none"] = "center" if cfg.crop_fallback == "center" else "none"
+        return prepare_crops(data.paths, mcfg.crop, detect=cfg.detect, fallback=fallback,
                              cache_file=crop_file, progress=progress and ddp.rank == 0)
 
     # Rank 0 does the expensive work first; the others then read its caches.

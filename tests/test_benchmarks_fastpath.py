@@ -17,6 +17,7 @@ from latentface_sdk import FaceEncoder
 from latentface_sdk.config import ModelConfig
 from latentface_sdk.detection import crop_aligned
 from latentface_sdk.images import to_rgb
+from latentface_sdk.pipeline import crops_to_input
 
 ATOL = 1e-4  # latents are O(1); float32 rounding of reordered sums is ~1e-6
 
@@ -124,5 +125,5 @@ def test_detection_fast_equals_plain_on_real_photos(enc: FaceEncoder, shared_dat
 def test_crop_aligned_input_layout_is_channels_last(enc: FaceEncoder, shared_data: Path) -> None:
     """The premise of the fast path: the SDK's network input is channels-last already."""
     crop = crop_aligned(to_rgb(sorted((shared_data / "celeba10k" / "images").glob("*.jpg"))[0]), 64)
-    x = enc._to_input(np.stack([crop]))  # as the SDK stacks its crops
+    x = crops_to_input(np.stack([crop]), enc.device, enc.dtype)  # as the SDK stacks its crops
     assert x.is_contiguous(memory_format=torch.channels_last)

@@ -707,10 +707,17 @@ CASES: list[Case] = [
     Case("other", "int", lambda d: 12, InvalidImageError, "unsupported input type int"),
     Case(
         "other",
-        "PNG bytes (not a path)",
-        lambda d: png_bytes(Image.new("RGB", (2, 2))),
+        "PNG file bytes (not a path)",
+        lambda d: png_bytes(Image.new("RGB", (2, 3), (5, 6, 7))),
+        check=lambda rgb: rgb.shape == (3, 2, 3) and _px(5, 6, 7)(rgb),
+        conversion="read exactly like the file",
+    ),
+    Case(
+        "other",
+        "bytes that are no image file",
+        lambda d: b"GIF89 is not an image",
         InvalidImageError,
-        "unsupported input type bytes",
+        "not an image file PIL can identify",
     ),
     Case(
         "other",

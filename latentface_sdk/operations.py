@@ -1,0 +1,160 @@
+"""What :class:`~latentface_sdk.FaceEncoder` does with a batch's latents beyond encoding, as typed results.
+
+* :func:`sample_identity` -> :class:`IdentityLatents`: the RDMs' identity latents ``Z_id`` (DDIM from
+  ``z_T = 0`` or from seeded noise that depends only on the crop's bytes, so a face gets the same sample
+  in any batch).
+* :func:`render_views` -> :class:`RenderedViews`: decode albedo and depth, shade, render from a view.
+* :func:`parse_light`: the ``light`` argument of ``frontalize``/``render``.
+
+The :mod:`latentface_sdk.pipeline` calls these once per batch; the encoder assembles their rows into
+:class:`~latentface_sdk.results.Disentangled` and :class:`~latentface_sdk.results.Frontalized`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .models.autoencoder import LatentAutoencoder, Latents
+from .models.rdm import RepresentationDiffusion
+from .pipeline import CropBatch
+from .render.renderer import FaceRenderer
+from .results import Disentangled, Encoding, Frontalized
+
+__all__ = ["IdentityLatents", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews", "assemble_disentangled",
+           "assemble_frontalized", "parse_light", "render_views", "sample_identity"]
+
+#: ``"same"`` (the light estimated from each input), ``"neutral"`` (:data:`NEUTRAL_LIGHT`) or 4 numbers
+#: ``(ambient, diffuse, dx, dy)``.
+LightSpec: TypeAlias = Literal["same", "neutral"] | Sequence[float]
+
+#: A soft frontal light: ``ambient 0.6 + diffuse 0.4`` from the camera direction (a frontal surface
+#: gets shading 1.0, so the render shows the albedo there; surfaces turned away get darker).
+NEUTRAL_LIGHT = (0.6, 0.4, 0.0, 0.0)
+
+
+@dataclass
+class IdentityLatents:
+    """Identity latents of a batch's crops: ``texture`` and ``shape`` ``(M, D)``."""
+
+    texture: Tensor
+    shape: Tensor
+
+
+@dataclass
+class RenderedViews:
+    """Renders of a batch's crops: image ``(M, 3, S, S)``, mask ``(M, 1, S, S)``, the view's pose ``(M, 6)``,
+    the light used ``(M, 4)``, and the canonical maps when asked for."""
+
+    image: Tensor
+    mask: Tensor
+    pose: Tensor
+    light: Tensor
+    albedo: Tensor | None = None
+    depth: Tensor | None = None
+    normal: Tensor | None = None
+    shading: Tensor | None = None
+
+
+def _seed_from(*parts: bytes | str | int) -> int:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"|")
+    return int.from_bytes(h.digest()[:8], "little") & (2**63 - 1)
+
+
+def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion, batch: CropBatch, *,
+                    steps: int, init: Literal["noise", "zero"], num_samples: int, seed: int) -> IdentityLatents:
+    """``Z_id`` of each crop of ``batch``: the mean of ``num_samples`` DDIM samples (one with ``init="zero"``:
+    the deterministic start makes all samples equal, so the mean costs one)."""
+    assert batch.latents is not None
+    out: dict[str, Tensor] = {}
+    pairs = (("texture", rdm_texture, batch.latents.texture), ("shape", rdm_shape, batch.latents.shape))
+    if init == "zero":
+        for which, rdm, z in pairs:
+            out[which] = rdm.sample(z, steps=steps, noise=torch.zeros(z.shape[0], z.shape[1]))
+        return IdentityLatents(**out)
+    digests = [hashlib.sha256(c.tobytes()).digest() for c in batch.crops]
+    for which, rdm, z in pairs:
+        d = z.shape[1]
+        noise = torch.empty(num_samples, len(digests), d)
+        for m, digest in enumerate(digests):
+            g = torch.Generator().manual_seed(_seed_from("rdm", seed, which, digest))
+            noise[:, m] = torch.randn(num_samples, d, generator=g)
+        out[which] = rdm.sample(z, steps=steps, num_samples=num_samples,
+                                noise=noise.reshape(num_samples * len(digests), d))
+    return IdentityLatents(**out)
+
+
+def parse_light(light: LightSpec) -> Tensor | None:
+    """``None`` for ``"same"``, else the fixed light ``(1, 4)``; raises ``ValueError`` for anything else."""
+    if isinstance(light, str):
+        if light == "same":
+            return None
+        if light == "neutral":
+            return torch.tensor([NEUTRAL_LIGHT], dtype=torch.float32)
+        raise ValueError(f"light must be 'same', 'neutral' or (ambient, diffuse, dx, dy) (got {light!r})")
+    values = torch.as_tensor(np.asarray(light, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    if values.numel() != 4 or not torch.isfinite(values).all():
+        raise ValueError(f"light must be 'same', 'neutral' or 4 finite numbers (got {light!r})")
+    return values.reshape(1, 4)
+
+
+def render_views(autoencoder: LatentAutoencoder, renderer: FaceRenderer, latents: Latents, *,
+                 angles: tuple[float, float, float], light: Tensor | None, maps: bool,
+                 backend: Literal["pytorch3d", "fast"]) -> RenderedViews:
+    """Decode, shade (``light``, or each face's own when ``None``) and render at ``(yaw, pitch, roll)``."""
+    b = latents.texture.shape[0]
+    lt = latents.light if light is None else light.to(latents.light).expand(b, 4)
+    pose = latents.pose.new_tensor([0.0, 0.0, 0.0, *angles]).expand(b, 6)
+    m = autoencoder.decode(latents.texture, latents.shape)
+    shaded = renderer.shade(m.albedo, m.depth, lt)
+    view = renderer.render_face(shaded.image, m.depth, pose, backend=backend)
+    views = RenderedViews(image=view.image.clamp(0.0, 1.0), mask=view.mask, pose=pose, light=lt)
+    if maps:
+        views.albedo, views.depth, views.normal, views.shading = m.albedo, m.depth, shaded.normals, shaded.shading
+    return views
+
+
+def assemble_disentangled(done: Sequence[tuple[CropBatch, IdentityLatents | None]], enc: Encoding,
+                          latent_dim: int) -> Disentangled:
+    """The rows of all batches' identity latents beside their encoding."""
+    id_t = torch.cat([b.scatter(r.texture if r else None, (latent_dim,)) for b, r in done])
+    id_s = torch.cat([b.scatter(r.shape if r else None, (latent_dim,)) for b, r in done])
+    return Disentangled(texture=enc.texture, shape=enc.shape, identity_texture=id_t, identity_shape=id_s,
+                        expression_texture=enc.texture - id_t, expression_shape=enc.shape - id_s, encoding=enc)
+
+
+def assemble_frontalized(done: Sequence[tuple[CropBatch, RenderedViews | None]], enc: Encoding, size: int, *,
+                         maps: bool, return_tensors: bool) -> Frontalized:
+    """The rows of all batches' renders (NaN where a row failed; mask 0 there) and, unless
+    ``return_tensors``, a PIL image per ok row."""
+
+    def gather(field: str, shape: tuple[int, ...]) -> Tensor:
+        return torch.cat([b.scatter(getattr(r, field) if r else None, shape) for b, r in done])
+
+    image = gather("image", (3, size, size))
+    mask = gather("mask", (1, size, size)).nan_to_num(0.0)
+    pil: list[Image.Image | None] = []
+    if not return_tensors:
+        for i in range(len(enc)):
+            if bool(enc.ok[i]):
+                arr = (image[i].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                pil.append(Image.fromarray(np.ascontiguousarray(arr)))
+            else:
+                pil.append(None)
+    return Frontalized(
+        tensor=image, mask=mask, pose=gather("pose", (6,)), light=gather("light", (4,)), encoding=enc, images=pil,
+        albedo=gather("albedo", (3, size, size)) if maps else None,
+        depth=gather("depth", (size, size)) if maps else None,
+        normal=gather("normal", (3, size, size)) if maps else None,
+        shading=gather("shading", (1, size, size)) if maps else None,
+    )

@@ -1,0 +1,222 @@
+"""The path of every :class:`~latentface_sdk.FaceEncoder` call: inputs -> RGB -> faces -> 64x64 crops ->
+stage-1 latents, ``batch_size`` inputs at a time, and back into one row per face (or per failed input).
+
+* :func:`crop_inputs`: one batch of inputs converted (:mod:`latentface_sdk.images`), detected (MTCNN) and
+  cropped with the model's crop policy (:func:`latentface_sdk.detection.crop_face`, the function the
+  training data went through; :func:`~latentface_sdk.detection.crop_aligned` with ``detect=False``), as
+  a :class:`CropBatch`: its :class:`Row` records and the crops of the rows that hold a face.
+* :class:`FacePipeline`: runs the batches, encodes their crops, then the caller's typed per-batch
+  ``work`` (identity sampling, rendering: :mod:`latentface_sdk.operations`), each batch under the
+  thread setting of :mod:`latentface_sdk.threads`; results come back on the CPU in float32.
+* :func:`assemble_encoding` and :meth:`CropBatch.scatter`: per-crop values back into one row each, NaN
+  where a row failed.
+
+The single/batch rules (a single bad input raises, a bad item of a list is a marked row) are applied
+here, once, for every operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeAlias, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import CropConfig
+from .detection import FaceBox, FaceDetector, crop_aligned, crop_face, select_faces
+from .errors import NoFaceError
+from .images import convert_items, split_inputs
+from .models.autoencoder import LatentAutoencoder, Latents
+from .results import Encoding
+from .threads import Threads, thread_scope
+
+__all__ = ["CropBatch", "FacePolicy", "crops_to_input", "FacePipeline", "Row", "assemble_encoding", "crop_inputs", "encode_crops", "to_cpu"]
+
+#: ``"largest"``: the largest face of each input; ``"all"``: every face, one row each.
+FacePolicy: TypeAlias = Literal["largest", "all"]
+T = TypeVar("T")
+
+
+@dataclass
+class Row:
+    """One output row: a face, or an input that failed (``error`` set)."""
+
+    name: str
+    source: int
+    box: tuple[float, float, float, float] | None = None
+    score: float = float("nan")
+    error: str | None = None
+
+
+@dataclass
+class CropBatch:
+    """The rows of a batch of inputs, the crops of its rows with a face, and (once encoded) their latents."""
+
+    rows: list[Row]
+    crop_rows: list[int]  # row index of each crop
+    crops: np.ndarray  # uint8 (M, S, S, 3)
+    latents: Latents | None = None  # (M, ...) float32 on the CPU after FacePipeline.run
+
+    def scatter(self, values: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+        """``(len(rows), *shape)`` float32 CPU tensor: NaN, with the per-crop ``values`` in their rows."""
+        out = torch.full((len(self.rows), *shape), float("nan"), dtype=torch.float32)
+        if values is not None and self.crop_rows:
+            out[torch.tensor(self.crop_rows, dtype=torch.long)] = values.detach().to("cpu", torch.float32)
+        return out
+
+
+def to_cpu(x: T) -> T:
+    """A dataclass of tensors (or ``None`` fields) with every tensor detached, on the CPU, in float32."""
+    values = {f.name: getattr(x, f.name) for f in fields(x)}  # type: ignore[arg-type]
+    moved = {k: v.detach().to("cpu", torch.float32) if isinstance(v, Tensor) else v for k, v in values.items()}
+    return type(x)(**moved)
+
+
+def _no_face_message(name: str, crop: CropConfig) -> str:
+    return (f"{name}: no face found (MTCNN: faces of at least {crop.min_face_size} px with score "
+            f">= {crop.threshold}); for an image that is already a face crop, pass detect=False")
+
+
+def crop_inputs(
+    items: Sequence[Any], *, start: int, single: bool, detect: bool, faces: FacePolicy, crop: CropConfig,
+    detect_batch: Callable[[list[np.ndarray]], list[list[FaceBox]]], max_pixels: int,
+) -> CropBatch:
+    """Convert, detect and crop one batch of inputs (input ``k`` is named as input ``start + k``).
+
+    ``single``: the call was for one input, which then raises instead of becoming a failed row
+    (:class:`~latentface_sdk.errors.InvalidImageError`, :class:`~latentface_sdk.errors.NoFaceError`).
+    """
+    converted = convert_items(items, start=start, single=single, max_pixels=max_pixels)  # single: raises
+    rgbs = {k: c.rgb for k, c in enumerate(converted) if c.rgb is not None}
+    found: dict[int, list[FaceBox]] = {}
+    if detect and rgbs:
+        keys = list(rgbs)
+        found = dict(zip(keys, detect_batch([rgbs[k] for k in keys]), strict=True))
+    rows: list[Row] = []
+    crops: list[np.ndarray] = []
+    crop_rows: list[int] = []
+    for k, item in enumerate(converted):
+        name, source = item.name, start + k
+        if item.rgb is None:
+            rows.append(Row(name, source, error=str(item.error)))
+            continue
+        rgb = item.rgb
+        if not detect:
+            h, w = rgb.shape[:2]
+            side = float(min(h, w))
+            left, top = (w - side) / 2.0, (h - side) / 2.0
+            crop_rows.append(len(rows))
+            rows.append(Row(name, source, box=(left, top, left + side, top + side)))
+            crops.append(crop_aligned(rgb, crop.size))
+            continue
+        chosen = select_faces(found.get(k, []), faces)
+        if not chosen:
+            if single:
+                raise NoFaceError(_no_face_message(name, crop))
+            rows.append(Row(name, source, error=_no_face_message(name, crop)))
+            continue
+        for face in chosen:
+            try:
+                cut = crop_face(rgb, face.box, crop)
+            except ValueError as exc:  # a degenerate box
+                if single and len(chosen) == 1:
+                    raise NoFaceError(f"{name}: {exc}") from exc
+                rows.append(Row(name, source, box=face.box, score=face.score, error=f"{name}: {exc}"))
+                continue
+            crop_rows.append(len(rows))
+            rows.append(Row(name, source, box=face.box, score=face.score))
+            crops.append(cut)
+    stacked = np.stack(crops) if crops else np.zeros((0, crop.size, crop.size, 3), dtype=np.uint8)
+    return CropBatch(rows=rows, crop_rows=crop_rows, crops=stacked)
+
+
+def crops_to_input(crops: np.ndarray, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """uint8 crops ``(M, S, S, 3)`` -> network input ``(M, 3, S, S)`` in ``[0, 1]``: a permuted view of
+    the ``H x W x C`` pixels, so already channels-last (the layout the encoders' weights use)."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2)
+    return x.to(dtype) / 255.0
+
+
+def encode_crops(autoencoder: LatentAutoencoder, crops: np.ndarray, batch_size: int) -> Latents:
+    """Stage-1 latents of uint8 crops ``(M, S, S, 3)`` on the autoencoder's device and dtype."""
+    p = next(autoencoder.parameters())
+    parts: list[Latents] = []
+    with torch.inference_mode():
+        for s in range(0, crops.shape[0], batch_size):
+            parts.append(autoencoder.encode(crops_to_input(crops[s:s + batch_size], p.device, p.dtype)))
+    if len(parts) == 1:
+        return parts[0]
+    return Latents(*(torch.cat([getattr(q, f) for q in parts]) for f in ("texture", "shape", "pose", "light")))
+
+
+@dataclass
+class FacePipeline:
+    """Runs inputs through :func:`crop_inputs` and :func:`encode_crops` a batch at a time.
+
+    ``detector`` is called for the (lazily built) MTCNN only when a batch needs detection; ``threads``
+    is the CPU thread setting applied to every batch (:func:`latentface_sdk.threads.thread_scope`).
+    """
+
+    crop: CropConfig
+    autoencoder: LatentAutoencoder
+    detector: Callable[[], FaceDetector]
+    threads: Threads = "auto"
+
+    def run(
+        self, images: Any, *, detect: bool, faces: FacePolicy, batch_size: int, progress: bool, desc: str,
+        max_pixels: int, work: Callable[[CropBatch], T] | None = None,
+    ) -> list[tuple[CropBatch, T | None]]:
+        """Every batch with its ``work`` result: a dataclass of per-crop tensors, computed on the model's
+        device under inference mode for batches with at least one face (``None`` otherwise), then moved
+        to the CPU in float32 (:func:`to_cpu`), like the latents."""
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all' (got {faces!r})")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
+        items, single = split_inputs(images)
+        done: list[tuple[CropBatch, T | None]] = []
+        with thread_scope(self.threads) as refresh, \
+                tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar:
+            for start in range(0, len(items), batch_size):
+                batch = crop_inputs(items[start:start + batch_size], start=start, single=single, detect=detect,
+                                    faces=faces, crop=self.crop, detect_batch=lambda r: self.detector().detect_batch(r),
+                                    max_pixels=max_pixels)
+                result: T | None = None
+                if batch.crops.shape[0]:
+                    batch.latents = encode_crops(self.autoencoder, batch.crops, batch_size)
+                    if work is not None:
+                        with torch.inference_mode():
+                            result = to_cpu(work(batch))
+                    batch.latents = to_cpu(batch.latents)
+                done.append((batch, result))
+                bar.update(min(batch_size, len(items) - start))
+                refresh()  # chosen again for the next batch: the load changes
+        return done
+
+
+def assemble_encoding(batches: Sequence[CropBatch], latent_dim: int) -> Encoding:
+    """The rows of all batches as one :class:`~latentface_sdk.results.Encoding` (NaN where a row failed)."""
+    widths = {"texture": (latent_dim,), "shape": (latent_dim,), "pose": (6,), "light": (4,)}
+    parts: dict[str, list[Tensor]] = {k: [] for k in widths}
+    boxes: list[Tensor] = []
+    nan4 = (float("nan"),) * 4
+    rows = [r for b in batches for r in b.rows]
+    for b in batches:
+        for key, out in parts.items():
+            out.append(b.scatter(getattr(b.latents, key) if b.latents is not None else None, widths[key]))
+        boxes.append(torch.tensor([r.box or nan4 for r in b.rows], dtype=torch.float32).reshape(len(b.rows), 4))
+    ok: list[bool] = []
+    for b in batches:
+        good = set(b.crop_rows)
+        ok.extend(i in good for i in range(len(b.rows)))
+    return Encoding(
+        texture=torch.cat(parts["texture"]), shape=torch.cat(parts["shape"]),
+        pose=torch.cat(parts["pose"]), light=torch.cat(parts["light"]),
+        boxes=torch.cat(boxes), scores=torch.tensor([r.score for r in rows], dtype=torch.float32),
+        ok=torch.tensor(ok, dtype=torch.bool), errors=[r.error for r in rows], names=[r.name for r in rows],
+        source=torch.tensor([r.source for r in rows], dtype=torch.long),
+    )

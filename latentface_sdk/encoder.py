@@ -4,7 +4,7 @@ The data flows one way: image -> face crop -> stage-1 latents -> (RDM) -> identi
 latents -> canonical maps -> render.
 
 Inputs
-    A path, a PIL image, a numpy ``HxWxC`` array, a torch ``CxHxW`` tensor, or a list of these; a 4-D
+    A path, the bytes of an image file, a PIL image, a numpy ``HxWxC`` array, a torch ``CxHxW`` tensor, or a list of these; a 4-D
     ``BxCxHxW`` tensor or ``BxHxWxC`` array is a batch of ``B`` images. Every conversion and refusal is
     :mod:`latentface_sdk.images`'s (grey, RGBA and palette images are converted; bad inputs get a typed
     :class:`~latentface_sdk.errors.InvalidImageError` naming the input and the reason).

@@ -1,5 +1,6 @@
 """Stage-1 augmentations: rotation moves pixels and landmarks together; grey; reproducible plans."""
 
+import pytest
 import torch
 
 from latentface_sdk.landmarks import roll_estimate
@@ -63,12 +64,24 @@ def test_grey_keeps_others_and_equalises_channels() -> None:
 
 
 def test_plan_is_reproducible_and_respects_its_settings() -> None:
-    a = augment_plan(7, 256, 0, 1, roll_deg=15, roll_p=0.5, grey_p=0.25)
-    b = augment_plan(7, 256, 0, 1, roll_deg=15, roll_p=0.5, grey_p=0.25)
+    a = augment_plan(7, 256, 0, 1, world=2, roll_deg=15, roll_p=0.5, grey_p=0.25)
+    b = augment_plan(7, 256, 0, 1, world=2, roll_deg=15, roll_p=0.5, grey_p=0.25)
     assert torch.equal(a.degrees, b.degrees) and torch.equal(a.grey, b.grey)
-    other = augment_plan(8, 256, 0, 1, roll_deg=15, roll_p=0.5, grey_p=0.25)
+    other = augment_plan(8, 256, 0, 1, world=2, roll_deg=15, roll_p=0.5, grey_p=0.25)
     assert not torch.equal(a.degrees, other.degrees)
     assert a.degrees.abs().max() <= 15 and 0.3 < float((a.degrees != 0).float().mean()) < 0.7
     assert 0.1 < float(a.grey.float().mean()) < 0.4
     off = augment_plan(7, 64, 0, roll_deg=0.0, grey_p=0.0)
     assert not off.degrees.any() and not off.grey.any()
+
+
+def test_ranks_take_slices_of_the_global_batch_draws() -> None:
+    from latentface_sdk.train.stage1 import flips_for
+
+    whole = augment_plan(3, 8, 5, roll_deg=20, roll_p=0.5, grey_p=0.5)
+    halves = [augment_plan(3, 4, 5, r, world=2, roll_deg=20, roll_p=0.5, grey_p=0.5) for r in (0, 1)]
+    assert torch.equal(torch.cat([h.degrees for h in halves]), whole.degrees)
+    assert torch.equal(torch.cat([h.grey for h in halves]), whole.grey)
+    assert torch.equal(torch.cat([flips_for(3, 4, 5, r, 2) for r in (0, 1)]), flips_for(3, 8, 5))
+    with pytest.raises(ValueError, match="outside"):
+        augment_plan(3, 4, 5, 2, world=2)

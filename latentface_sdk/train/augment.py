@@ -80,16 +80,24 @@ class AugmentPlan:
         return images, landmarks
 
 
-def augment_plan(step: int, count: int, seed: int, rank: int = 0, *, roll_deg: float = 0.0,
+def augment_plan(step: int, count: int, seed: int, rank: int = 0, *, world: int = 1, roll_deg: float = 0.0,
                  roll_p: float = 0.5, grey_p: float = 0.0) -> AugmentPlan:
     """Draw a step's augmentation from the step number: with probability ``roll_p`` a crop turns by an
-    angle uniform in ``[-roll_deg, roll_deg]``; with probability ``grey_p`` it turns grey."""
-    gen = torch.Generator().manual_seed(seed * 104_729 + step * 37 + rank * 7 + 1)
-    turn = torch.rand(count, generator=gen) < roll_p
-    angles = (torch.rand(count, generator=gen) * 2 - 1) * roll_deg
-    grey = torch.rand(count, generator=gen) < grey_p
-    degrees = torch.where(turn & (roll_deg > 0), angles, torch.zeros(count))
-    return AugmentPlan(degrees=degrees, grey=grey)
+    angle uniform in ``[-roll_deg, roll_deg]``; with probability ``grey_p`` it turns grey.
+
+    The draws are made for the whole global batch (``count`` crops on each of ``world`` ranks) and each
+    rank takes its slice, so ``world`` processes see what one process with the global batch sees.
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside a world of {world}")
+    total = count * world
+    gen = torch.Generator().manual_seed(seed * 104_729 + step * 37 + 1)
+    turn = torch.rand(total, generator=gen) < roll_p
+    angles = (torch.rand(total, generator=gen) * 2 - 1) * roll_deg
+    grey = torch.rand(total, generator=gen) < grey_p
+    degrees = torch.where(turn & (roll_deg > 0), angles, torch.zeros(total))
+    mine = slice(rank * count, (rank + 1) * count)
+    return AugmentPlan(degrees=degrees[mine], grey=grey[mine])
 
 
 def coarse(images: Tensor, size: int = 32) -> Tensor:

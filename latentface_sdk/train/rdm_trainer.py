@@ -29,7 +29,7 @@ from ..config import RDMConfig
 from ..errors import ConfigError, DataError, WeightsError
 from ..models.rdm import DEFAULT_SNR_GAMMA, RepresentationDiffusion
 from .recipes import Stage2Config
-from .runtime import append_log, init_distributed
+from .runtime import append_log, init_distributed, rank_weights
 
 __all__ = ["CHECKPOINT_DIR", "LOG_NAME", "RDMPair", "sample_batch", "train_rdms"]
 
@@ -240,6 +240,7 @@ def train_rdms(
                     _save_checkpoint(out, pair, opt, done, recipe)
                 if ddp.active:
                     dist.barrier()
+    agree = rank_weights(pair)
     if is_main:
-        _log(log_path, {"event": "end", "step": cfg.steps, "seconds": round(time.perf_counter() - t0, 3)})
+        _log(log_path, {"event": "end", "step": cfg.steps, "seconds": round(time.perf_counter() - t0, 3), **agree})
     return pair, history

@@ -76,3 +76,31 @@ def append_log(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to ``path``."""
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def rank_weights(module: torch.nn.Module) -> dict[str, Any]:
+    """Whether every rank ends with the same weights: each rank's digest of ``module`` (all ranks call it).
+
+    DistributedDataParallel keeps the ranks' copies equal; a trainer logs this at its end so that a
+    drift (a parameter outside the DDP module, a rank-dependent update) shows up in the log. Outside a
+    process group: the one digest.
+    """
+    from ..digests import modules_digest
+
+    mine = modules_digest(module)
+    if not (dist.is_available() and dist.is_initialized()):
+        return {"rank_weights": [mine], "ranks_agree": True}
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    return {"rank_weights": every, "ranks_agree": len(set(every)) == 1}
+
+
+def mean_over_ranks(parts: dict[str, float]) -> dict[str, float]:
+    """Each value averaged over the ranks (all ranks call it with the same keys): the loss of the
+    global batch, which is what one process with that batch would log. Unchanged outside a group."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return parts
+    keys = sorted(parts)
+    values = torch.tensor([parts[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {k: float(v) / dist.get_world_size() for k, v in zip(keys, values.tolist(), strict=True)}

@@ -46,7 +46,7 @@ from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
 from .recipes import Stage1Config
-from .runtime import append_log, init_distributed, rank_device
+from .runtime import append_log, init_distributed, mean_over_ranks, rank_device, rank_weights
 
 logger = logging.getLogger("latentface_sdk.train")
 
@@ -70,10 +70,14 @@ def batch_indices(n: int, step: int, batch_size: int, seed: int, rank: int = 0, 
     return order[start:start + batch_size]
 
 
-def flips_for(step: int, count: int, seed: int, rank: int = 0) -> Tensor:
-    """Which samples of a step are mirrored (augmentation), reproducible from the step number."""
-    gen = torch.Generator().manual_seed(seed * 7_919 + step * 31 + rank)
-    return torch.rand(count, generator=gen) < 0.5
+def flips_for(step: int, count: int, seed: int, rank: int = 0, world: int = 1) -> Tensor:
+    """Which samples of a step are mirrored (augmentation), reproducible from the step number.
+
+    Drawn for the global batch (``count`` on each of ``world`` ranks), each rank taking its slice: the
+    same draws as one process with the global batch.
+    """
+    gen = torch.Generator().manual_seed(seed * 7_919 + step * 31)
+    return (torch.rand(count * world, generator=gen) < 0.5)[rank * count:(rank + 1) * count]
 
 
 def load_batch(data: CropDataset, idx: Tensor, flips: Tensor) -> Tensor:
@@ -310,10 +314,10 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
         idx = batch_indices(n, state.step, cfg.batch_size, cfg.seed, rank, world)
-        flips = flips_for(state.step, len(idx), cfg.seed, rank)
+        flips = flips_for(state.step, len(idx), cfg.seed, rank, world)
         batch = load_batch(dataset, idx, flips)
         landmarks = load_landmarks(dataset, idx, flips)
-        plan = augment_plan(state.step, len(idx), cfg.seed, rank, roll_deg=cfg.augment_roll_deg,
+        plan = augment_plan(state.step, len(idx), cfg.seed, rank, world=world, roll_deg=cfg.augment_roll_deg,
                             roll_p=cfg.augment_roll_p, grey_p=cfg.augment_grey_p)
         batch, landmarks = plan.apply(batch, landmarks)
         if state.step < cfg.coarse_steps:
@@ -326,9 +330,12 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         imgs_since += len(idx) * world
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.3f}", l1=f"{parts['l1']:.3f}", refresh=False)
+        log_now = state.step % cfg.log_every == 0 or state.step == cfg.steps
+        if log_now and world > 1:
+            parts = mean_over_ranks(parts)  # the global batch's loss (every rank takes part)
         if rank != 0:
             continue
-        if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+        if log_now:
             now = time.perf_counter()
             record = {"step": state.step, **{k: round(v, 5) for k, v in parts.items()}, **monitor.summary(),
                       "images_per_s": round(imgs_since / (now - t_last), 3), "train_seconds": round(state.elapsed, 1)}
@@ -343,9 +350,10 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             trainer.optimizer, state)
     bar.close()
     final = out / "model"
+    agree = rank_weights(trainer.model)  # every rank takes part
     if rank == 0:
         save_model_folder(final, trainer.model_config({**meta, "trained_steps": state.step,
-                                                       "train_seconds": round(state.elapsed)}),
+                                                       "train_seconds": round(state.elapsed), **agree}),
                           prefixed(trainer.model, "autoencoder."))
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -157,3 +157,17 @@ def _wait(find, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-de
             return found
         time.sleep(0.25)
     raise AssertionError(f"the page never showed {what} within {timeout:.0f} s")
+
+
+def test_latentface_demo_and_app_py_build_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    from latentface_sdk import cli
+
+    launched: list[dict[str, object]] = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.append(kw))
+    assert cli.main(["demo", "--port", "7999", "--host", "0.0.0.0"]) == 0
+    assert launched == [{"server_name": "0.0.0.0", "server_port": 7999, "share": False}]
+    app = runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
+    assert isinstance(app["demo"], gr.Blocks)
+    assert cli.main(["demo", "--model", "no-such-model"]) == 2  # a clear usage error, no traceback

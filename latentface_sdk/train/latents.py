@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..atomic import save_safetensors
 from ..digests import array_digest, tensors_digest
 from ..errors import DataError
+from ..pipeline import crops_to_input
 
 __all__ = ["cached_latents", "encode_latents"]
 
@@ -44,9 +45,8 @@ def encode_latents(
     n = crops.shape[0]
     with tqdm(total=n, desc="encode latents", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size]))
-            x = chunk.to(device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
-            lat = encode(x)
+            chunk = crops[start : start + batch_size]
+            lat = encode(crops_to_input(chunk, torch.device(device), torch.float32))  # as FaceEncoder feeds it
             out["texture"].append(lat.texture.detach().to("cpu", torch.float32))
             out["shape"].append(lat.shape.detach().to("cpu", torch.float32))
             bar.update(chunk.shape[0])

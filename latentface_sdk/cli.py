@@ -34,20 +34,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import os
 import shutil
 import sys
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
+from . import runfiles
 from ._version import __version__
 from .atomic import atomic_write
 from .errors import LatentFaceError
@@ -62,8 +61,6 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 
-PARTS_FORMAT = 1
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same arrays give the same bytes
 
 
 class UsageError(Exception):
@@ -122,148 +119,6 @@ def collect_inputs(args: Sequence[str]) -> list[InputFile]:
     return found
 
 
-# ---------------------------------------------------------------------------------------------- files
-
-
-def _save_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
-
-
-@dataclass
-class _Column:
-    dtype: np.dtype
-    tail: tuple[int, ...]
-
-
-def _assemble_npz(out: Path, parts: list[Path], extra: dict[str, np.ndarray]) -> None:
-    """Concatenate the parts' arrays row-wise into ``out``, one part at a time (memory: one part's array).
-
-    Written as an uncompressed ``.npz`` with fixed zip timestamps, so equal arrays give equal bytes.
-    """
-    rows = 0
-    columns: dict[str, _Column] = {}
-    for part in parts:
-        with np.load(part, allow_pickle=False) as z:
-            rows += int(z["ok"].shape[0])
-            for key in z.files:
-                a = z[key]
-                col = columns.get(key)
-                if col is None:
-                    columns[key] = _Column(a.dtype, tuple(a.shape[1:]))
-                elif a.dtype.kind == "U":  # widest string wins
-                    col.dtype = max(col.dtype, a.dtype, key=lambda d: d.itemsize)
-
-    def write(fh: BinaryIO) -> None:
-        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for key in sorted(columns):
-                col = columns[key]
-                header = {"descr": np.lib.format.dtype_to_descr(col.dtype), "fortran_order": False,
-                          "shape": (rows, *col.tail)}
-                with zf.open(_zip_info(key), "w", force_zip64=True) as member:
-                    np.lib.format.write_array_header_1_0(member, header)
-                    for part in parts:
-                        with np.load(part, allow_pickle=False) as z:
-                            member.write(np.ascontiguousarray(z[key], dtype=col.dtype).tobytes())
-            for key in sorted(extra):
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.asarray(extra[key]), allow_pickle=False)
-                with zf.open(_zip_info(key), "w", force_zip64=True) as member:
-                    member.write(buf.getvalue())
-
-    atomic_write(out, write)
-
-
-def _zip_info(key: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_TIME)
-    info.compress_type = zipfile.ZIP_STORED
-    info.external_attr = 0o644 << 16
-    return info
-
-
-# ---------------------------------------------------------------------------------------------- runs
-
-
-def _run_key(command: str, options: dict[str, Any], model_id: str, inputs: list[InputFile], chunk: int) -> str:
-    stats: list[Any] = []
-    for f in inputs:
-        try:
-            st = os.stat(f.path)
-            stats.append([f.path, st.st_size, st.st_mtime_ns])
-        except OSError:
-            stats.append([f.path, None, None])
-    payload = {"format": PARTS_FORMAT, "command": command, "options": options, "model": model_id,
-               "inputs": stats, "chunk": chunk}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _prepare_parts(parts_dir: Path, key: str) -> None:
-    """Keep ``parts_dir`` when it belongs to this run, else start it afresh."""
-    manifest = parts_dir / "manifest.json"
-    if parts_dir.is_dir():
-        try:
-            same = json.loads(manifest.read_text())["run_key"] == key
-        except (OSError, ValueError, KeyError, TypeError):
-            same = False
-        if same:
-            return
-        print(f"latentface: {parts_dir} holds parts of a different run; starting afresh", file=sys.stderr)
-        shutil.rmtree(parts_dir)
-    parts_dir.mkdir(parents=True)
-    atomic_write(manifest, lambda fh: fh.write(json.dumps({"run_key": key}).encode()))
-
-
-def _part_done(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                z["ok"]
-        return True
-    except Exception:  # noqa: BLE001 - an unreadable part is simply redone
-        return False
-
-
-@dataclass
-class Summary:
-    """What a run did, row by row."""
-
-    inputs: int
-    names: list[str]
-    ok: list[bool]
-    errors: list[str]
-
-    def counts(self) -> tuple[int, int, int]:
-        faces = sum(self.ok)
-        noface = sum(1 for ok, e in zip(self.ok, self.errors, strict=True) if not ok and "no face found" in e)
-        return faces, noface, len(self.ok) - faces - noface
-
-    def report(self, command: str, target: str) -> int:
-        faces, noface, failed = self.counts()
-        print(f"latentface {command}: {self.inputs} input(s): {faces} face(s) written to {target}, "
-              f"{noface} without a face, {failed} failed")
-        bad = [(n, e) for n, ok, e in zip(self.names, self.ok, self.errors, strict=True) if not ok]
-        if bad:
-            print(f"latentface {command}: {len(bad)} input(s) not written:", file=sys.stderr)
-            for _, err in bad:
-                print(f"  {err}", file=sys.stderr)
-            return 1
-        return 0
-
-
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int, int]]:
-    for index, start in enumerate(range(0, n, size)):
-        yield index, start, min(start + size, n)
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr)
-
-
 def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inputs: list[InputFile]) -> int:
     out = Path(args.output)
     if out.is_dir():
@@ -272,19 +127,19 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
     if args.command == "disentangle":
         options.update(seed=args.seed, steps=args.steps or enc.config.rdm.sample_steps, samples=args.samples,
                        init=args.init or enc.config.rdm.sample_init)
-    key = _run_key(args.command, options, model_id, inputs, args.chunk_size)
+    key = runfiles.run_key(args.command, options, model_id, [f.path for f in inputs], args.chunk_size)
     paths = [f.path for f in inputs]
     parts_dir = out.with_name(out.name + ".parts")
-    if out.is_file() and not parts_dir.exists() and _stored_key(out) == key:
+    if out.is_file() and not parts_dir.exists() and runfiles.stored_key(out) == key:
         print(f"latentface {args.command}: {out} is already complete for these inputs", file=sys.stderr)
-        return _summary_of(out, len(inputs)).report(args.command, str(out))
-    _prepare_parts(parts_dir, key)
+        return runfiles.summary_of(out, len(inputs)).report(args.command, str(out))
+    runfiles.prepare_parts(parts_dir, key)
     parts: list[Path] = []
-    with _progress(len(inputs), args.command, args.progress) as bar:
-        for index, start, stop in _chunks(len(inputs), args.chunk_size):
+    with runfiles.progress_bar(len(inputs), args.command, args.progress) as bar:
+        for index, start, stop in runfiles.chunks(len(inputs), args.chunk_size):
             part = parts_dir / f"part-{index:06d}.npz"
             parts.append(part)
-            if not _part_done(part):
+            if not runfiles.part_done(part):
                 chunk = paths[start:stop]
                 if args.command == "encode":
                     arrays = enc.encode(chunk, detect=not args.no_detect, faces=args.faces,
@@ -298,39 +153,16 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
                     arrays.pop("verification_features")
                     arrays.pop("fer_features")
                 arrays["source"] = arrays["source"] + start
-                _save_part(part, arrays)
+                runfiles.save_part(part, arrays)
             bar.update(stop - start)
     extra = {
         "inputs": np.asarray(paths, dtype=str),
         "model": np.asarray(model_id),
         "run_key": np.asarray(key),
     }
-    _assemble_npz(out, parts, extra)
+    runfiles.assemble_npz(out, parts, extra)
     shutil.rmtree(parts_dir, ignore_errors=True)
-    return _summary_of(out, len(inputs)).report(args.command, str(out))
-
-
-def _stored_key(path: Path) -> str | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return str(z["run_key"]) if "run_key" in z.files else None
-    except Exception:  # noqa: BLE001 - not ours or unreadable: recompute
-        return None
-
-
-def _summary_of(path: Path, inputs: int) -> Summary:
-    with np.load(path, allow_pickle=False) as z:
-        return Summary(inputs, [str(n) for n in z["names"]], [bool(v) for v in z["ok"]],
-                       [str(e) for e in z["errors"]])
-
-
-def _png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    def write(fh: BinaryIO) -> None:
-        Image.fromarray(array).save(fh, format="PNG")
-
-    atomic_write(path, write)
+    return runfiles.summary_of(out, len(inputs)).report(args.command, str(out))
 
 
 def _to_uint8(x: Any) -> np.ndarray:
@@ -375,15 +207,15 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file; frontalize writes PNGs into a folder")
     options = {"detect": not args.no_detect, "faces": args.faces, "light": args.light, "maps": args.maps}
-    key = _run_key("frontalize", options, model_id, inputs, args.chunk_size)
+    key = runfiles.run_key("frontalize", options, model_id, [f.path for f in inputs], args.chunk_size)
     parts_dir = out / ".latentface-parts"
-    _prepare_parts(parts_dir, key)
+    runfiles.prepare_parts(parts_dir, key)
     parts: list[Path] = []
-    with _progress(len(inputs), "frontalize", args.progress) as bar:
-        for index, start, stop in _chunks(len(inputs), args.chunk_size):
+    with runfiles.progress_bar(len(inputs), "frontalize", args.progress) as bar:
+        for index, start, stop in runfiles.chunks(len(inputs), args.chunk_size):
             part = parts_dir / f"part-{index:06d}.json"
             parts.append(part)
-            if not _part_done(part):
+            if not runfiles.part_done(part):
                 chunk = inputs[start:stop]
                 r = enc.frontalize([f.path for f in chunk], detect=not args.no_detect, faces=args.faces,
                                    light=args.light, maps=args.maps, batch_size=args.batch_size,
@@ -400,16 +232,16 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
                            "error": r.errors[i] or ""}
                     if row["ok"]:
                         row["png"] = stem + ".png"
-                        _png(out / row["png"], _to_uint8(r.tensor[i]))
+                        runfiles.write_png(out / row["png"], _to_uint8(r.tensor[i]))
                         if args.maps:
                             assert r.albedo is not None and r.depth is not None
                             assert r.normal is not None and r.shading is not None
                             d = r.depth[i]
                             depth = 1.0 - (d - d.min()) / (d.max() - d.min()).clamp(min=1e-6)
-                            _png(out / f"{stem}_albedo.png", _to_uint8(r.albedo[i]))
-                            _png(out / f"{stem}_depth.png", _to_uint8(depth[None]))
-                            _png(out / f"{stem}_normal.png", _to_uint8((r.normal[i] + 1.0) / 2.0))
-                            _png(out / f"{stem}_shading.png", _to_uint8(r.shading[i].clamp(0, 1)))
+                            runfiles.write_png(out / f"{stem}_albedo.png", _to_uint8(r.albedo[i]))
+                            runfiles.write_png(out / f"{stem}_depth.png", _to_uint8(depth[None]))
+                            runfiles.write_png(out / f"{stem}_normal.png", _to_uint8((r.normal[i] + 1.0) / 2.0))
+                            runfiles.write_png(out / f"{stem}_shading.png", _to_uint8(r.shading[i].clamp(0, 1)))
                     rows.append(row)
                 data = json.dumps(rows).encode()
                 atomic_write(part, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
@@ -427,7 +259,7 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
 
     atomic_write(out / "index.csv", write_index)
     shutil.rmtree(parts_dir, ignore_errors=True)
-    summary = Summary(len(inputs), [r["input"] for r in all_rows], [bool(r["ok"]) for r in all_rows],
+    summary = runfiles.Summary(len(inputs), [r["input"] for r in all_rows], [bool(r["ok"]) for r in all_rows],
                       [str(r["error"]) for r in all_rows])
     return summary.report("frontalize", f"{out}/")
 
@@ -458,7 +290,7 @@ def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
     import pyarrow.parquet as pq
 
     table = pq.read_table(out, columns=["names", "ok", "errors"])
-    summary = Summary(len(inputs), [str(n) for n in table.column("names").to_pylist()],
+    summary = runfiles.Summary(len(inputs), [str(n) for n in table.column("names").to_pylist()],
                       [bool(v) for v in table.column("ok").to_pylist()],
                       [str(e) for e in table.column("errors").to_pylist()])
     return summary.report(args.command, str(out))

@@ -14,7 +14,7 @@ import torch
 from _tiny import tiny_config
 from PIL import Image
 
-from latentface_sdk import FaceEncoder, cli
+from latentface_sdk import FaceEncoder, cli, runfiles
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_all_good_exits_0_and_rerun_is_a_no_op(
 
 
 def _interrupt_after(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
-    real = cli._save_part
+    real = runfiles.save_part
     calls = {"n": 0}
 
     def flaky(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -102,7 +102,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
         calls["n"] += 1
         real(path, arrays)
 
-    monkeypatch.setattr(cli, "_save_part", flaky)
+    monkeypatch.setattr(runfiles, "save_part", flaky)
 
 
 @pytest.mark.parametrize("command", ["encode", "disentangle"])

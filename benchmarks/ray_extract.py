@@ -1,7 +1,7 @@
 """Feature extraction on Ray Data beside the one-machine command: images/s with 1 and 2 Ray workers.
 
 Each configuration is one whole command run in a fresh process (``latentface encode FILES -o OUT``),
-timed over ``--images`` photos and over ``--small`` photos; the difference gives the marginal rate
+timed over ``--images`` photos (2000) and over ``--small`` photos (16); the difference gives the marginal rate
 (images/s once started) and the fixed cost (Python, model loading, and for Ray starting the local
 cluster and its workers):
 
@@ -66,7 +66,7 @@ def run_once(config: str, files: list[str], work: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--images", type=int, default=400, help="photos of the long run (default 400)")
+    parser.add_argument("--images", type=int, default=2000, help="photos of the long run (default 2000)")
     parser.add_argument("--small", type=int, default=16, help="photos of the short run (default 16)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {list(CONFIGS)}")
     parser.add_argument("--usd-per-core-hour", type=float, default=0.04,

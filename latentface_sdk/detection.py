@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .config import CropConfig
-from .errors import InvalidImageError, LatentFaceError
-from .images import downscale_for_detection, to_rgb
+from .errors import InvalidImageError
+from .images import downscale_for_detection
 
 logger = logging.getLogger(__name__)
 
@@ -339,36 +339,33 @@ def prepare_crops(
     )
     if detect and detector is None and n:
         detector = FaceDetector(crop)
+    from .images import DEFAULT_MAX_PIXELS
+    from .pipeline import crop_inputs  # the one image -> crop path (it imports this module)
+
+    def detect_batch(rgbs: list[np.ndarray]) -> list[list[FaceBox]]:
+        assert detector is not None
+        return detector.detect_batch(rgbs)
+
     with tqdm(total=n, desc="face crops", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
-            indices = list(range(start, min(start + batch_size, n)))
-            images: dict[int, np.ndarray] = {}
-            for i in indices:
-                try:
-                    images[i] = to_rgb(names[i])
-                except LatentFaceError as exc:
-                    result.errors[i] = str(exc)
-            readable = list(images)
-            faces_of: dict[int, list[FaceBox]] = {}
-            if detect and detector is not None and readable:
-                found = detector.detect_batch([images[i] for i in readable])
-                faces_of = dict(zip(readable, found, strict=True))
-            for i in readable:
-                faces = select_faces(faces_of.get(i, []), "largest")
-                if faces:
-                    face = faces[0]
-                    result.crops[i] = crop_face(images[i], face.box, crop)
-                    result.boxes[i] = face.box
-                    result.scores[i] = face.score
-                    if face.landmarks is not None:
-                        result.landmarks[i] = landmarks_in_crop(face.landmarks, face.box, crop.margin)
-                    result.method[i], result.ok[i] = METHOD_MTCNN, True
-                elif not detect or fallback == "center":
-                    result.crops[i] = crop_aligned(images[i], size)
-                    result.method[i], result.ok[i] = METHOD_CENTER, True
-                else:
-                    result.method[i] = METHOD_NOFACE
-            bar.update(len(indices))
+            batch = crop_inputs(names[start:start + batch_size], start=start, single=False, detect=detect,
+                                faces="largest", crop=crop, detect_batch=detect_batch,
+                                max_pixels=DEFAULT_MAX_PIXELS, fallback=fallback)
+            cropped = dict(zip(batch.crop_rows, batch.crops, strict=True))
+            for r, row in enumerate(batch.rows):  # one row per image ("largest")
+                i = row.source
+                result.method[i] = row.method
+                if row.method == METHOD_FAILED:
+                    result.errors[i] = row.error or ""
+                if r not in cropped:
+                    continue
+                result.crops[i], result.ok[i] = cropped[r], True
+                if row.method == METHOD_MTCNN and row.box is not None:
+                    result.boxes[i] = row.box
+                    result.scores[i] = row.score
+                    if row.landmarks is not None:
+                        result.landmarks[i] = landmarks_in_crop(row.landmarks, row.box, crop.margin)
+            bar.update(len(batch.rows))
             bar.set_postfix(result.counts(), refresh=False)
     if result.n_failed:
         logger.warning("face crops: %d of %d files could not be read", result.n_failed, n)

@@ -43,13 +43,19 @@ T = TypeVar("T")
 
 @dataclass
 class Row:
-    """One output row: a face, or an input that failed (``error`` set)."""
+    """One output row: a face, or an input that failed (``error`` set).
+
+    ``method`` says how the row was made: ``"mtcnn"`` (a detected face; ``landmarks`` are MTCNN's five
+    points in image pixels), ``"center"`` (the centred square), ``"noface"`` or ``"failed"`` (unreadable).
+    """
 
     name: str
     source: int
     box: tuple[float, float, float, float] | None = None
     score: float = float("nan")
     error: str | None = None
+    method: str = "mtcnn"
+    landmarks: np.ndarray | None = None
 
 
 @dataclass
@@ -84,11 +90,14 @@ def _no_face_message(name: str, crop: CropConfig) -> str:
 def crop_inputs(
     items: Sequence[Any], *, start: int, single: bool, detect: bool, faces: FacePolicy, crop: CropConfig,
     detect_batch: Callable[[list[np.ndarray]], list[list[FaceBox]]], max_pixels: int,
+    fallback: Literal["center", "none"] = "none",
 ) -> CropBatch:
     """Convert, detect and crop one batch of inputs (input ``k`` is named as input ``start + k``).
 
     ``single``: the call was for one input, which then raises instead of becoming a failed row
     (:class:`~latentface_sdk.errors.InvalidImageError`, :class:`~latentface_sdk.errors.NoFaceError`).
+    ``fallback="center"``: an image without a face is centre-cropped instead (training and evaluation
+    data, :func:`latentface_sdk.detection.prepare_crops`).
     """
     converted = convert_items(items, start=start, single=single, max_pixels=max_pixels)  # single: raises
     rgbs = {k: c.rgb for k, c in enumerate(converted) if c.rgb is not None}
@@ -102,22 +111,22 @@ def crop_inputs(
     for k, item in enumerate(converted):
         name, source = item.name, start + k
         if item.rgb is None:
-            rows.append(Row(name, source, error=str(item.error)))
+            rows.append(Row(name, source, error=str(item.error), method="failed"))
             continue
         rgb = item.rgb
-        if not detect:
+        chosen = select_faces(found.get(k, []), faces) if detect else []
+        if not detect or (not chosen and fallback == "center"):
             h, w = rgb.shape[:2]
             side = float(min(h, w))
             left, top = (w - side) / 2.0, (h - side) / 2.0
             crop_rows.append(len(rows))
-            rows.append(Row(name, source, box=(left, top, left + side, top + side)))
+            rows.append(Row(name, source, box=(left, top, left + side, top + side), method="center"))
             crops.append(crop_aligned(rgb, crop.size))
             continue
-        chosen = select_faces(found.get(k, []), faces)
         if not chosen:
             if single:
                 raise NoFaceError(_no_face_message(name, crop))
-            rows.append(Row(name, source, error=_no_face_message(name, crop)))
+            rows.append(Row(name, source, error=_no_face_message(name, crop), method="noface"))
             continue
         for face in chosen:
             try:
@@ -125,10 +134,11 @@ def crop_inputs(
             except ValueError as exc:  # a degenerate box
                 if single and len(chosen) == 1:
                     raise NoFaceError(f"{name}: {exc}") from exc
-                rows.append(Row(name, source, box=face.box, score=face.score, error=f"{name}: {exc}"))
+                rows.append(Row(name, source, box=face.box, score=face.score, error=f"{name}: {exc}",
+                                method="noface"))
                 continue
             crop_rows.append(len(rows))
-            rows.append(Row(name, source, box=face.box, score=face.score))
+            rows.append(Row(name, source, box=face.box, score=face.score, landmarks=face.landmarks))
             crops.append(cut)
     stacked = np.stack(crops) if crops else np.zeros((0, crop.size, crop.size, 3), dtype=np.uint8)
     return CropBatch(rows=rows, crop_rows=crop_rows, crops=stacked)

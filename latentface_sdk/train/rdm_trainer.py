@@ -24,12 +24,12 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..atomic import save_safetensors, save_torch
+from ..atomic import save_safetensors
 from ..config import RDMConfig
 from ..errors import ConfigError, DataError, WeightsError
 from ..models.rdm import DEFAULT_SNR_GAMMA, RepresentationDiffusion
 from .recipes import Stage2Config
-from .runtime import append_log, init_distributed, rank_weights
+from .runtime import append_log, init_distributed, load_trainer_state, rank_weights, save_trainer_state
 
 __all__ = ["CHECKPOINT_DIR", "LOG_NAME", "RDMPair", "sample_batch", "train_rdms"]
 
@@ -116,10 +116,7 @@ def _save_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, s
     ckpt = out_dir / CHECKPOINT_DIR
     state = {k: v.detach().to("cpu").contiguous() for k, v in pair.state_dict().items()}
     save_safetensors(state, ckpt / CHECKPOINT_WEIGHTS, {"step": str(step), "recipe_hash": recipe})
-    save_torch(
-        {"step": torch.tensor(step, dtype=torch.long), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()},
-        ckpt / CHECKPOINT_STATE,
-    )
+    save_trainer_state(ckpt / CHECKPOINT_STATE, opt, step)
 
 
 def _load_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, recipe: str, device: torch.device) -> int:
@@ -139,11 +136,9 @@ def _load_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, r
         )
     try:
         pair.load_state_dict(load_file(str(weights), device=str(device)))
-        state = torch.load(state_file, map_location=device, weights_only=True)
+        state = load_trainer_state(state_file, opt, device)
     except (RuntimeError, OSError) as exc:
         raise WeightsError(f"{ckpt}: cannot restore the stage-2 checkpoint ({exc})") from exc
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"].to("cpu"))
     step = int(state["step"])
     if str(step) != meta.get("step"):
         raise WeightsError(f"{ckpt}: weights (step {meta.get('step')}) and trainer state (step {step}) disagree")

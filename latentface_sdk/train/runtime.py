@@ -104,3 +104,21 @@ def mean_over_ranks(parts: dict[str, float]) -> dict[str, float]:
     values = torch.tensor([parts[k] for k in keys], dtype=torch.float64)
     dist.all_reduce(values)
     return {k: float(v) / dist.get_world_size() for k, v in zip(keys, values.tolist(), strict=True)}
+
+
+def save_trainer_state(path: Path, optimizer: torch.optim.Optimizer, step: int, **extra: float) -> None:
+    """Write what resuming needs besides the weights, atomically: optimizer state, step, torch's RNG."""
+    from ..atomic import save_torch
+
+    save_torch({"optimizer": optimizer.state_dict(), "step": int(step), "torch_rng": torch.get_rng_state(),
+                **extra}, path)
+
+
+def load_trainer_state(path: Path, optimizer: torch.optim.Optimizer,
+                       device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Restore the optimizer and torch's RNG from :func:`save_trainer_state`'s file (tensors only, never
+    unpickled code); returns the whole payload (``step`` and the extras)."""
+    payload = torch.load(path, map_location=device, weights_only=True)
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"].to("cpu"))
+    return dict(payload)

@@ -33,7 +33,6 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..atomic import save_torch
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import ModelConfig
 from ..detection import prepare_crops
@@ -46,7 +45,15 @@ from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
 from .recipes import Stage1Config
-from .runtime import append_log, init_distributed, mean_over_ranks, rank_device, rank_weights
+from .runtime import (
+    append_log,
+    init_distributed,
+    load_trainer_state,
+    mean_over_ranks,
+    rank_device,
+    rank_weights,
+    save_trainer_state,
+)
 
 logger = logging.getLogger("latentface_sdk.train")
 
@@ -121,17 +128,13 @@ def save_checkpoint(folder: Path, model: LatentAutoencoder, cfg: ModelConfig, op
                     state: TrainState) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_model_folder(folder, cfg, prefixed(model, "autoencoder."))
-    payload = {"optimizer": opt.state_dict(), "step": state.step, "elapsed": state.elapsed,
-               "torch_rng": torch.get_rng_state()}
-    save_torch(payload, folder / "trainer_state.pt")
+    save_trainer_state(folder / "trainer_state.pt", opt, state.step, elapsed=state.elapsed)
 
 
 def load_checkpoint(folder: Path, model: LatentAutoencoder, opt: torch.optim.Optimizer) -> TrainState:
     _, tensors = load_model_folder(folder)
     load_part(model, tensors, "autoencoder.", str(folder))
-    payload = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
-    opt.load_state_dict(payload["optimizer"])
-    torch.set_rng_state(payload["torch_rng"])
+    payload = load_trainer_state(folder / "trainer_state.pt", opt)
     return TrainState(step=int(payload["step"]), elapsed=float(payload["elapsed"]))
 
 

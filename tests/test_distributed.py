@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from latentface_sdk.checkpoint import load_model_folder
-from latentface_sdk.train.recipes import Stage1Config
+from latentface_sdk.train.recipes import Stage1Config, Stage2Config
 
 
 def test_two_process_stage1_trains_with_landmarks_and_light_cycle(shared_data: Path, tmp_path: Path) -> None:
@@ -156,3 +156,24 @@ def test_two_process_stage2_ranks_agree_and_resume_matches_a_straight_run(shared
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     rdm = [k for k in a if k.startswith("rdm_")]
     assert rdm and all(torch.allclose(a[k], b[k], atol=1e-6) for k in rdm)  # type: ignore[arg-type]
+    # one process with the global batch (2 ranks x 2 groups = 4 groups): the same losses, the same weights
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({**recipe, "batch_groups": 4}))
+    proc = subprocess.run([sys.executable, "-m", "latentface_sdk.train", "stage2", "--config", str(one), "--stage1",
+                           str(stage1), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out",
+                           str(tmp_path / "one"), "--no-progress"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def losses(run: str) -> list[tuple[float, float]]:
+        log = [json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
+        return [(r["loss_texture"], r["loss_shape"]) for r in log if "loss_texture" in r]
+
+    two_losses, one_losses = losses("straight"), losses("one")
+    assert len(two_losses) == len(one_losses) == 4
+    for (t2, s2), (t1, s1) in zip(two_losses, one_losses, strict=True):
+        assert t2 == pytest.approx(t1, rel=1e-4) and s2 == pytest.approx(s1, rel=1e-4)
+    c = _weights(tmp_path / "one")
+    lr = Stage2Config.from_dict(recipe).lr
+    for k in rdm:  # within Adam's float noise (see the stage-1 test)
+        assert (a[k] - c[k]).abs().max() <= 2 * lr * recipe["steps"], k  # type: ignore[operator]

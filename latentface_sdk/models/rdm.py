@@ -247,11 +247,12 @@ class RepresentationDiffusion(nn.Module):
         *,
         generator: torch.Generator | None = None,
         timesteps: Tensor | None = None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """SNR-weighted x0-prediction loss (eq. 12) on a batch of target ``Z_id`` ``z0`` and condition ``Z_exp``.
 
-        Draws ``t ~ Uniform{0, ..., T-1}`` (unless ``timesteps`` is given) and ``eps ~ N(0, I)`` from
-        ``generator`` (on the generator's device), forms ``Z_t`` with eq. 6, and returns
+        Draws ``t ~ Uniform{0, ..., T-1}`` (unless ``timesteps`` is given) and ``eps ~ N(0, I)`` (unless
+        ``noise`` is given) from ``generator`` (on the generator's device), forms ``Z_t`` with eq. 6, and returns
         ``mean_b w_t ||z0 - E_r(Z_t, t, Z_exp)||^2 / D`` in standardised units.
 
         The weight: the paper uses ``w_t = SNR_t``, which grows without bound as ``t -> 0`` (about 1e4 at
@@ -271,7 +272,9 @@ class RepresentationDiffusion(nn.Module):
         else:
             t = timesteps
         t = t.to(device=device, dtype=torch.long)
-        noise = torch.randn(x0.shape, generator=generator, device=gen_device, dtype=x0.dtype).to(device)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=gen_device, dtype=x0.dtype)
+        noise = noise.to(device=device, dtype=x0.dtype)
         z_t = self.add_noise(x0, noise, t)
         pred = self.denoiser(z_t, t, c)
         per_sample = (pred - x0).pow(2).mean(dim=1)

@@ -3,10 +3,12 @@
 Each step samples ``batch_groups`` identity groups and up to ``frames_per_group`` frames of each
 (:func:`sample_batch`); the target ``Z_id`` of a group is the mean of its sampled frames' ``Z_exp`` and
 every sampled frame is a condition. The texture and shape RDMs (:class:`RDMPair`) train on the same
-frames with one Adam optimiser. Randomness comes from ``(seed, step, rank)``, so a resumed run draws
-what an uninterrupted one would; checkpoints (weights as safetensors, optimiser and RNG state for
+frames with one Adam optimiser. Randomness comes from ``(seed, step)``, so a resumed run draws what an
+uninterrupted one would; checkpoints (weights as safetensors, optimiser and RNG state for
 ``torch.load(weights_only=True)``) are written atomically by rank 0. Under torchrun the pair is wrapped
-in DistributedDataParallel and each rank samples its own groups.
+in DistributedDataParallel; each step's groups, timesteps and noise are drawn for the global batch and
+each rank takes its own groups, its loss weighted by its share of the rows, so N processes train (and
+log) as one process with N times ``batch_groups``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from ..config import RDMConfig
 from ..errors import ConfigError, DataError, WeightsError
 from ..models.rdm import DEFAULT_SNR_GAMMA, RepresentationDiffusion
 from .recipes import Stage2Config
-from .runtime import append_log, init_distributed, load_trainer_state, rank_weights, save_trainer_state
+from .runtime import (
+    append_log,
+    init_distributed,
+    load_trainer_state,
+    mean_over_ranks,
+    rank_weights,
+    save_trainer_state,
+)
 
 __all__ = ["CHECKPOINT_DIR", "LOG_NAME", "RDMPair", "sample_batch", "train_rdms"]
 
@@ -100,12 +109,34 @@ class RDMPair(nn.Module):
         shape_id: Tensor,
         shape_exp: Tensor,
         generator: torch.Generator | None = None,
+        draws: Sequence[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Training losses ``(texture, shape)`` of one batch (targets ``*_id``, conditions ``*_exp``)."""
+        """Training losses ``(texture, shape)`` of one batch (targets ``*_id``, conditions ``*_exp``).
+
+        ``draws``: the timesteps and noise of both models (:func:`loss_draws`), instead of drawing them
+        from ``generator``.
+        """
+        if draws is None:
+            return (
+                self.rdm_texture.training_loss(texture_id, texture_exp, generator=generator),
+                self.rdm_shape.training_loss(shape_id, shape_exp, generator=generator),
+            )
+        t_tex, n_tex, t_shape, n_shape = draws
         return (
-            self.rdm_texture.training_loss(texture_id, texture_exp, generator=generator),
-            self.rdm_shape.training_loss(shape_id, shape_exp, generator=generator),
+            self.rdm_texture.training_loss(texture_id, texture_exp, timesteps=t_tex, noise=n_tex),
+            self.rdm_shape.training_loss(shape_id, shape_exp, timesteps=t_shape, noise=n_shape),
         )
+
+
+def loss_draws(generator: torch.Generator, rows: int, dim: int, timesteps: int) -> list[Tensor]:
+    """The timesteps and noise of one step's rows, for both models, drawn in the order (and with the
+    shapes) in which the two models' ``training_loss`` would draw them: so one process draws the same
+    whether it takes them from here or lets the models draw."""
+    out: list[Tensor] = []
+    for _ in range(2):
+        out.append(torch.randint(0, timesteps, (rows,), generator=generator))
+        out.append(torch.randn((rows, dim), generator=generator))
+    return out
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
@@ -208,17 +239,27 @@ def train_rdms(
     pair.train()
     with tqdm(total=cfg.steps, initial=start, desc="stage 2", unit="step", disable=not (progress and is_main)) as bar:
         for step in range(start, cfg.steps):
-            gen = _step_generator(cfg.seed, step, ddp.rank)
-            rows, owner = sample_batch(members, cfg.batch_groups, cfg.frames_per_group, gen)
-            rows, owner = rows.to(dev), owner.to(dev)
+            # One draw for the global batch (batch_groups groups on each rank), each rank taking its
+            # groups and their rows' timesteps and noise: N processes train as one with N times the batch.
+            gen = _step_generator(cfg.seed, step, 0)
+            rows_all, owner_all = sample_batch(members, cfg.batch_groups * ddp.world, cfg.frames_per_group, gen)
+            draws = loss_draws(gen, rows_all.numel(), rcfg.latent_dim, rcfg.num_train_timesteps)
+            mine = owner_all // cfg.batch_groups == ddp.rank
+            rows, owner = rows_all[mine].to(dev), (owner_all[mine] - ddp.rank * cfg.batch_groups).to(dev)
             n_groups = int(owner.max()) + 1
             t_exp, s_exp = tex[rows], shp[rows]
             t_id, s_id = _group_means(t_exp, owner, n_groups), _group_means(s_exp, owner, n_groups)
-            loss_t, loss_s = model(t_id, t_exp, s_id, s_exp, generator=gen)
+            loss_t, loss_s = model(t_id, t_exp, s_id, s_exp, draws=[d[mine] for d in draws])
+            # Each rank's mean weighted by its share of the rows: DDP's average of the ranks' gradients
+            # is then the gradient of the global batch's mean loss.
+            share = float(mine.sum()) * ddp.world / rows_all.numel()
             opt.zero_grad(set_to_none=True)
-            (loss_t + loss_s).backward()
+            ((loss_t + loss_s) * share).backward()
             opt.step()
-            lt, ls = float(loss_t.detach()), float(loss_s.detach())
+            lt, ls = float(loss_t.detach()) * share, float(loss_s.detach()) * share
+            if ddp.active:
+                means = mean_over_ranks({"texture": lt, "shape": ls})  # the global batch's losses
+                lt, ls = means["texture"], means["shape"]
             history.append({"step": step + 1, "loss_texture": lt, "loss_shape": ls})
             window.append((lt, ls))
             bar.update(1)

@@ -13,13 +13,13 @@ Pipeline (paper sections 2.3-2.4):
 4. write a model folder (:func:`write_model_folder`): the stage-1 ``autoencoder.*`` tensors and the new
    ``rdm_texture.*``/``rdm_shape.*`` tensors in one ``model.safetensors`` plus ``config.json``.
 
-Randomness is derived from ``(seed, step, rank)`` at every step, so a resumed run draws exactly what
+Randomness is derived from ``(seed, step)`` at every step, so a resumed run draws exactly what
 an uninterrupted one would. Checkpoints: ``<out>/checkpoint/rdm.safetensors`` (weights) and
 ``<out>/checkpoint/trainer_state.pt`` (optimiser state, step and torch RNG state; plain tensors and
 numbers, read back with ``torch.load(weights_only=True)``). The log is JSON lines in
 ``<out>/train_log.jsonl``. Under ``torchrun`` (``WORLD_SIZE > 1``) the models are wrapped in
-DistributedDataParallel (gloo on CPU, nccl on CUDA), each rank samples its own groups and rank 0 writes
-every file.
+DistributedDataParallel (gloo on CPU, nccl on CUDA), each rank takes its own groups of the global
+batch's draw and rank 0 writes every file.
 """
 
 from __future__ import annotations

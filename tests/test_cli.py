@@ -232,3 +232,16 @@ def test_console_script_on_the_readme_photo(model_dir: Path, tmp_path: Path, sha
     assert "1 face(s) written" in proc.stdout
     with np.load(out, allow_pickle=False) as z:
         assert z["ok"].tolist() == [True] and np.isfinite(z["texture"]).all()
+
+
+def test_missing_extras_are_usage_errors_that_name_the_extra(folder: Path, model_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    monkeypatch.setitem(sys.modules, "gradio", None)  # ... nor the [demo] one
+    assert _run("encode", folder, "-o", tmp_path / "rows", "--model", model_dir, "--engine", "ray") == 2
+    assert "pip install 'latentface-sdk[ray]'" in capsys.readouterr().err
+    assert cli.main(["demo"]) == 2
+    assert "pip install 'latentface-sdk[demo]'" in capsys.readouterr().err

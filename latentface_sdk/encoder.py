@@ -172,8 +172,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         return self._detector
 
     @property
-    def _backend(self) -> Literal["pytorch3d", "fast"]:
-        # The renderer of record on CUDA; on the CPU the vectorised rasteriser (as in stage-1 training).
+    def render_backend(self) -> Literal["pytorch3d", "fast"]:
+        """The rasteriser ``render`` uses: PyTorch3D's on CUDA, the vectorised one on the CPU (as in training)."""
         return "pytorch3d" if self.device.type == "cuda" else "fast"
 
     def _pipeline(self) -> FacePipeline:
@@ -304,7 +304,7 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         def draw(batch: CropBatch) -> RenderedViews:
             assert batch.latents is not None
             return render_views(self.autoencoder, self.renderer, batch.latents, angles=angles, light=fixed_light,
-                                maps=maps, backend=self._backend)
+                                maps=maps, backend=self.render_backend)
 
         done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
                                     desc=desc, max_pixels=max_pixels, work=draw)

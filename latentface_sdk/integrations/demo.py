@@ -24,6 +24,8 @@ from PIL import Image, ImageDraw
 from ..detection import crop_face, select_faces
 from ..errors import NoFaceError
 from ..images import ImageInput, to_rgb
+from ..models.autoencoder import Latents
+from ..operations import RenderedViews, render_views
 
 if TYPE_CHECKING:
     import gradio
@@ -111,11 +113,19 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
     width = max(2, round(max(found.size) / 300))
     for b in boxes:
         draw.rectangle(b.box, outline=(0, 220, 0) if b is face else (160, 160, 160), width=width)
+    # One encoding of the crop; every view is rendered from its latents (not re-encoded per view).
     enc = encoder.encode(crop, detect=False)
     yaw, pitch, roll = (float(v) for v in enc.pose[0, 3:])
-    front = encoder.frontalize(crop, detect=False, maps=True, return_tensors=True)
-    posed = encoder.render(crop, yaw=yaw, pitch=pitch, roll=roll, detect=False, return_tensors=True)
-    views = [encoder.render(crop, yaw=float(y), detect=False, return_tensors=True).tensor[0] for y in SWEEP_YAWS]
+    codes = Latents(*(getattr(enc, f).to(encoder.device, encoder.dtype) for f in ("texture", "shape", "pose", "light")))
+
+    def view(angles: tuple[float, float, float], maps: bool = False) -> RenderedViews:
+        with torch.inference_mode():
+            return render_views(encoder.autoencoder, encoder.renderer, codes, angles=angles, light=None, maps=maps,
+                                backend=encoder.render_backend)
+
+    front = view((0.0, 0.0, 0.0), maps=True)
+    posed = view((yaw, pitch, roll))
+    views = [view((float(y), 0.0, 0.0)).image[0] for y in SWEEP_YAWS]
     assert front.albedo is not None and front.depth is not None and front.shading is not None
     light = [float(v) for v in enc.light[0]]
     latents = {
@@ -133,11 +143,11 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
     return DemoResult(
         found=found,
         crop=_image(torch.from_numpy(np.array(crop)).permute(2, 0, 1).float() / 255, scale),
-        reconstruction=_image(posed.tensor[0], scale),
+        reconstruction=_image(posed.image[0], scale),
         albedo=_image(front.albedo[0], scale),
         depth=_depth_image(front.depth[0], scale),
         shading=_image(front.shading[0, 0] / front.shading[0, 0].nan_to_num(0.0).max().clamp(min=1e-6), scale),
-        frontal=_image(front.tensor[0], scale),
+        frontal=_image(front.image[0], scale),
         sweep=_image(torch.cat(views, dim=2), scale),
         latents=latents,
         faces=len(boxes),

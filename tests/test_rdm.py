@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 
 import pytest
 import torch
@@ -16,17 +17,24 @@ from latentface_sdk.models.rdm import RDMDenoiser, RepresentationDiffusion, time
 SMALL = RDMConfig(latent_dim=8, channels=(32, 16, 24), time_embed_dim=16)
 
 
-class _FakeDenoiser(nn.Module):
-    """A known, noise-dependent x0 predictor, to check the sampler against a hand-written DDIM loop."""
+class _FakeDenoiser(RDMDenoiser):
+    """A known, noise-dependent x0 predictor, to check the sampler against a hand-written DDIM loop.
 
-    def forward(self, z_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        return 0.5 * cond + 0.1 * z_t + 1e-4 * t[:, None].to(z_t.dtype)
+    Its "modulation" is the timestep itself, so the sampler's cached modulations must be the right step's.
+    """
+
+    def modulations(self, steps: Tensor) -> list[Tensor]:
+        return [steps[:, None].to(torch.float32)] * 6
+
+    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
+        t = mods[0] if index is None else mods[0][index]
+        return 0.5 * cond + 0.1 * z_t + 1e-4 * t.to(z_t.dtype)
 
 
-class _Oracle(nn.Module):
+class _Oracle(RDMDenoiser):
     """Predicts the (standardised) condition itself."""
 
-    def forward(self, z_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
         return cond
 
 
@@ -99,7 +107,7 @@ def test_one_ddim_step_matches_the_closed_form() -> None:
 
 def test_sample_runs_the_ddim_recursion_from_pure_noise() -> None:
     rdm = RepresentationDiffusion(SMALL)
-    rdm.denoiser = _FakeDenoiser()  # type: ignore[assignment]
+    rdm.denoiser = _FakeDenoiser(SMALL)
     cond = torch.randn(3, 8)
     out = rdm.sample(cond, generator=torch.Generator().manual_seed(7))
     abar = torch.tensor(_hand_alphas_cumprod(SMALL), dtype=torch.float64)
@@ -158,6 +166,56 @@ def test_sample_is_safe_to_call_from_several_threads() -> None:
     assert all(torch.equal(results[s], expected[s]) for s in range(6))
 
 
+def _uncached_sample(rdm: RepresentationDiffusion, cond: Tensor, noise: Tensor, steps: int) -> Tensor:
+    """DDIM as the sampler did before it cached the modulations: the whole denoiser at every step."""
+    sched = rdm.ddim_scheduler(steps)
+    c, z = rdm.normalize(cond), noise
+    with torch.no_grad():
+        for t in sched.timesteps.tolist():
+            x0 = rdm.denoiser(z, torch.full((len(c),), int(t)), c)
+            z = sched.step(x0, int(t), z, eta=0.0, return_dict=False)[0]
+    return rdm.denormalize(z)
+
+
+def _perturb(module: nn.Module) -> None:
+    """Give every weight (the zero-initialised ones too) random values, so every path matters."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+
+
+def test_cached_modulations_give_the_uncached_sample_bit_for_bit() -> None:
+    rdm = RepresentationDiffusion(SMALL)
+    _perturb(rdm)
+    cond, noise = torch.randn(6, 8), torch.randn(6, 8)
+    for steps in (5, 3, 5):
+        assert torch.equal(rdm.sample(cond, steps=steps, noise=noise), _uncached_sample(rdm, cond, noise, steps))
+    assert rdm.sampling_plan(5) is rdm.sampling_plan(5)  # cached per step count
+    assert rdm.sampling_plan(5).timesteps == [999, 799, 599, 399, 199]
+
+
+def test_sampling_plan_follows_weight_updates() -> None:
+    """An optimizer step, load_state_dict or an in-place edit of the time layers invalidates the cache."""
+    rdm = RepresentationDiffusion(SMALL)
+    _perturb(rdm)
+    cond, noise = torch.randn(4, 8), torch.randn(4, 8)
+    before = rdm.sample(cond, noise=noise)
+    opt = torch.optim.SGD(rdm.parameters(), lr=0.5)
+    opt.zero_grad()
+    rdm.training_loss(torch.randn(16, 8), torch.randn(16, 8), generator=torch.Generator().manual_seed(0)).backward()
+    opt.step()
+    after_step = rdm.sample(cond, noise=noise)
+    assert not torch.equal(after_step, before)
+    assert torch.equal(after_step, _uncached_sample(rdm, cond, noise, 5))
+    other = RepresentationDiffusion(SMALL)
+    _perturb(other)
+    rdm.load_state_dict(other.state_dict())
+    assert torch.equal(rdm.sample(cond, noise=noise), other.sample(cond, noise=noise))
+    with torch.no_grad():
+        rdm.denoiser.residual_layers()[2].emb.bias.add_(1.0)
+    assert torch.equal(rdm.sample(cond, noise=noise), _uncached_sample(rdm, cond, noise, 5))
+
+
 def test_latent_statistics_standardise_and_are_saved() -> None:
     rdm = RepresentationDiffusion(SMALL)
     data = torch.randn(200, 8) * torch.linspace(0.5, 4.0, 8) + 3.0
@@ -170,7 +228,7 @@ def test_latent_statistics_standardise_and_are_saved() -> None:
     assert {"latent_mean", "latent_std"} <= set(state) and "alphas_cumprod" not in state
     # the sampler works in standardised units and returns raw latents: an oracle that returns the
     # standardised condition gives back the raw condition
-    rdm.denoiser = _Oracle()  # type: ignore[assignment]
+    rdm.denoiser = _Oracle(SMALL)
     assert torch.allclose(rdm.sample(data[:4]), data[:4], atol=1e-4)
 
 

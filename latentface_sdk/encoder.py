@@ -46,6 +46,7 @@ from .images import DEFAULT_MAX_PIXELS, ImageInput
 from .models.autoencoder import LatentAutoencoder, Latents
 from .models.rdm import RepresentationDiffusion
 from .operations import (
+    IDENTITY_ROWS,
     NEUTRAL_LIGHT,
     IdentityLatents,
     LightSpec,
@@ -245,7 +246,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
                                    num_samples=num_samples, seed=base)
 
         done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="disentangle", max_pixels=max_pixels, work=identity)
+                                    desc="disentangle", max_pixels=max_pixels, work=identity,
+                                    work_rows=IDENTITY_ROWS)
         dim = self.config.autoencoder.latent_dim
         return assemble_disentangled(done, assemble_encoding([b for b, _ in done], dim), dim)
 

@@ -34,7 +34,7 @@ from .models.autoencoder import LatentAutoencoder, Latents
 from .results import Encoding
 from .threads import Threads, thread_scope
 
-__all__ = ["CropBatch", "FacePolicy", "crops_to_input", "FacePipeline", "Row", "assemble_encoding", "crop_inputs", "encode_crops", "to_cpu"]
+__all__ = ["CropBatch", "FacePolicy", "crops_to_input", "FacePipeline", "Row", "assemble_encoding", "crop_inputs", "encode_crops", "split_rows", "to_cpu"]
 
 #: ``"largest"``: the largest face of each input; ``"all"``: every face, one row each.
 FacePolicy: TypeAlias = Literal["largest", "all"]
@@ -178,34 +178,71 @@ class FacePipeline:
 
     def run(
         self, images: Any, *, detect: bool, faces: FacePolicy, batch_size: int, progress: bool, desc: str,
-        max_pixels: int, work: Callable[[CropBatch], T] | None = None,
+        max_pixels: int, work: Callable[[CropBatch], T] | None = None, work_rows: int = 0,
     ) -> list[tuple[CropBatch, T | None]]:
         """Every batch with its ``work`` result: a dataclass of per-crop tensors, computed on the model's
         device under inference mode for batches with at least one face (``None`` otherwise), then moved
-        to the CPU in float32 (:func:`to_cpu`), like the latents."""
+        to the CPU in float32 (:func:`to_cpu`), like the latents.
+
+        ``work_rows``: ``work`` runs on the crops of consecutive batches together, at least that many at
+        a time (the last group may hold fewer), and its result is split back into the batches. For work
+        whose cost per call hardly grows with the rows (the RDMs read all their weights at every DDIM
+        step) and whose memory is small; 0 (the default) runs it on each batch alone.
+        """
         if faces not in ("largest", "all"):
             raise ValueError(f"faces must be 'largest' or 'all' (got {faces!r})")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
         items, single = split_inputs(images)
         done: list[tuple[CropBatch, T | None]] = []
+        waiting: list[CropBatch] = []  # encoded batches whose work has not run yet
+
+        def run_work() -> None:
+            with_faces = [b for b in waiting if b.crops.shape[0]]
+            results: dict[int, T] = {}
+            if work is not None and with_faces:
+                with torch.inference_mode():
+                    result = to_cpu(work(_merge(with_faces)))
+                sizes = [b.crops.shape[0] for b in with_faces]
+                results = {id(b): r for b, r in zip(with_faces, split_rows(result, sizes), strict=True)}
+            for b in waiting:
+                if b.latents is not None:
+                    b.latents = to_cpu(b.latents)
+                done.append((b, results.get(id(b))))
+            waiting.clear()
+
         with thread_scope(self.threads) as refresh, \
                 tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar:
             for start in range(0, len(items), batch_size):
                 batch = crop_inputs(items[start:start + batch_size], start=start, single=single, detect=detect,
                                     faces=faces, crop=self.crop, detect_batch=lambda r: self.detector().detect_batch(r),
                                     max_pixels=max_pixels)
-                result: T | None = None
                 if batch.crops.shape[0]:
                     batch.latents = encode_crops(self.autoencoder, batch.crops, batch_size)
-                    if work is not None:
-                        with torch.inference_mode():
-                            result = to_cpu(work(batch))
-                    batch.latents = to_cpu(batch.latents)
-                done.append((batch, result))
+                waiting.append(batch)
+                if sum(b.crops.shape[0] for b in waiting) >= work_rows:
+                    run_work()
                 bar.update(min(batch_size, len(items) - start))
                 refresh()  # chosen again for the next batch: the load changes
+            run_work()
         return done
+
+
+def _merge(batches: Sequence[CropBatch]) -> CropBatch:
+    """The crops and latents of encoded batches as one batch (for work on them; its rows are not used)."""
+    if len(batches) == 1:
+        return batches[0]
+    parts = [b.latents for b in batches]
+    assert all(p is not None for p in parts)
+    latents = Latents(*(torch.cat([getattr(p, f) for p in parts]) for f in ("texture", "shape", "pose", "light")))
+    return CropBatch(rows=[], crop_rows=[], crops=np.concatenate([b.crops for b in batches]), latents=latents)
+
+
+def split_rows(result: T, sizes: Sequence[int]) -> list[T]:
+    """A dataclass of per-crop tensors (``None`` fields allowed) cut into consecutive parts of ``sizes`` rows."""
+    values = {f.name: getattr(result, f.name) for f in fields(result)}  # type: ignore[arg-type]
+    cut = {k: v.split(list(sizes)) for k, v in values.items() if isinstance(v, Tensor)}
+    return [type(result)(**{k: (cut[k][i] if k in cut else values[k]) for k in values}) for i in range(len(sizes))]
 
 
 def assemble_encoding(batches: Sequence[CropBatch], latent_dim: int) -> Encoding:

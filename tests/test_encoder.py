@@ -379,6 +379,40 @@ def test_disentangle_is_deterministic_and_batch_independent(enc: FaceEncoder, cr
         enc.disentangle(crops[0], detect=False, num_samples=0)
 
 
+def test_disentangle_samples_identities_of_several_batches_together(
+    enc: FaceEncoder, crops: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RDMs run on groups of at least IDENTITY_ROWS crops gathered over batches, and each group's
+    identities go back to their rows (bad items and batches without a face included)."""
+    import latentface_sdk.encoder as encoder_module
+    import latentface_sdk.operations as ops
+
+    bad = np.zeros((2, 2, 7), np.uint8)
+    items = [crops[0], bad, crops[1], crops[2], bad, bad, crops[3], crops[4], crops[0]]
+    reference = enc.disentangle(items, detect=False, seed=3, batch_size=64)  # one batch, one group
+    groups: list[int] = []
+    real = ops.sample_identity
+
+    def counting(*args: object, **kwargs: object) -> ops.IdentityLatents:
+        batch = args[2]
+        groups.append(batch.crops.shape[0])  # type: ignore[attr-defined]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(encoder_module, "sample_identity", counting)
+    monkeypatch.setattr(encoder_module, "IDENTITY_ROWS", 3)
+    grouped = enc.disentangle(items, detect=False, seed=3, batch_size=2)
+    # batches of 2 items hold 1, 2, 0, 2, 1 crops: groups close once they hold 3 (1+2, 0+2+1)
+    assert groups == [3, 3]
+    assert grouped.ok.tolist() == reference.ok.tolist() and grouped.errors == reference.errors
+    for field in ("identity_texture", "identity_shape", "expression_texture", "texture"):
+        _rows_equal(getattr(grouped, field), getattr(reference, field))
+    monkeypatch.setattr(encoder_module, "IDENTITY_ROWS", 0)
+    groups.clear()
+    per_batch = enc.disentangle(items, detect=False, seed=3, batch_size=2)
+    assert groups == [1, 2, 2, 1]  # 0: every batch with a face alone
+    _rows_equal(per_batch.identity_shape, reference.identity_shape)
+
+
 def test_disentangle_marks_failed_rows(enc: FaceEncoder, crops: list[np.ndarray]) -> None:
     d = enc.disentangle([crops[0], np.zeros((2, 2, 7), np.uint8)], detect=False, seed=0)
     assert d.ok.tolist() == [True, False] and "7 channels" in (d.errors[1] or "")

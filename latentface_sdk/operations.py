@@ -41,7 +41,8 @@ NEUTRAL_LIGHT = (0.6, 0.4, 0.0, 0.0)
 
 #: ``FaceEncoder.disentangle`` samples the identity of at least this many faces at a time (the crops of
 #: several batches together): each DDIM step reads all of both denoisers' weights (17 MB) whatever the
-#: rows, so on a CPU 32 rows cost 0.6 ms each and 256 rows 0.36 ms each (benchmarks/latent_ops.py).
+#: rows, so more rows per step cost less per face. On 2 CPU cores ``disentangle`` adds 17% to ``encode``
+#: for 256 faces in one call at batch_size 32, 37% when called once per 32 faces (docs/benchmarks.md §3).
 IDENTITY_ROWS = 256
 
 

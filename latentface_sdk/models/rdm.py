@@ -339,7 +339,7 @@ class RepresentationDiffusion(nn.Module):
         and each step's :meth:`RDMDenoiser.modulations`, which depend only on the weights and the step.
 
         Cached per step count and recomputed when those weights change, so that repeated sampling (one
-        call per batch in ``FaceEncoder.disentangle``) runs only the per-row part of the network: the
+        call per group of faces in ``FaceEncoder.disentangle``) runs only the per-row part of the network: the
         modulations' layers hold almost half of the denoiser's weights, and reading them for a single
         row each step cost about half of a 5-step sample of 32 rows on CPU. The values are the ones the
         uncached computation gives, bit for bit.

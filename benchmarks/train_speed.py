@@ -37,6 +37,24 @@ BATCH = 16
 MEMORY_CAP = 12 * 2**30  # address-space cap: a runaway step fails here instead of starving the machine
 
 
+def crop_landmarks(crops: Any) -> tuple[Any, Any]:
+    """MTCNN's five landmarks of each crop in crop coordinates ``[-1, 1]`` (the recipe's landmark loss needs
+    them; a crop without a face gets the canonical keypoints), and the canonical keypoints."""
+    import numpy as np
+
+    from latentface_sdk.detection import FaceDetector
+    from latentface_sdk.landmarks import canonical_keypoints
+
+    half = crops.shape[1] / 2.0
+    points = np.full((len(crops), 5, 2), np.nan)
+    for i, faces in enumerate(FaceDetector().detect_batch(list(crops))):
+        if faces and faces[0].landmarks is not None:
+            points[i] = faces[0].landmarks / half - 1.0
+    keypoints = canonical_keypoints(points)
+    points[~np.isfinite(points).all(axis=(1, 2))] = keypoints
+    return points, keypoints
+
+
 def stage1(args: Any, crops: Any) -> dict[str, Any]:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -44,23 +62,25 @@ def stage1(args: Any, crops: Any) -> dict[str, Any]:
     from latentface_sdk.train.stage1 import Stage1Config, Stage1Trainer
 
     images = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+    points, keypoints = crop_landmarks(crops)
+    landmarks = torch.from_numpy(points).float()
     out: dict[str, Any] = {}
     for backend in ("fast", "pytorch3d"):
         cfg = Stage1Config.load(CONFIGS / "stage1_default.json")
         cfg.renderer = backend
-        trainer = Stage1Trainer(cfg, torch.device("cpu"))
+        trainer = Stage1Trainer(cfg, torch.device("cpu"), keypoints=keypoints)
         # pytorch3d's CPU rasteriser takes ~1 s per image: fewer timed steps.
         repeats = args.repeats if backend == "fast" else min(args.repeats, 3)
-        seconds = _bench.time_runs(functools.partial(trainer.step, images), repeats, warmup=1)
+        seconds = _bench.time_runs(functools.partial(trainer.step, images, landmarks), repeats, warmup=1)
         out[backend] = {"step_seconds": _bench.stats(seconds), "images_per_s": _bench.rate(BATCH, seconds)}
         if backend == "fast":
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                trainer.step(images)
+                trainer.step(images, landmarks)
             out[backend]["profile_one_step"] = _bench.top_ops(prof, rows=8)
         # cProfile for both (torch.profiler's trace of a pytorch3d step needs >10 GB on this machine).
         cprof = cProfile.Profile()
         cprof.enable()
-        trainer.step(images)
+        trainer.step(images, landmarks)
         cprof.disable()
         out[backend]["cprofile_one_step"] = _bench.top_functions(pstats.Stats(cprof), rows=8)
         print(f"stage 1, {backend:9s} renderer: {_bench.fmt(out[backend]['images_per_s'])} images/s "

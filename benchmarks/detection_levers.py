@@ -107,6 +107,9 @@ def peer_faces(mtcnn: Any, rgbs: Sequence[Any], threshold: float) -> list[int]:
     counts = []
     with torch.inference_mode():
         for rgb in rgbs:
+            if min(rgb.shape[:2]) < mtcnn.min_face_size:  # no pyramid level: its detect raises, nothing found
+                counts.append(0)
+                continue
             _, probs = mtcnn.detect(Image.fromarray(rgb))
             counts.append(0 if probs is None or probs[0] is None else int(sum(p >= threshold for p in probs)))
     return counts

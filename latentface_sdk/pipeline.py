@@ -158,9 +158,14 @@ def encode_crops(autoencoder: LatentAutoencoder, crops: np.ndarray, batch_size: 
     with torch.inference_mode():
         for s in range(0, crops.shape[0], batch_size):
             parts.append(autoencoder.encode(crops_to_input(crops[s:s + batch_size], p.device, p.dtype)))
+    return concat_latents(parts)
+
+
+def concat_latents(parts: Sequence[Latents]) -> Latents:
+    """The rows of several :class:`Latents` as one (the only part itself when there is one)."""
     if len(parts) == 1:
         return parts[0]
-    return Latents(*(torch.cat([getattr(q, f) for q in parts]) for f in ("texture", "shape", "pose", "light")))
+    return Latents(*(torch.cat([getattr(q, f.name) for q in parts]) for f in fields(Latents)))
 
 
 @dataclass
@@ -232,10 +237,10 @@ def _merge(batches: Sequence[CropBatch]) -> CropBatch:
     """The crops and latents of encoded batches as one batch (for work on them; its rows are not used)."""
     if len(batches) == 1:
         return batches[0]
-    parts = [b.latents for b in batches]
-    assert all(p is not None for p in parts)
-    latents = Latents(*(torch.cat([getattr(p, f) for p in parts]) for f in ("texture", "shape", "pose", "light")))
-    return CropBatch(rows=[], crop_rows=[], crops=np.concatenate([b.crops for b in batches]), latents=latents)
+    parts = [b.latents for b in batches if b.latents is not None]
+    assert len(parts) == len(batches)
+    return CropBatch(rows=[], crop_rows=[], crops=np.concatenate([b.crops for b in batches]),
+                     latents=concat_latents(parts))
 
 
 def split_rows(result: T, sizes: Sequence[int]) -> list[T]:

@@ -49,15 +49,18 @@ def _world_size() -> int:
 def rank_device(name: str | torch.device) -> torch.device:
     """``name`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``) as this rank's device.
 
-    Under torchrun a bare CUDA device becomes the local rank's GPU, which is made the current device
-    (so NCCL and every ``.cuda()`` use it). Bad names raise :class:`ConfigError`.
+    A CUDA device always comes back with an index (``torch.cuda.set_device``, NCCL and DDP's
+    ``device_ids`` need one): a bare ``"cuda"`` (or ``"auto"`` on a GPU machine) becomes the local rank's
+    GPU under torchrun, else the current CUDA device; it is made the current device (so NCCL and every
+    ``.cuda()`` use it). Bad names raise :class:`ConfigError`.
     """
     try:
         dev = resolve_device(name)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if dev.type == "cuda" and dev.index is None and _world_size() > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.type == "cuda" and dev.index is None:
+        local = int(os.environ.get("LOCAL_RANK", "0")) if _world_size() > 1 else torch.cuda.current_device()
+        dev = torch.device("cuda", local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev

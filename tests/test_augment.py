@@ -85,3 +85,30 @@ def test_ranks_take_slices_of_the_global_batch_draws() -> None:
     assert torch.equal(torch.cat([flips_for(3, 4, 5, r, 2) for r in (0, 1)]), flips_for(3, 8, 5))
     with pytest.raises(ValueError, match="outside"):
         augment_plan(3, 4, 5, 2, world=2)
+
+
+def test_low_resolution_shrinks_only_the_chosen_crops() -> None:
+    from latentface_sdk.train.augment import coarse, low_resolution
+
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 64, 64)
+    out = low_resolution(images, torch.tensor([0, 32, 64]))
+    assert torch.equal(out[0], images[0]) and torch.equal(out[2], images[2])
+    assert torch.allclose(out[1], coarse(images[1:2], 32)[0])
+    assert not torch.allclose(out[1], images[1])
+    assert torch.equal(images, images.clone())  # the input is not changed in place
+
+
+def test_low_resolution_draws_leave_the_earlier_draws_as_they_were() -> None:
+    """Recipes without the low-resolution augmentation see exactly what they saw before it existed."""
+    from latentface_sdk.train.augment import augment_plan
+
+    before = augment_plan(7, 16, 0, roll_deg=25.0, grey_p=0.2)
+    after = augment_plan(7, 16, 0, roll_deg=25.0, grey_p=0.2, low_res_p=0.5)
+    assert before.low_res is None
+    assert torch.equal(before.degrees, after.degrees) and torch.equal(before.grey, after.grey)
+    assert after.low_res is not None and ((after.low_res == 0) | ((after.low_res >= 24) & (after.low_res <= 48))).all()
+    assert 0 < int((after.low_res > 0).sum()) < 16
+    halves = [augment_plan(7, 8, 0, r, world=2, low_res_p=0.5).low_res for r in (0, 1)]
+    whole = augment_plan(7, 16, 0, low_res_p=0.5).low_res
+    assert whole is not None and torch.equal(torch.cat([h for h in halves if h is not None]), whole)

@@ -10,6 +10,9 @@ see the same images as an uninterrupted one.
   the pose encoder for that roll.
 * Grey: a share of the crops lose their colour (luma copied to the three channels), as in grey
   photo archives and expression data sets.
+* Low resolution (:func:`low_resolution`): a share of the crops are shrunk to between 24 and 48 px
+  and enlarged back, as the 48x48 faces of expression data sets (FER-2013) and small faces in
+  photos reach the model.
 * Coarse (:func:`coarse`): a 32 -> 64 px curriculum. For the recipe's first ``coarse_steps`` steps the
   crops are shrunk to 32 px and enlarged back (area down, bilinear up), so the model first explains
   the coarse structure (pose, light, the face's shape) before the fine detail.
@@ -70,6 +73,8 @@ class AugmentPlan:
 
     degrees: Tensor
     grey: Tensor
+    #: side in pixels each crop is shrunk to before it is enlarged back (B,); 0 = kept as it is
+    low_res: Tensor | None = None
 
     def apply(self, images: Tensor, landmarks: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The augmented batch and its landmarks."""
@@ -77,13 +82,16 @@ class AugmentPlan:
             images, landmarks = rotate_crops(images, landmarks, self.degrees)
         if bool(self.grey.any()):
             images = to_grey(images, self.grey)
+        if self.low_res is not None and bool((self.low_res > 0).any()):
+            images = low_resolution(images, self.low_res)
         return images, landmarks
 
 
 def augment_plan(step: int, count: int, seed: int, rank: int = 0, *, world: int = 1, roll_deg: float = 0.0,
-                 roll_p: float = 0.5, grey_p: float = 0.0) -> AugmentPlan:
+                 roll_p: float = 0.5, grey_p: float = 0.0, low_res_p: float = 0.0) -> AugmentPlan:
     """Draw a step's augmentation from the step number: with probability ``roll_p`` a crop turns by an
-    angle uniform in ``[-roll_deg, roll_deg]``; with probability ``grey_p`` it turns grey.
+    angle uniform in ``[-roll_deg, roll_deg]``; with probability ``grey_p`` it turns grey; with
+    probability ``low_res_p`` it loses its detail above a side drawn uniformly in 24..48 px.
 
     The draws are made for the whole global batch (``count`` crops on each of ``world`` ranks) and each
     rank takes its slice, so ``world`` processes see what one process with the global batch sees.
@@ -97,7 +105,12 @@ def augment_plan(step: int, count: int, seed: int, rank: int = 0, *, world: int 
     grey = torch.rand(total, generator=gen) < grey_p
     degrees = torch.where(turn & (roll_deg > 0), angles, torch.zeros(total))
     mine = slice(rank * count, (rank + 1) * count)
-    return AugmentPlan(degrees=degrees[mine], grey=grey[mine])
+    low_res = None
+    if low_res_p > 0:  # drawn after the others, so that the earlier draws stay what they were
+        shrink = torch.rand(total, generator=gen) < low_res_p
+        sides = torch.randint(24, 49, (total,), generator=gen)
+        low_res = torch.where(shrink, sides, torch.zeros_like(sides))[mine]
+    return AugmentPlan(degrees=degrees[mine], grey=grey[mine], low_res=low_res)
 
 
 def coarse(images: Tensor, size: int = 32) -> Tensor:
@@ -105,3 +118,18 @@ def coarse(images: Tensor, size: int = 32) -> Tensor:
     h, w = images.shape[-2:]
     small = F.interpolate(images, size=(size, size), mode="area")
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+
+
+def low_resolution(images: Tensor, sides: Tensor) -> Tensor:
+    """Crops (B, C, H, W) with crop ``i`` area-shrunk to ``sides[i]`` px and bilinearly enlarged back.
+
+    ``sides[i] <= 0`` (or at least the crop's size) leaves crop ``i`` unchanged.
+    """
+    out = images.clone()
+    size = images.shape[-1]
+    for side in sorted({int(s) for s in sides.tolist()}):
+        if side <= 0 or side >= size:
+            continue
+        rows = (sides == side).nonzero().flatten().to(images.device)
+        out[rows] = coarse(images[rows], side)
+    return out

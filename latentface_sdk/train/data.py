@@ -23,7 +23,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: UTKFace, the CelebA ``train`` rows and IMFDB; the CelebA ``verify`` rows are never offered here.
 #: ``utkface-train`` is UTKFace without the held-out rows of ``utkface-heldout`` (every
 #: :data:`UTKFACE_HOLDOUT_EVERY`-th file in sorted order), which the pose checks measure on.
-SHARED_SOURCES = ("utkface", "utkface-train", "utkface-heldout", "celeba-train", "imfdb")
+#: The expression-rich sets: ``fer2013-train`` (the FER-2013 ``Training`` images without their labels;
+#: ``PublicTest`` is never offered), ``taiwan-tcce-train`` (the Taiwan corpus less the performers of
+#: :data:`TAIWAN_HOLDOUT`, on whom expression is measured), ``london-frl``, ``orl-att`` and
+#: ``celeba-wild`` (CelebA originals of identities outside celeba10k's ``verify`` rows).
+SHARED_SOURCES = ("utkface", "utkface-train", "utkface-heldout", "celeba-train", "imfdb", "fer2013-train",
+                  "taiwan-tcce-train", "taiwan-tcce-heldout", "london-frl", "orl-att", "celeba-wild")
+
+#: Taiwan corpus performers never trained on (either stage): expression is measured on them.
+TAIWAN_HOLDOUT = ("tw26", "tw27", "tw28", "tw29", "tw30")
 
 #: One UTKFace file in this many (sorted by name) is held out of ``utkface-train``.
 UTKFACE_HOLDOUT_EVERY = 40
@@ -68,12 +76,31 @@ def shared_source(root: str | Path, name: str) -> list[str]:
         return [p for i, p in enumerate(files) if (i % UTKFACE_HOLDOUT_EVERY == 0) == held]
     if name == "imfdb":
         return image_folder(base / "imfdb" / "images")
+    if name == "fer2013-train":
+        return image_folder(base / "fer2013" / "Training")
+    if name in ("taiwan-tcce-train", "taiwan-tcce-heldout"):
+        held = name == "taiwan-tcce-heldout"
+        return [p for p, ident in labelled_images(base / "taiwan_tcce") if (ident in TAIWAN_HOLDOUT) == held]
+    if name in ("london-frl", "orl-att", "celeba-wild"):
+        folder = {"london-frl": "london_frl", "orl-att": "orl_att", "celeba-wild": "celeba_ids_wild"}[name]
+        return [p for p, _ in labelled_images(base / folder)]
     if name == "celeba-train":
         table = base / "celeba10k" / "identity.csv"
         with open(table, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
-        return [str(base / "celeba10k" / "images" / r["image"]) for r in rows]
+            train = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+        return [str(base / "celeba10k" / "images" / r["image"]) for r in train]
     raise DataError(f"unknown shared source {name!r} (choose from {SHARED_SOURCES})")
+
+
+def labelled_images(folder: str | Path) -> list[tuple[str, str]]:
+    """``(image path, identity)`` rows of a shared set's ``labels.csv`` (its images in ``images/``)."""
+    base = Path(folder)
+    table = base / "labels.csv"
+    try:
+        with open(table, newline="", encoding="utf-8") as fh:
+            return [(str(base / "images" / r["image"]), r["identity"]) for r in csv.DictReader(fh)]
+    except (OSError, KeyError) as exc:
+        raise DataError(f"{table}: cannot read image,identity rows ({exc})") from exc
 
 
 def resolve_sources(sources: Sequence[str], shared_root: str | Path | None = None) -> list[str]:

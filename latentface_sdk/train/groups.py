@@ -8,6 +8,8 @@ paths and a group label per image) and drops groups smaller than ``min_size``:
 - :func:`celeba_identity_groups`: ``celeba10k/identity.csv`` (the ``train`` split; ``verify`` is refused
   unless asked for explicitly, since it is held out for verification);
 - :func:`imfdb_groups`: ``imfdb/labels.csv`` (film stills of a few actors);
+- :func:`labelled_groups`: any folder with ``labels.csv`` (image, identity) and ``images/``: the Taiwan
+  corpus, the London set, ORL, the CelebA in-the-wild originals (the same person in several expressions);
 - :func:`voxceleb_groups`: a VoxCeleb-layout tree ``<person>/<video>/<frame>.jpg`` (group = one video).
 """
 
@@ -29,6 +31,7 @@ __all__ = [
     "read_group_manifest",
     "celeba_identity_groups",
     "imfdb_groups",
+    "labelled_groups",
     "voxceleb_groups",
 ]
 
@@ -230,6 +233,25 @@ def imfdb_groups(root: str | Path, *, min_size: int = 2, check_exists: bool = Tr
         _check_exist(paths, [ln for ln, _ in rows], folder / "labels.csv")
     groups = [f"imfdb:{row['identity']}" for _, row in rows]
     return GroupedImages(paths, groups, source="imfdb").filter_min_size(min_size)
+
+
+def labelled_groups(folder: str | Path, *, holdout: Sequence[str] = (), min_size: int = 2,
+                    check_exists: bool = True) -> GroupedImages:
+    """A shared set's images grouped by person, from ``<folder>/labels.csv`` (columns image, identity).
+
+    The images lie in ``<folder>/images``; identities in ``holdout`` are left out (measured on, never
+    trained on). Group labels are ``"<folder name>:<identity>"``.
+    """
+    base = Path(folder)
+    if not (base / "labels.csv").is_file():
+        raise DataError(f"{base}: no labels.csv (expected a folder with labels.csv and images/)")
+    rows = [(ln, r) for ln, r in _read_csv(base / "labels.csv", ("image", "identity"))
+            if r["identity"] not in set(holdout)]
+    paths = [str(base / "images" / row["image"]) for _, row in rows]
+    if check_exists:
+        _check_exist(paths, [ln for ln, _ in rows], base / "labels.csv")
+    groups = [f"{base.name}:{row['identity']}" for _, row in rows]
+    return GroupedImages(paths, groups, source=base.name).filter_min_size(min_size)
 
 
 def voxceleb_groups(root: str | Path, *, min_size: int = 2) -> GroupedImages:

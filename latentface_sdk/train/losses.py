@@ -23,18 +23,55 @@ from ..render.renderer import FaceRenderer, Rendered, Shaded
 _SQRT2 = math.sqrt(2.0)
 
 
-def confidence_l1(pred: Tensor, target: Tensor, sigma: Tensor, mask: Tensor | None = None) -> Tensor:
+def confidence_l1(pred: Tensor, target: Tensor, sigma: Tensor, mask: Tensor | None = None,
+                  weight: Tensor | None = None) -> Tensor:
     """Eq. 10: negative log-likelihood of a Laplacian with scale ``sigma`` over the masked pixels.
 
-    ``pred``/``target`` (B, C, H, W); ``sigma`` and ``mask`` (B, 1, H, W). The per-pixel error is the mean
-    absolute difference over channels; the loss is ``sqrt(2) |d| / sigma + log(sqrt(2) sigma)`` averaged
-    over the mask (all pixels without one).
+    ``pred``/``target`` (B, C, H, W); ``sigma``, ``mask`` and ``weight`` (B, 1, H, W). The per-pixel error is
+    the mean absolute difference over channels; the loss is ``sqrt(2) |d| / sigma + log(sqrt(2) sigma)``
+    averaged over the mask (all pixels without one), each pixel counted ``weight`` times (default 1).
     """
     err = (pred - target).abs().mean(dim=1, keepdim=True)
     nll = _SQRT2 * err / sigma + torch.log(_SQRT2 * sigma)
-    if mask is None:
+    if mask is None and weight is None:
         return nll.mean()
-    return (nll * mask).sum() / mask.sum().clamp(min=1.0)
+    w = torch.ones_like(nll) if mask is None else mask.expand_as(nll)
+    if weight is not None:
+        w = w * weight
+    return (nll * w).sum() / w.sum().clamp(min=1.0)
+
+
+def region_points(landmarks: Tensor) -> Tensor:
+    """Where expression shows, from MTCNN's five landmarks (B, 5, 2) in ``[-1, 1]`` -> (B, 8, 2).
+
+    The two eyes, two brows (above each eye by 0.45 interocular distances, perpendicular to the eye
+    line, so they follow a rolled head), the two mouth corners, the mouth's centre and the nose tip.
+    """
+    eyes, nose, mouth = landmarks[:, :2], landmarks[:, 2:3], landmarks[:, 3:5]
+    across = eyes[:, 1] - eyes[:, 0]
+    up = torch.stack([across[:, 1], -across[:, 0]], dim=-1)  # the eye line turned a quarter, towards the brows
+    brows = eyes + 0.45 * up.unsqueeze(1)
+    return torch.cat([eyes, brows, mouth, mouth.mean(dim=1, keepdim=True), nose], dim=1)
+
+
+def region_weights(landmarks: Tensor, size: int, strength: float, sigma: float = 0.3) -> Tensor:
+    """Pixel weights (B, 1, size, size): ``1 + strength`` at the eyes, brows, mouth and nose, 1 far away.
+
+    Each point of :func:`region_points` spreads as a Gaussian of ``sigma`` interocular distances; a pixel
+    takes the largest. Faces without landmarks (NaN) get weight 1 everywhere. The mouth, eyes and brows
+    that carry an expression are a few dozen pixels of a 64x64 crop: this lets a photometric loss see them.
+    """
+    b = landmarks.shape[0]
+    valid = torch.isfinite(landmarks).all(dim=-1).all(dim=-1)
+    pts = region_points(torch.nan_to_num(landmarks, nan=0.0))
+    iod = (pts[:, 1] - pts[:, 0]).norm(dim=-1).clamp(min=1e-3)  # (B,)
+    axis = (torch.arange(size, device=landmarks.device, dtype=landmarks.dtype) + 0.5) / size * 2.0 - 1.0
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).view(1, 1, size, size, 2)
+    d2 = (grid - pts.view(b, -1, 1, 1, 2)).pow(2).sum(-1)  # (B, K, H, W)
+    bump = torch.exp(-d2 / (2 * (sigma * iod).view(b, 1, 1, 1) ** 2)).amax(dim=1, keepdim=True)
+    bump = bump * valid.view(b, 1, 1, 1).to(bump.dtype)
+    return 1.0 + strength * bump
 
 
 @dataclass
@@ -74,22 +111,30 @@ def depth_curvature(depth: Tensor, pixel_depth: float) -> Tensor:
     return (dxx.abs().mean() + dyy.abs().mean()) / pixel_depth
 
 
-def depth_at(depth: Tensor, keypoints: Tensor) -> Tensor:
-    """The depth map (B, H, W) read bilinearly at canonical image positions (K, 2) -> (B, K)."""
+def depth_at(depth: Tensor, keypoints: Tensor, blur: int = 1) -> Tensor:
+    """The depth map (B, H, W) read bilinearly at canonical image positions (K, 2) -> (B, K).
+
+    ``blur`` > 1 reads the mean depth of a ``blur`` x ``blur`` pixel neighbourhood (odd sizes) instead of
+    one point: a loss on it moves a patch of the surface, not a single pixel into a pit.
+    """
+    if blur > 1:
+        depth = F.avg_pool2d(depth.unsqueeze(1), blur, stride=1, padding=blur // 2,
+                             count_include_pad=False).squeeze(1)
     b, k = depth.shape[0], keypoints.shape[0]
     grid = keypoints.to(depth).view(1, 1, k, 2).expand(b, 1, k, 2)
     z = F.grid_sample(depth.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
     return z.view(b, k)
 
 
-def project_keypoints(depth: Tensor, pose: Tensor, keypoints: Tensor, focal: float, centre_depth: float) -> Tensor:
+def project_keypoints(depth: Tensor, pose: Tensor, keypoints: Tensor, focal: float, centre_depth: float,
+                      blur: int = 1) -> Tensor:
     """Where canonical keypoints land in the posed view: (B, K, 2) image coordinates in ``[-1, 1]``.
 
     ``keypoints`` (K, 2) are canonical-view image positions; the depth map (B, H, W) is read there
     (bilinear), the points are unprojected, moved by ``pose`` (B, 6) and projected with the camera,
-    exactly as the renderer moves the mesh vertices.
+    exactly as the renderer moves the mesh vertices. ``blur``: see :func:`depth_at`.
     """
-    z = depth_at(depth, keypoints).unsqueeze(-1)
+    z = depth_at(depth, keypoints, blur).unsqueeze(-1)
     uv = keypoints.to(depth).unsqueeze(0)
     points = torch.cat([uv * z / focal, z], dim=-1)
     return geo.project(geo.apply_pose(points, pose, centre_depth), focal)
@@ -206,14 +251,21 @@ class Stage1Loss:
     #: camera of the renderer, for the keypoint projection
     focal: float = 1.0 / math.tan(math.radians(5.0))
     centre_depth: float = 1.0
+    #: extra weight of the photometric loss at the eyes, brows and mouth (:func:`region_weights`; 0 = off)
+    region_weight: float = 0.0
+    #: the landmark loss reads the depth as the mean of this many pixels square (:func:`depth_at`; 1 = a point)
+    keypoint_blur: int = 1
 
     def __call__(self, rec: Reconstruction, images: Tensor, features: nn.Module,
                  landmarks: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """Total loss and its parts (as floats, for logs); ``landmarks`` (B, 5, 2) for the landmark loss."""
         mask = rec.recon.mask.detach()
         mask_f = rec.recon_flip.mask.detach()
-        photo = confidence_l1(rec.recon.image, images, rec.conf_photo[:, :1], mask)
-        photo_f = confidence_l1(rec.recon_flip.image, images, rec.conf_photo[:, 1:], mask_f)
+        weight = None
+        if self.region_weight > 0 and landmarks is not None:
+            weight = region_weights(landmarks.to(images), images.shape[-1], self.region_weight)
+        photo = confidence_l1(rec.recon.image, images, rec.conf_photo[:, :1], mask, weight)
+        photo_f = confidence_l1(rec.recon_flip.image, images, rec.conf_photo[:, 1:], mask_f, weight)
         feat_in = features(images)
         size = feat_in.shape[-2:]
         sig_f = F.interpolate(rec.conf_feature, size=size, mode="bilinear", align_corners=False)
@@ -228,7 +280,7 @@ class Stage1Loss:
         lm_part: dict[str, float] = {}
         if self.lambda_landmark > 0 and landmarks is not None and self.keypoints is not None:
             projected = project_keypoints(rec.maps.depth, rec.latents.pose, self.keypoints, self.focal,
-                                          self.centre_depth)
+                                          self.centre_depth, self.keypoint_blur)
             lm = landmark_l1(projected, landmarks.to(projected))
             total = total + self.lambda_landmark * lm
             lm_part = {"landmark": float(lm.detach())}

@@ -23,7 +23,7 @@ from ..models.rdm import DEFAULT_SNR_GAMMA
 __all__ = ["DATA_KINDS", "DataSource", "Stage1Config", "Stage2Config"]
 
 #: Kinds of stage-2 data sources (identity groups).
-DATA_KINDS = ("celeba", "imfdb", "manifest", "voxceleb")
+DATA_KINDS = ("celeba", "imfdb", "labels", "manifest", "voxceleb")
 
 
 @dataclass
@@ -57,6 +57,14 @@ class Stage1Config:
     augment_roll_p: float = 0.5
     #: share of crops shown in grey (not in the paper)
     augment_grey_p: float = 0.0
+    #: share of crops shrunk to 24-48 px and enlarged back (not in the paper): 48x48 expression data
+    augment_low_res_p: float = 0.0
+    #: extra weight of the photometric loss around the eyes, brows and mouth, located by each crop's
+    #: landmarks (not in the paper; 0 turns it off): :func:`latentface_sdk.train.losses.region_weights`
+    region_weight: float = 0.0
+    #: the landmark loss reads the depth as a mean over this many pixels square instead of a point
+    #: (1 = a point, the earlier recipes; a point loss digs pits at the five keypoints)
+    keypoint_blur: int = 1
     #: 32 -> 64 px curriculum (not in the paper; 0 turns it off): for this many first steps the crops
     #: lose their detail above 32 px (:func:`latentface_sdk.train.augment.coarse`)
     coarse_steps: int = 0
@@ -84,16 +92,19 @@ class Stage1Config:
 
 @dataclass
 class DataSource:
-    """One data set of identity groups: ``kind`` in celeba/imfdb/manifest/voxceleb and its ``path``.
+    """One data set of identity groups: ``kind`` in celeba/imfdb/labels/manifest/voxceleb and its ``path``.
 
-    ``path`` is the shared data folder for celeba and imfdb, the CSV for a manifest, the tree root for
-    voxceleb; relative paths are resolved against the current directory. ``split`` is used by celeba
-    only and must be ``"train"`` (the ``verify`` identities are never trained on).
+    ``path`` is the shared data folder for celeba and imfdb, a folder with ``labels.csv`` and ``images/``
+    for labels (e.g. ``../shared/data/taiwan_tcce``), the CSV for a manifest, the tree root for voxceleb;
+    relative paths are resolved against the current directory. ``split`` is used by celeba only and must
+    be ``"train"`` (the ``verify`` identities are never trained on). ``holdout``: identities of a labels
+    set that are never trained on (measured on).
     """
 
     kind: str
     path: str
     split: str = "train"
+    holdout: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.kind not in DATA_KINDS:

@@ -170,7 +170,8 @@ class Stage1Trainer:
                                pixel_depth=2 * math.tan(math.radians(ae.fov_deg / 2)) / ae.image_size,
                                lambda_landmark=cfg.lambda_landmark,
                                keypoints=None if self.keypoints is None else self.keypoints.to(device),
-                               focal=self.renderer.focal, centre_depth=self.renderer.centre_depth)
+                               focal=self.renderer.focal, centre_depth=self.renderer.centre_depth,
+                               region_weight=cfg.region_weight, keypoint_blur=cfg.keypoint_blur)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         cycle = cfg.light_cycle_count if cfg.lambda_light_cycle > 0 else 0
         self.forward: nn.Module = Stage1Forward(self.model, self.renderer, cycle)
@@ -312,7 +313,9 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             "sources": cfg.sources, "feature_net": cfg.feature_net,
                             "renderer": trainer.renderer.backend, "lambda_landmark": cfg.lambda_landmark,
                             "lambda_light_cycle": cfg.lambda_light_cycle, "augment_roll_deg": cfg.augment_roll_deg,
-                            "augment_grey_p": cfg.augment_grey_p, "coarse_steps": cfg.coarse_steps, "init_from": cfg.init_from}
+                            "augment_grey_p": cfg.augment_grey_p, "augment_low_res_p": cfg.augment_low_res_p,
+                            "region_weight": cfg.region_weight, "keypoint_blur": cfg.keypoint_blur,
+                            "coarse_steps": cfg.coarse_steps, "init_from": cfg.init_from}
     if keypoints is not None:
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
@@ -321,7 +324,8 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         batch = load_batch(dataset, idx, flips)
         landmarks = load_landmarks(dataset, idx, flips)
         plan = augment_plan(state.step, len(idx), cfg.seed, rank, world=world, roll_deg=cfg.augment_roll_deg,
-                            roll_p=cfg.augment_roll_p, grey_p=cfg.augment_grey_p)
+                            roll_p=cfg.augment_roll_p, grey_p=cfg.augment_grey_p,
+                            low_res_p=cfg.augment_low_res_p)
         batch, landmarks = plan.apply(batch, landmarks)
         if state.step < cfg.coarse_steps:
             batch = coarse(batch)

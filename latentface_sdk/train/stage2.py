@@ -49,6 +49,7 @@ from .groups import (
     GroupedImages,
     celeba_identity_groups,
     imfdb_groups,
+    labelled_groups,
     read_group_manifest,
     voxceleb_groups,
 )
@@ -82,7 +83,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "stage2_default.j
 def load_groups(sources: Sequence[DataSource], *, min_size: int = 2) -> GroupedImages:
     """Read and combine the identity groups of several data sources (group labels kept distinct)."""
     if not sources:
-        raise DataError("no stage-2 data: give at least one data source (celeba, imfdb, manifest or voxceleb)")
+        raise DataError("no stage-2 data: give at least one data source (celeba, imfdb, labels, manifest or voxceleb)")
     parts: list[GroupedImages] = []
     for i, src in enumerate(sources):
         src.validate()
@@ -90,6 +91,8 @@ def load_groups(sources: Sequence[DataSource], *, min_size: int = 2) -> GroupedI
             part = celeba_identity_groups(src.path, src.split, min_size=min_size)
         elif src.kind == "imfdb":
             part = imfdb_groups(src.path, min_size=min_size)
+        elif src.kind == "labels":
+            part = labelled_groups(src.path, holdout=src.holdout, min_size=min_size)
         elif src.kind == "manifest":
             part = read_group_manifest(src.path, min_size=min_size).prefixed(f"manifest{i}")
         else:

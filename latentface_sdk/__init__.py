@@ -1,7 +1,8 @@
 """latentface-sdk: self-supervised 3D-aware facial representations (LatentFace).
 
 The public surface: :class:`FaceEncoder` (load weights, then ``encode``, ``disentangle``, ``frontalize``,
-``render``), its typed results (:class:`Encoding`, :class:`Disentangled`, :class:`Frontalized`) and the
+``render``, ``expression_features``), its typed results (:class:`Encoding`, :class:`Disentangled`,
+:class:`ExpressionFeatures`, :class:`Frontalized`) and the
 errors (:class:`LatentFaceError` and its children).
 
 ``FaceEncoder`` and the result types are imported on first use, so that ``import latentface_sdk`` (and
@@ -28,12 +29,13 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .encoder import FaceEncoder
-    from .results import Disentangled, Encoding, Frontalized
+    from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
 
 _LAZY = {
     "FaceEncoder": ".encoder",
     "Encoding": ".results",
     "Disentangled": ".results",
+    "ExpressionFeatures": ".results",
     "Frontalized": ".results",
 }
 
@@ -55,6 +57,7 @@ __all__ = [
     "FaceEncoder",
     "Encoding",
     "Disentangled",
+    "ExpressionFeatures",
     "Frontalized",
     "LatentFaceError",
     "InvalidImageError",

@@ -42,25 +42,29 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .detection import FaceDetector
 from .errors import ConfigError
+from .expression import EXPRESSION_READOUT, readout_layout
 from .images import DEFAULT_MAX_PIXELS, ImageInput
 from .models.autoencoder import LatentAutoencoder, Latents
 from .models.rdm import RepresentationDiffusion
 from .operations import (
     IDENTITY_ROWS,
     NEUTRAL_LIGHT,
+    ExpressionMaps,
     IdentityLatents,
     LightSpec,
     RenderedViews,
     assemble_disentangled,
+    assemble_expression,
     assemble_frontalized,
     parse_light,
+    read_expression,
     render_views,
     sample_identity,
 )
 from .pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding
 from .pretrained import PretrainedMixin
 from .render.renderer import FaceRenderer
-from .results import Disentangled, Encoding, Frontalized
+from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
 from .threads import Threads
 
 __all__ = ["FaceEncoder", "Images", "LightSpec", "NEUTRAL_LIGHT"]
@@ -90,6 +94,7 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         enc = FaceEncoder.from_pretrained()              # bundled weights; device="auto"
         r = enc.encode("photo.jpg")                      # Encoding: texture, shape (1, 256), pose, light
         d = enc.disentangle(["a.jpg", "b.jpg"])          # identity (Z_id) and expression (Δexp) latents
+        x = enc.expression_features("photo.jpg")         # ExpressionFeatures: what an emotion classifier reads
         enc.frontalize("photo.jpg").images[0].save("front.png")   # the face seen from the front, 64x64
     """
 
@@ -250,6 +255,32 @@ class FaceEncoder(PretrainedMixin, nn.Module):
                                     work_rows=IDENTITY_ROWS)
         dim = self.config.autoencoder.latent_dim
         return assemble_disentangled(done, assemble_encoding([b for b, _ in done], dim), dim)
+
+    def expression_features(
+        self,
+        images: Images,
+        *,
+        detect: bool = True,
+        faces: FacePolicy = "largest",
+        batch_size: int = 64,
+        progress: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> ExpressionFeatures:
+        """One feature vector per face for facial expression: ``[Z_t, Z_s]`` and the texture and shape
+        encoders' intermediate maps pooled on coarse grids (:mod:`latentface_sdk.expression`).
+
+        The vector a linear expression classifier should read (``examples/fer.py``; docs/results.md
+        measures it against the latents, ``Δexp``, HOG and LBP). ``layout`` names its column ranges.
+        Arguments as in :meth:`encode`.
+        """
+
+        def read(batch: CropBatch) -> ExpressionMaps:
+            return read_expression(self.autoencoder, batch)
+
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
+                                    desc="expression", max_pixels=max_pixels, work=read)
+        enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
+        return assemble_expression(done, enc, readout_layout(self.autoencoder, EXPRESSION_READOUT))
 
     def frontalize(
         self,

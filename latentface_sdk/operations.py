@@ -4,6 +4,8 @@
   ``z_T = 0`` or from seeded noise that depends only on the crop's bytes, so a face gets the same sample
   in any batch).
 * :func:`render_views` -> :class:`RenderedViews`: decode albedo and depth, shade, render from a view.
+* :func:`read_expression` -> :class:`ExpressionMaps`: the encoders' pooled maps beside the latents
+  (:func:`latentface_sdk.expression.expression_features`).
 * :func:`parse_light`: the ``light`` argument of ``frontalize``/``render``.
 
 The :mod:`latentface_sdk.pipeline` calls these once per batch; the encoder assembles their rows into
@@ -22,14 +24,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .expression import EXPRESSION_READOUT, MapReadout, expression_features
 from .models.autoencoder import LatentAutoencoder, Latents
 from .models.rdm import RepresentationDiffusion
-from .pipeline import CropBatch
+from .pipeline import CropBatch, crops_to_input
 from .render.renderer import FaceRenderer
-from .results import Disentangled, Encoding, Frontalized
+from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
 
-__all__ = ["IDENTITY_ROWS", "IdentityLatents", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews", "assemble_disentangled",
-           "assemble_frontalized", "parse_light", "render_views", "sample_identity"]
+__all__ = ["IDENTITY_ROWS", "ExpressionMaps", "IdentityLatents", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
+           "assemble_disentangled", "assemble_expression", "assemble_frontalized", "parse_light", "read_expression",
+           "render_views", "sample_identity"]
 
 #: ``"same"`` (the light estimated from each input), ``"neutral"`` (:data:`NEUTRAL_LIGHT`) or 4 numbers
 #: ``(ambient, diffuse, dx, dy)``.
@@ -67,6 +71,20 @@ class RenderedViews:
     depth: Tensor | None = None
     normal: Tensor | None = None
     shading: Tensor | None = None
+
+
+@dataclass
+class ExpressionMaps:
+    """Per-crop expression features ``(M, D)`` (:func:`read_expression`)."""
+
+    features: Tensor
+
+
+def read_expression(autoencoder: LatentAutoencoder, batch: CropBatch,
+                    readout: Sequence[MapReadout] = EXPRESSION_READOUT) -> ExpressionMaps:
+    """The expression features of a batch's crops, on the autoencoder's device and dtype."""
+    p = next(autoencoder.parameters())
+    return ExpressionMaps(expression_features(autoencoder, crops_to_input(batch.crops, p.device, p.dtype), readout))
 
 
 def _seed_from(*parts: bytes | str | int) -> int:
@@ -137,6 +155,14 @@ def assemble_disentangled(done: Sequence[tuple[CropBatch, IdentityLatents | None
     id_s = torch.cat([b.scatter(r.shape if r else None, (latent_dim,)) for b, r in done])
     return Disentangled(texture=enc.texture, shape=enc.shape, identity_texture=id_t, identity_shape=id_s,
                         expression_texture=enc.texture - id_t, expression_shape=enc.shape - id_s, encoding=enc)
+
+
+def assemble_expression(done: Sequence[tuple[CropBatch, ExpressionMaps | None]], enc: Encoding,
+                        layout: dict[str, tuple[int, int]]) -> ExpressionFeatures:
+    """The rows of all batches' expression features beside their encoding (NaN where a row failed)."""
+    width = max(stop for _, stop in layout.values())
+    feats = torch.cat([b.scatter(r.features if r else None, (width,)) for b, r in done])
+    return ExpressionFeatures(features=feats, layout=dict(layout), encoding=enc)
 
 
 def assemble_frontalized(done: Sequence[tuple[CropBatch, RenderedViews | None]], enc: Encoding, size: int, *,

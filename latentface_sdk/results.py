@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["Encoding", "Disentangled", "Frontalized"]
+__all__ = ["Encoding", "Disentangled", "ExpressionFeatures", "Frontalized"]
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -180,6 +180,42 @@ class Disentangled(_RowsOfEncoding):
             out[k] = _np(getattr(self, k))
         out["verification_features"] = _np(self.verification_features)
         out["fer_features"] = _np(self.fer_features)
+        return out
+
+
+@dataclass(frozen=True, repr=False)
+class ExpressionFeatures(_RowsOfEncoding):
+    """One expression feature vector per face (:meth:`FaceEncoder.expression_features`).
+
+    ``[Z_t, Z_s]`` beside the texture and shape encoders' intermediate maps pooled on coarse grids
+    (:mod:`latentface_sdk.expression`): what a linear classifier of facial expression should read
+    (docs/results.md measures it against the latents, ``Δexp``, HOG and LBP).
+
+    Attributes:
+        features: ``(N, D)`` float32, NaN rows where not ok.
+        layout: column range ``(start, stop)`` of each named part, in order (``"texture"``, ``"shape"``,
+            then e.g. ``"texture.block3@4x4"``); :meth:`part` cuts one out.
+        encoding: the stage-1 result of the same faces (latents, boxes, pose, rows, errors).
+    """
+
+    features: Tensor
+    layout: dict[str, tuple[int, int]]
+    encoding: Encoding
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def part(self, name: str) -> Tensor:
+        """``(N, width)``: the columns of one named part of :attr:`layout`."""
+        if name not in self.layout:
+            raise KeyError(f"no part {name!r}; the parts are {list(self.layout)}")
+        start, stop = self.layout[name]
+        return self.features[:, start:stop]
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """``features`` and the encoding's arrays (latents, boxes, rows)."""
+        out = self.encoding.numpy()
+        out["features"] = _np(self.features)
         return out
 
 

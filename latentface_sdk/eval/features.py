@@ -19,6 +19,8 @@ latentface-exp       Z_exp = [Z_t, Z_s] (the FER ablation without Δexp; same nu
 latentface-id        [Z_id_t, Z_id_s]: the identity latents alone, from ``FaceEncoder.disentangle``
 latentface-verify    [Z_id_t, Z_id_s, Z_t, Z_s]: the paper's verification features
 latentface-fer       [Δ_t, Δ_s, Z_t, Z_s]: the paper's expression features
+latentface-expression  FaceEncoder.expression_features: [Z_t, Z_s] + the encoders' pooled maps
+expression+delta     latentface-expression beside [Δ_t, Δ_s] (what the RDM adds to it)
 ==================== ================================================================================
 """
 
@@ -218,6 +220,9 @@ class _LatentFaceFeatures(FeatureExtractor):
         images = list(np.asarray(crops, dtype=np.uint8))
         if self.method == "encode":
             result = self.encoder.encode(images, detect=False, batch_size=self.batch_size, progress=progress)
+        elif self.method == "expression_features":
+            result = self.encoder.expression_features(images, detect=False, batch_size=self.batch_size,
+                                                      progress=progress)
         else:
             start = {"init": self.rdm_init} if self.rdm_init is not None else {}  # else the model's default
             result = self.encoder.disentangle(
@@ -299,6 +304,35 @@ def _latentface_verify(ctx: FeatureContext) -> FeatureExtractor:
 @register_feature("latentface-fer", "[Δ_t, Δ_s, Z_t, Z_s]: the paper's expression features")
 def _latentface_fer(ctx: FeatureContext) -> FeatureExtractor:
     return _LatentFaceFeatures(ctx, "disentangle", ("fer_features",))
+
+
+@register_feature("latentface-expression",
+                  "FaceEncoder.expression_features: [Z_t, Z_s] and the encoders' pooled intermediate maps")
+def _latentface_expression(ctx: FeatureContext) -> FeatureExtractor:
+    return _LatentFaceFeatures(ctx, "expression_features", ("features",))
+
+
+class _Joined(FeatureExtractor):
+    """Several extractors' features side by side (each from its own cache entry's computation)."""
+
+    def __init__(self, parts: list[FeatureExtractor]) -> None:
+        self.parts = parts
+
+    def identity(self) -> str:
+        return "+".join(p.identity() for p in self.parts)
+
+    def crop_config(self) -> CropConfig | None:
+        return self.parts[0].crop_config()
+
+    def __call__(self, crops: np.ndarray, *, progress: bool = False) -> np.ndarray:
+        return np.concatenate([p(crops, progress=progress) for p in self.parts], axis=1)
+
+
+@register_feature("expression+delta",
+                  "latentface-expression beside [Δ_t, Δ_s] from FaceEncoder.disentangle (what the RDM adds)")
+def _expression_delta(ctx: FeatureContext) -> FeatureExtractor:
+    return _Joined([_LatentFaceFeatures(ctx, "expression_features", ("features",)),
+                    _LatentFaceFeatures(ctx, "disentangle", ("expression_texture", "expression_shape"))])
 
 
 __all__ = [

@@ -45,6 +45,28 @@ class FeatureEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten(1)
 
+    def forward_blocks(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The latent and the map after each of the four strided blocks (its activation included).
+
+        Block ``k`` (1-4) gives ``(B, width * 2**(k-1), 64 / 2**k, 64 / 2**k)``: what the encoder sees at
+        that scale before the latent compresses it.
+        """
+        return _run_blocks(self.net, x)
+
+
+def _run_blocks(net: nn.Sequential, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Run ``net``; keep the output of each activation that follows a strided convolution."""
+    maps: list[Tensor] = []
+    strided = False
+    for layer in net:
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d):
+            strided = layer.stride != (1, 1)
+        elif strided and isinstance(layer, (nn.ReLU, nn.LeakyReLU)):
+            maps.append(x)
+            strided = False
+    return x.flatten(1), maps
+
 
 class NumericalEncoder(nn.Module):
     """Image (B, 3, 64, 64) in [-1, 1] -> (B, out_dim) in [-1, 1] (tanh)."""
@@ -61,6 +83,10 @@ class NumericalEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten(1)
+
+    def forward_blocks(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The output and the map after each of the four strided blocks (see :class:`FeatureEncoder`)."""
+        return _run_blocks(self.net, x)
 
 
 class RawLatents(NamedTuple):

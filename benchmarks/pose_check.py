@@ -14,9 +14,13 @@ training; MTCNN's five landmarks give model-free references. Measured (issue 13'
    MTCNN still finds a face; the share of the frame the render's mask covers;
 3. **light means light**: each face is re-rendered by the model's own renderer (its albedo, depth and
    pose) under a known random light, pasted over its background, and encoded again: R^2 of the light
-   direction ``(dx, dy)`` read back, and how far the texture latent moves (relative to the distance
-   between two different people's texture latents);
-4. **reconstruction**: mean absolute error inside the render mask on the input crops.
+   direction ``(dx, dy)`` read back, over both and for each alone (``dx``: the light's azimuth,
+   left-right; ``dy``: its elevation, up-down), and how far the texture latent moves (relative to the
+   distance between two different people's texture latents);
+4. **reconstruction**: mean absolute error inside the render mask on the input crops;
+5. **keypoint pits**: how far the depth at the five canonical keypoints lies behind the mean depth of the
+   5x5 pixels around it (the "dots" a point-read landmark loss digs), over the face's relief (the 5-95
+   percentile depth range in the centre of the map); 0 for a smooth face.
 
 Roll on rolled photos: the held-out sets are aligned photos (their eye lines are level within about
 1.5 degrees), too little roll for a correlation to mean much. So each held-out photo is also turned in
@@ -45,11 +49,11 @@ from latentface_sdk import FaceEncoder
 from latentface_sdk.checkpoint import load_model_folder, load_part
 from latentface_sdk.config import CropConfig
 from latentface_sdk.detection import FaceDetector, landmarks_in_crop, prepare_crops, select_faces
-from latentface_sdk.landmarks import pearson, roll_estimate, yaw_estimate
+from latentface_sdk.landmarks import canonical_keypoints, pearson, roll_estimate, yaw_estimate
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 from latentface_sdk.render.renderer import FaceRenderer
 from latentface_sdk.train.data import shared_source
-from latentface_sdk.train.losses import random_light, reconstruct
+from latentface_sdk.train.losses import depth_at, random_light, reconstruct
 
 
 def held_out_paths(data: Path, n_celeba: int, seed: int) -> dict[str, list[str]]:
@@ -82,7 +86,9 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
     gen = torch.Generator().manual_seed(seed)
     poses, l1s, covers, fronts, masks = [], [], [], [], []
     light_true, light_pred, tex_move = [], [], []
-    textures = []
+    textures, pits = [], []
+    # where the landmark loss reads the depth: the canonical keypoints (as training computes them)
+    keypoints = torch.as_tensor(canonical_keypoints(landmarks), dtype=torch.float32)
     for start in range(0, len(x_all), batch):
         x = x_all[start:start + batch]
         rec = reconstruct(ae, renderer, x)
@@ -105,6 +111,11 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
         light_true.append(light[:, 2:])
         light_pred.append(again.light[:, 2:])
         tex_move.append((again.texture - rec.latents.texture).norm(dim=1))
+        depth = rec.maps.depth
+        pit = (depth_at(depth, keypoints) - depth_at(depth, keypoints, blur=5)).mean(1)  # > 0: a pit
+        centre = depth[:, 16:48, 16:48].flatten(1)
+        relief = torch.quantile(centre, 0.95, dim=1) - torch.quantile(centre, 0.05, dim=1)
+        pits.append(pit / relief.clamp(min=1e-6))
     pose = torch.cat(poses).numpy()
     yaw_lm, roll_lm = yaw_estimate(landmarks), roll_estimate(landmarks)
     out: dict[str, float] = {
@@ -118,6 +129,10 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
     # Light: R^2 of the direction over both components.
     t, p = torch.cat(light_true).numpy(), torch.cat(light_pred).numpy()
     out["light_r2"] = float(1.0 - ((p - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
+    for i, part in enumerate(("azimuth", "elevation")):
+        out[f"light_r2_{part}"] = float(1.0 - ((p[:, i] - t[:, i]) ** 2).sum() / ((t[:, i] - t[:, i].mean()) ** 2).sum())
+    if pits:
+        out["keypoint_pit_over_relief"] = float(torch.cat(pits).mean())
     tex = torch.cat(textures)
     perm = torch.randperm(len(tex), generator=torch.Generator().manual_seed(seed))
     between = (tex - tex[perm]).norm(dim=1)[perm != torch.arange(len(tex))]

@@ -10,7 +10,9 @@ writes
 * ``yaw_sweep.png``: a few faces re-rendered from yaw -45 to 45 degrees (``FaceEncoder.render``),
   the input in the first column;
 * ``frontalize.png``: turned faces (landmark yaw estimate of at least 0.2) from the held-out UTKFace
-  rows, two per row: input | ``FaceEncoder.frontalize`` | input | frontalized.
+  rows, two per row: input | ``FaceEncoder.frontalize`` | input | frontalized;
+* ``people.png``: 24 held-out people (the first image of the first 24 celeba10k ``verify`` identities),
+  four per row: input | frontalized, to see whether the frontal view keeps the person and the expression.
 
 Faces are cropped by the model's own crop policy (MTCNN, as in training). Images are upscaled
 (nearest neighbour) so that the 64x64 crops can be seen.
@@ -72,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 faces, 2 sweeps, 4 turned faces")
     parser.add_argument("--faces", type=int, default=12, help="faces in the reconstruction grid")
     parser.add_argument("--sweep-faces", type=int, default=4)
+    parser.add_argument("--people", type=int, default=24, help="held-out people in people.png (multiple of 4)")
     parser.add_argument("--scale", type=int, default=2, help="upscaling factor of the PNGs")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     if args.quick:
-        args.faces, args.sweep_faces, args.turned = 4, 2, 4
+        args.faces, args.sweep_faces, args.turned, args.people = 4, 2, 4, 8
     args.out = args.out or Path("runs/pictures-quick" if args.quick else "docs/images")
 
     encoder = FaceEncoder.from_pretrained(args.model, device=args.device)
@@ -105,9 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [np.concatenate([turned[i], front_u8[i]], axis=1) for i in range(len(turned))]
     rows2 = [np.concatenate(pairs[i:i + 2], axis=1) for i in range(0, len(pairs) - 1, 2)]
     upscale(Image.fromarray(np.concatenate(rows2, axis=0)), args.scale).save(args.out / "frontalize.png")
+    people_paths = [str(p) for p in held_out_faces(args.celeba, args.people)]
+    people = prepare_crops(people_paths, encoder.config.crop, detect=True, fallback="center")
+    faces_p = people.crops[people.ok]
+    front_p = encoder.frontalize(list(faces_p), detect=False, return_tensors=True).tensor
+    front_p8 = (front_p.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    pairs_p = [np.concatenate([faces_p[i], front_p8[i]], axis=1) for i in range(len(faces_p))]
+    rows_p = [np.concatenate(pairs_p[i:i + 4], axis=1) for i in range(0, len(pairs_p) - 3, 4)]
+    upscale(Image.fromarray(np.concatenate(rows_p, axis=0)), args.scale).save(args.out / "people.png")
     print(f"wrote {args.out / 'reconstructions.png'} ({len(faces)} faces: input | reconstruction | albedo | "
           f"depth | shading | frontal), {args.out / 'yaw_sweep.png'} (input, then yaw {yaws}) and "
-          f"{args.out / 'frontalize.png'} ({len(turned)} turned faces: input | frontalized)")
+          f"{args.out / 'frontalize.png'} ({len(turned)} turned faces: input | frontalized) and "
+          f"{args.out / 'people.png'} ({len(faces_p)} held-out people: input | frontalized)")
     return 0
 
 

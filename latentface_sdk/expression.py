@@ -40,10 +40,11 @@ class MapReadout:
         return f"{self.encoder}.block{self.block}@{self.grid}x{self.grid}"
 
 
-#: The readout of :meth:`FaceEncoder.expression_features`: both feature encoders' block-3 maps pooled
-#: to 4x4 and block-4 maps at their full 4x4 (docs/results.md compares the layouts that were measured).
+#: The readout of :meth:`FaceEncoder.expression_features`: both feature encoders' block-3 maps (8x8)
+#: pooled to 2x2 and their block-4 maps at their full 4x4: 9,728 numbers with the latents at width 32
+#: (docs/results.md compares the layouts that were measured).
 EXPRESSION_READOUT: tuple[MapReadout, ...] = (
-    MapReadout("texture", 3, 4), MapReadout("shape", 3, 4),
+    MapReadout("texture", 3, 2), MapReadout("shape", 3, 2),
     MapReadout("texture", 4, 4), MapReadout("shape", 4, 4),
 )
 

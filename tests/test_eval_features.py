@@ -45,7 +45,15 @@ class _FakeEncoder:
         self.init = init
         ver = torch.cat([self._rows(images, 256, 5000 + k) for k in range(4)], dim=1)
         fer = torch.cat([self._rows(images, 256, 6000 + k) for k in range(4)], dim=1)
-        return SimpleNamespace(verification_features=ver, fer_features=fer)
+        return SimpleNamespace(verification_features=ver, fer_features=fer,
+                               expression_texture=self._rows(images, 256, 6000),
+                               expression_shape=self._rows(images, 256, 6001))
+
+    def expression_features(self, images: list[np.ndarray], *, detect: bool, batch_size: int,
+                            progress: bool) -> Any:
+        assert detect is False
+        self.calls += 1
+        return SimpleNamespace(features=torch.cat([self._rows(images, 512, 7000), self._rows(images, 100, 7001)], 1))
 
 
 def _context() -> tuple[FeatureContext, _FakeEncoder]:
@@ -64,6 +72,8 @@ def test_latentface_feature_sets_pick_the_documented_parts() -> None:
         "latentface-verify": (1024, [5000, 5001, 5002, 5003]),
         "latentface-id": (512, [5000, 5001]),
         "latentface-fer": (1024, [6000, 6001, 6002, 6003]),
+        "latentface-expression": (612, [7000, 7001]),
+        "expression+delta": (1124, [6000, 6001, 7000, 7001]),
     }
     for name, (dim, parts) in expect.items():
         ext = build_extractor(name, ctx)

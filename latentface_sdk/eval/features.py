@@ -12,6 +12,7 @@ lbp                  uniform LBP (P=8, R=1) histograms on an 8x8 grid of cells
 hog                  HOG, 9 orientations, 8x8-pixel cells, 2x2-cell blocks
 random-encoder       [Z_t, Z_s] of a randomly initialised (seeded) copy of our autoencoder
 lbp-frontal          LBP histograms of the model's frontal re-render (``FaceEncoder.frontalize``)
+hog-frontal          HOG of the model's frontal re-render (expression kept by the frontal view?)
 raw-frontal          grey pixels of the model's frontal re-render
 latentface           [Z_t, Z_s] from ``FaceEncoder.encode``
 latentface-full      [Z_t, Z_s, pose, light] from ``FaceEncoder.encode``
@@ -263,6 +264,13 @@ def _lbp_frontal(ctx: FeatureContext) -> FeatureExtractor:
     from .baselines import LBPHistograms
 
     return _FrontalizedFeatures(ctx, LBPHistograms())
+
+
+@register_feature("hog-frontal", "HOG of the model's frontalized face (FaceEncoder.frontalize)")
+def _hog_frontal(ctx: FeatureContext) -> FeatureExtractor:
+    from .baselines import HOGFeatures
+
+    return _FrontalizedFeatures(ctx, HOGFeatures(orientations=9, cell=8, block=2))
 
 
 @register_feature("raw-frontal", "grey pixels of the model's frontalized face (FaceEncoder.frontalize)")

@@ -260,6 +260,7 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         self,
         images: Images,
         *,
+        mirror: bool = True,
         detect: bool = True,
         faces: FacePolicy = "largest",
         batch_size: int = 64,
@@ -271,11 +272,13 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
         The vector a linear expression classifier should read (``examples/fer.py``; docs/results.md
         measures it against the latents, ``Δexp``, HOG and LBP). ``layout`` names its column ranges.
-        Arguments as in :meth:`encode`.
+        ``mirror=True`` (default) averages each face's features with its mirror image's: twice the
+        encoder work, and 2.4 points more on FER-2013 PublicTest with the bundled weights. Other
+        arguments as in :meth:`encode`.
         """
 
         def read(batch: CropBatch) -> ExpressionMaps:
-            return read_expression(self.autoencoder, batch)
+            return read_expression(self.autoencoder, batch, mirror=mirror)
 
         done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
                                     desc="expression", max_pixels=max_pixels, work=read)

@@ -21,14 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .models.autoencoder import LatentAutoencoder
+from .models.encoders import FeatureEncoder, NumericalEncoder
 
-__all__ = ["EXPRESSION_READOUT", "MapReadout", "expression_features", "readout_layout"]
+__all__ = ["EXPRESSION_READOUT", "MapReadout", "expression_features", "readout_layout", "readout_name"]
 
 
 @dataclass(frozen=True)
 class MapReadout:
-    """One pooled encoder map: ``encoder`` (``"texture"`` or ``"shape"``), its strided ``block`` (1-4,
-    block ``k`` has ``width * 2**(k-1)`` channels at ``64 / 2**k`` px) average-pooled to ``grid`` x ``grid``."""
+    """One pooled encoder map: ``encoder`` (``"texture"``, ``"shape"``, ``"pose"`` or ``"light"``), its strided
+    ``block`` (1-4, block ``k`` has ``width * 2**(k-1)`` channels at ``64 / 2**k`` px) average-pooled to
+    ``grid`` x ``grid``."""
 
     encoder: str
     block: int
@@ -40,15 +42,18 @@ class MapReadout:
         return f"{self.encoder}.block{self.block}@{self.grid}x{self.grid}"
 
 
-#: The readout of :meth:`FaceEncoder.expression_features`: both feature encoders' block-3 maps (8x8)
-#: pooled to 2x2 and their block-4 maps at their full 4x4: 9,728 numbers with the latents at width 32
-#: (docs/results.md compares the layouts that were measured).
+#: The readout of :meth:`FaceEncoder.expression_features`: the texture and shape encoders' block-3 maps
+#: (8x8) pooled to 2x2 and their block-4 maps at their full 4x4, and the pose and light encoders' block-3
+#: and block-4 maps pooled to 2x2: 12,800 numbers with the latents at width 32 (docs/results.md compares
+#: the layouts that were measured: ``benchmarks/expression_readout.py``).
 EXPRESSION_READOUT: tuple[MapReadout, ...] = (
     MapReadout("texture", 3, 2), MapReadout("shape", 3, 2),
     MapReadout("texture", 4, 4), MapReadout("shape", 4, 4),
+    MapReadout("pose", 3, 2), MapReadout("light", 3, 2),
+    MapReadout("pose", 4, 2), MapReadout("light", 4, 2),
 )
 
-_ENCODERS = ("texture", "shape")
+_ENCODERS = ("texture", "shape", "pose", "light")
 
 
 def _check(readout: Sequence[MapReadout], size: int) -> None:
@@ -60,6 +65,11 @@ def _check(readout: Sequence[MapReadout], size: int) -> None:
         side = size >> r.block
         if r.grid < 1 or r.grid > side:
             raise ValueError(f"block {r.block} is {side}x{side}: grid must be 1-{side} (got {r.grid})")
+
+
+def readout_name(readout: Sequence[MapReadout] = EXPRESSION_READOUT, mirror: bool = False) -> str:
+    """A readout as text (``"texture.block3@2x2+...[+mirror]"``): what cached features depend on."""
+    return "+".join([r.name for r in readout] + (["mirror"] if mirror else []))
 
 
 def readout_layout(autoencoder: LatentAutoencoder,
@@ -84,21 +94,27 @@ def readout_layout(autoencoder: LatentAutoencoder,
 
 
 def expression_features(autoencoder: LatentAutoencoder, images: Tensor,
-                        readout: Sequence[MapReadout] = EXPRESSION_READOUT) -> Tensor:
+                        readout: Sequence[MapReadout] = EXPRESSION_READOUT, *, mirror: bool = False) -> Tensor:
     """Expression features ``(B, D)`` of face crops ``images`` (B, 3, 64, 64) in ``[0, 1]``.
 
     ``[Z_t, Z_s]`` followed by each :class:`MapReadout`'s pooled map (channels outermost, then grid rows
-    and columns), laid out as :func:`readout_layout` says.
+    and columns), laid out as :func:`readout_layout` says. ``mirror=True`` returns the mean of the
+    features of each crop and of its mirror image (twice the work; less noise from a face's two sides).
     """
     if autoencoder.cfg.shared_trunk:
-        raise ValueError("expression features need the separate texture and shape encoders (not shared_trunk)")
+        raise ValueError("expression features need the four separate encoders (not shared_trunk)")
     _check(readout, autoencoder.cfg.image_size)
+    if mirror:
+        both = expression_features(autoencoder, torch.cat([images, images.flip(-1)]), readout)
+        return (both[: len(images)] + both[len(images):]) / 2
     x = autoencoder.normalize(images)
+    encoders: dict[str, FeatureEncoder | NumericalEncoder] = {
+        "texture": autoencoder.texture_encoder, "shape": autoencoder.shape_encoder,
+        "pose": autoencoder.pose_encoder, "light": autoencoder.light_encoder}
     latents: dict[str, Tensor] = {}
     blocks: dict[str, list[Tensor]] = {}
-    for which in _ENCODERS:
-        encoder = autoencoder.texture_encoder if which == "texture" else autoencoder.shape_encoder
-        latents[which], blocks[which] = encoder.forward_blocks(x)
+    for which in ["texture", "shape", *sorted({r.encoder for r in readout} - {"texture", "shape"})]:
+        latents[which], blocks[which] = encoders[which].forward_blocks(x)
     parts = [latents["texture"], latents["shape"]]
     parts += [F.adaptive_avg_pool2d(blocks[r.encoder][r.block - 1], r.grid).flatten(1) for r in readout]
     return torch.cat(parts, dim=1)

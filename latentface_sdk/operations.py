@@ -81,10 +81,11 @@ class ExpressionMaps:
 
 
 def read_expression(autoencoder: LatentAutoencoder, batch: CropBatch,
-                    readout: Sequence[MapReadout] = EXPRESSION_READOUT) -> ExpressionMaps:
+                    readout: Sequence[MapReadout] = EXPRESSION_READOUT, *, mirror: bool = False) -> ExpressionMaps:
     """The expression features of a batch's crops, on the autoencoder's device and dtype."""
     p = next(autoencoder.parameters())
-    return ExpressionMaps(expression_features(autoencoder, crops_to_input(batch.crops, p.device, p.dtype), readout))
+    x = crops_to_input(batch.crops, p.device, p.dtype)
+    return ExpressionMaps(expression_features(autoencoder, x, readout, mirror=mirror))
 
 
 def _seed_from(*parts: bytes | str | int) -> int:

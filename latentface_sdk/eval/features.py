@@ -212,7 +212,12 @@ class _LatentFaceFeatures(FeatureExtractor):
         rdm = getattr(getattr(self.encoder, "config", None), "rdm", None)
         init = self.rdm_init or getattr(rdm, "sample_init", "noise")
         start = f":init={init}" if self.method != "encode" and init != "noise" else ""
-        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}{start}"
+        readout = ""
+        if self.method == "expression_features":
+            from ..expression import EXPRESSION_READOUT, readout_name
+
+            readout = f":readout={readout_name(EXPRESSION_READOUT, mirror=True)}"
+        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}{start}{readout}"
 
     def crop_config(self) -> CropConfig | None:
         return model_crop(self.encoder)

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from .groups import labelled_rows
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -80,27 +81,16 @@ def shared_source(root: str | Path, name: str) -> list[str]:
         return image_folder(base / "fer2013" / "Training")
     if name in ("taiwan-tcce-train", "taiwan-tcce-heldout"):
         held = name == "taiwan-tcce-heldout"
-        return [p for p, ident in labelled_images(base / "taiwan_tcce") if (ident in TAIWAN_HOLDOUT) == held]
+        return [p for p, ident in labelled_rows(base / "taiwan_tcce") if (ident in TAIWAN_HOLDOUT) == held]
     if name in ("london-frl", "orl-att", "celeba-wild"):
         folder = {"london-frl": "london_frl", "orl-att": "orl_att", "celeba-wild": "celeba_ids_wild"}[name]
-        return [p for p, _ in labelled_images(base / folder)]
+        return [p for p, _ in labelled_rows(base / folder)]
     if name == "celeba-train":
         table = base / "celeba10k" / "identity.csv"
         with open(table, newline="", encoding="utf-8") as fh:
             train = [r for r in csv.DictReader(fh) if r["split"] == "train"]
         return [str(base / "celeba10k" / "images" / r["image"]) for r in train]
     raise DataError(f"unknown shared source {name!r} (choose from {SHARED_SOURCES})")
-
-
-def labelled_images(folder: str | Path) -> list[tuple[str, str]]:
-    """``(image path, identity)`` rows of a shared set's ``labels.csv`` (its images in ``images/``)."""
-    base = Path(folder)
-    table = base / "labels.csv"
-    try:
-        with open(table, newline="", encoding="utf-8") as fh:
-            return [(str(base / "images" / r["image"]), r["identity"]) for r in csv.DictReader(fh)]
-    except (OSError, KeyError) as exc:
-        raise DataError(f"{table}: cannot read image,identity rows ({exc})") from exc
 
 
 def resolve_sources(sources: Sequence[str], shared_root: str | Path | None = None) -> list[str]:

@@ -32,6 +32,7 @@ __all__ = [
     "celeba_identity_groups",
     "imfdb_groups",
     "labelled_groups",
+    "labelled_rows",
     "voxceleb_groups",
 ]
 
@@ -235,21 +236,33 @@ def imfdb_groups(root: str | Path, *, min_size: int = 2, check_exists: bool = Tr
     return GroupedImages(paths, groups, source="imfdb").filter_min_size(min_size)
 
 
-def labelled_groups(folder: str | Path, *, holdout: Sequence[str] = (), min_size: int = 2,
-                    check_exists: bool = True) -> GroupedImages:
-    """A shared set's images grouped by person, from ``<folder>/labels.csv`` (columns image, identity).
-
-    The images lie in ``<folder>/images``; identities in ``holdout`` are left out (measured on, never
-    trained on). Group labels are ``"<folder name>:<identity>"``.
-    """
+def labelled_rows(folder: str | Path) -> list[tuple[str, str]]:
+    """``(image path, identity)`` of each row of ``<folder>/labels.csv`` (columns image, identity; images
+    in ``<folder>/images``), in file order."""
     base = Path(folder)
+    return [(str(base / "images" / row["image"]), row["identity"]) for _, row in _labels(base)]
+
+
+def _labels(base: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of ``<base>/labels.csv`` with their line numbers; DataError when there is none."""
     if not (base / "labels.csv").is_file():
         raise DataError(f"{base}: no labels.csv (expected a folder with labels.csv and images/)")
-    rows = [(ln, r) for ln, r in _read_csv(base / "labels.csv", ("image", "identity"))
-            if r["identity"] not in set(holdout)]
+    return _read_csv(base / "labels.csv", ("image", "identity"))
+
+
+def labelled_groups(folder: str | Path, *, holdout: Sequence[str] = (), min_size: int = 2,
+                    check_exists: bool = True) -> GroupedImages:
+    """A shared set's images grouped by person, from ``<folder>/labels.csv`` (:func:`labelled_rows`).
+
+    Identities in ``holdout`` are left out (measured on, never trained on). Group labels are
+    ``"<folder name>:<identity>"``.
+    """
+    base = Path(folder)
+    held = set(holdout)
+    rows = [(line, r) for line, r in _labels(base) if r["identity"] not in held]
     paths = [str(base / "images" / row["image"]) for _, row in rows]
     if check_exists:
-        _check_exist(paths, [ln for ln, _ in rows], base / "labels.csv")
+        _check_exist(paths, [line for line, _ in rows], base / "labels.csv")
     groups = [f"{base.name}:{row['identity']}" for _, row in rows]
     return GroupedImages(paths, groups, source=base.name).filter_min_size(min_size)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Literal, TypeAlias
 
 import torch
@@ -61,7 +62,7 @@ from .operations import (
     render_views,
     sample_identity,
 )
-from .pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding
+from .pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding, encode_crops
 from .pretrained import PretrainedMixin
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
@@ -183,7 +184,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         return "pytorch3d" if self.device.type == "cuda" else "fast"
 
     def _pipeline(self) -> FacePipeline:
-        return FacePipeline(self.config.crop, self.autoencoder, lambda: self.detector, self.threads)
+        return FacePipeline(self.config.crop, partial(encode_crops, self.autoencoder), lambda: self.detector,
+                            self.threads)
 
     # -- public API -------------------------------------------------------------------------------------
     def encode(

@@ -31,7 +31,7 @@ from .pipeline import CropBatch, crops_to_input
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
 
-__all__ = ["IDENTITY_ROWS", "ExpressionMaps", "IdentityLatents", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
+__all__ = ["IDENTITY_ROWS", "ExpressionMaps", "IdentityLatents", "identity_noise", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
            "assemble_disentangled", "assemble_expression", "assemble_frontalized", "parse_light", "read_expression",
            "render_views", "sample_identity"]
 
@@ -107,16 +107,24 @@ def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: Representat
         for which, rdm, z in pairs:
             out[which] = rdm.sample(z, steps=steps, noise=torch.zeros(z.shape[0], z.shape[1]))
         return IdentityLatents(**out)
-    digests = [hashlib.sha256(c.tobytes()).digest() for c in batch.crops]
     for which, rdm, z in pairs:
-        d = z.shape[1]
-        noise = torch.empty(num_samples, len(digests), d)
-        for m, digest in enumerate(digests):
-            g = torch.Generator().manual_seed(_seed_from("rdm", seed, which, digest))
-            noise[:, m] = torch.randn(num_samples, d, generator=g)
-        out[which] = rdm.sample(z, steps=steps, num_samples=num_samples,
-                                noise=noise.reshape(num_samples * len(digests), d))
+        noise = identity_noise(batch.crops, which, seed=seed, num_samples=num_samples, dim=z.shape[1])
+        out[which] = rdm.sample(z, steps=steps, num_samples=num_samples, noise=noise)
     return IdentityLatents(**out)
+
+
+def identity_noise(crops: np.ndarray, which: str, *, seed: int, num_samples: int,
+                   dim: int) -> Tensor:
+    """The starting noise ``z_T`` of the ``which`` RDM for uint8 ``crops`` (M, S, S, 3): ``(num_samples * M, dim)``,
+    sample-major (``which``: ``"texture"`` or ``"shape"``). Each crop's rows come from a generator seeded by ``seed``,
+    ``which`` and the crop's SHA-256, so
+    a face gets the same noise whatever batch it comes in (and in every backend that draws it here)."""
+    digests = [hashlib.sha256(c.tobytes()).digest() for c in crops]
+    noise = torch.empty(num_samples, len(digests), dim)
+    for m, digest in enumerate(digests):
+        g = torch.Generator().manual_seed(_seed_from("rdm", seed, which, digest))
+        noise[:, m] = torch.randn(num_samples, dim, generator=g)
+    return noise.reshape(num_samples * len(digests), dim)
 
 
 def parse_light(light: LightSpec) -> Tensor | None:

@@ -170,14 +170,16 @@ def concat_latents(parts: Sequence[Latents]) -> Latents:
 
 @dataclass
 class FacePipeline:
-    """Runs inputs through :func:`crop_inputs` and :func:`encode_crops` a batch at a time.
+    """Runs inputs through :func:`crop_inputs` and ``encoder`` a batch at a time.
 
+    ``encoder(crops, batch_size)`` turns uint8 crops ``(M, S, S, 3)`` into :class:`Latents` (the PyTorch
+    path: :func:`encode_crops` with the autoencoder bound; the ONNX path runs onnxruntime).
     ``detector`` is called for the (lazily built) MTCNN only when a batch needs detection; ``threads``
     is the CPU thread setting applied to every batch (:func:`latentface_sdk.threads.thread_scope`).
     """
 
     crop: CropConfig
-    autoencoder: LatentAutoencoder
+    encoder: Callable[[np.ndarray, int], Latents]
     detector: Callable[[], FaceDetector]
     threads: Threads = "auto"
 
@@ -223,7 +225,7 @@ class FacePipeline:
                                     faces=faces, crop=self.crop, detect_batch=lambda r: self.detector().detect_batch(r),
                                     max_pixels=max_pixels)
                 if batch.crops.shape[0]:
-                    batch.latents = encode_crops(self.autoencoder, batch.crops, batch_size)
+                    batch.latents = self.encoder(batch.crops, batch_size)
                 waiting.append(batch)
                 if sum(b.crops.shape[0] for b in waiting) >= work_rows:
                     run_work()

@@ -24,15 +24,20 @@ from .errors import (
     LatentFaceError,
     NoFaceError,
     OfflineError,
+    OnnxFormatError,
     WeightsError,
 )
 
 if TYPE_CHECKING:
+    from .deploy.export import export_onnx
+    from .deploy.runtime import OnnxFaceEncoder
     from .encoder import FaceEncoder
     from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
 
 _LAZY = {
     "FaceEncoder": ".encoder",
+    "OnnxFaceEncoder": ".deploy.runtime",
+    "export_onnx": ".deploy.export",
     "Encoding": ".results",
     "Disentangled": ".results",
     "ExpressionFeatures": ".results",
@@ -55,6 +60,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "FaceEncoder",
+    "OnnxFaceEncoder",
+    "export_onnx",
     "Encoding",
     "Disentangled",
     "ExpressionFeatures",
@@ -67,5 +74,6 @@ __all__ = [
     "ConfigError",
     "ChecksumError",
     "OfflineError",
+    "OnnxFormatError",
     "DataError",
 ]

@@ -7,6 +7,7 @@
     latentface frontalize  INPUTS... -o OUT_DIR   [--light same|neutral --maps] [options]
     latentface encode      INPUTS... -o OUT_DIR --engine ray [--workers N --address auto]
     latentface demo        [--port 7860 --share]
+    latentface export-onnx --out DIR [--model NAME_OR_DIR --overwrite]
 
 INPUTS are image files and folders; folders are searched recursively for image files (by extension),
 in sorted order. ``encode`` and ``disentangle`` write one ``.npz`` with one row per face (see
@@ -23,7 +24,8 @@ With ``--engine ray`` (``pip install 'latentface-sdk[ray]'``), ``encode`` and ``
 Data (:mod:`latentface_sdk.integrations.ray`): a local Ray with ``--workers`` model copies, or the cluster
 at ``--address``; the rows, with the columns of the ``.npz``, are written as Parquet files into the folder
 OUT_DIR. Ray retries failed tasks; an interrupted run starts again. ``latentface demo``
-(``pip install 'latentface-sdk[demo]'``) starts the Gradio demo page (:mod:`latentface_sdk.integrations.demo`).
+(``pip install 'latentface-sdk[demo]'``) starts the Gradio demo page (:mod:`latentface_sdk.integrations.demo`). ``latentface export-onnx``
+(``pip install 'latentface-sdk[onnx]'``) writes the model as ONNX graphs (:mod:`latentface_sdk.deploy`).
 
 Exit codes: 0 every input gave a face; 1 some input failed (unreadable, or no face), the others are
 written and the failures listed on stderr; 2 usage error (bad option, no input found, model cannot load);
@@ -312,6 +314,31 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    """``latentface export-onnx``: the model's encoders and disentangle path as ONNX graphs in one folder."""
+    try:
+        from .deploy.export import export_onnx, require
+
+        require("onnx")
+        require("onnxscript")
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        done = export_onnx(args.model, args.out, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from exc
+    except (LatentFaceError, ValueError) as exc:
+        raise UsageError(f"cannot export the model: {exc}") from exc
+    card = done.config
+    print(f"latentface export-onnx: {card['model']['name']} -> {done.folder} ({ENCODER_SUMMARY}; opset {card['opset']})",
+          file=sys.stderr)
+    return 0
+
+
+#: What ``export-onnx`` says it wrote.
+ENCODER_SUMMARY = "encoder.onnx, disentangle.onnx, config.json, README.md"
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -330,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  latentface encode photos/ -o features.npz\n"
         "  latentface disentangle a.jpg b.jpg -o identity.npz --faces all\n"
-        "  latentface frontalize photo.jpg -o front.png\n\n"
+        "  latentface frontalize photo.jpg -o front.png\n"
+        "  latentface export-onnx --out latentface-onnx/\n\n"
         "CPU threads: each batch uses the cores that other running processes leave free, and OpenMP\n"
         "threads sleep rather than spin while they wait (OMP_WAIT_POLICY=PASSIVE unless you set it). On a\n"
         "server with several workers, give each worker --threads 1 (or OMP_NUM_THREADS=1).\n\n"
@@ -417,6 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     demo.add_argument("--port", type=_positive, default=7860, help="port (default 7860)")
     demo.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    onnx = sub.add_parser("export-onnx", help="the encoders and the disentangle path as ONNX graphs "
+                          "(pip install 'latentface-sdk[onnx]')",
+                          description="Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, light), "
+                          "disentangle.onnx (latents and noise -> identity and expression, DDIM steps unrolled), "
+                          "config.json and README.md (inputs, outputs, preprocessing) into one folder.",
+                          epilog="examples:\n  latentface export-onnx --out latentface-onnx/\n"
+                                 "  latentface export-onnx --model my-model/ --out my-model-onnx/ --overwrite",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx.add_argument("--model", default=None, help="bundled model name, model folder or Hub id (default: bundled)")
+    onnx.add_argument("--out", required=True, help="the folder to write (new, empty, or an export to replace)")
+    onnx.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     return parser
 
 
@@ -430,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "export-onnx":
+            return _run_export_onnx(args)
         inputs = collect_inputs(args.inputs)
         from . import hub
         from .config import WEIGHTS_NAME

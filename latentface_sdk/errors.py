@@ -40,6 +40,10 @@ class OfflineError(WeightsError, OSError):
     """Weights were requested from the Hugging Face Hub but are not cached and the Hub cannot be reached."""
 
 
+class OnnxFormatError(WeightsError, ValueError):
+    """A folder that is not a usable ONNX export: no card, another format, a missing or altered graph."""
+
+
 class DataError(LatentFaceError, ValueError):
     """A data set, manifest or pairs file used for training or evaluation is malformed."""
 
@@ -53,5 +57,6 @@ __all__ = [
     "ConfigError",
     "ChecksumError",
     "OfflineError",
+    "OnnxFormatError",
     "DataError",
 ]

@@ -34,3 +34,30 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny random model folder and its ONNX export (``latentface_sdk.deploy``): ``(model_dir, onnx_dir)``.
+
+    Skips when the ``onnx`` extra is not installed (it is part of ``.[dev]``, so CI runs these tests)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from _tiny import tiny_config
+
+    from latentface_sdk import FaceEncoder
+    from latentface_sdk.deploy.export import export_onnx
+
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        enc = FaceEncoder.from_config(tiny_config("tiny-onnx"))
+        # Random weights that make the RDMs do something: non-zero last layers and latent statistics.
+        for rdm in (enc.rdm_texture, enc.rdm_shape):
+            for layer in rdm.denoiser.residual_layers():
+                torch.nn.init.normal_(layer.fc2.weight, std=0.05)
+            rdm.latent_mean.normal_()
+            rdm.latent_std.uniform_(0.5, 2.0)
+        model_dir = enc.save_pretrained(tmp_path_factory.mktemp("onnx-model"))
+    out = tmp_path_factory.mktemp("onnx-export") / "export"
+    export_onnx(str(model_dir), out)
+    return model_dir, out

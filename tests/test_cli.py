@@ -245,3 +245,17 @@ def test_missing_extras_are_usage_errors_that_name_the_extra(folder: Path, model
     assert "pip install 'latentface-sdk[ray]'" in capsys.readouterr().err
     assert cli.main(["demo"]) == 2
     assert "pip install 'latentface-sdk[demo]'" in capsys.readouterr().err
+
+
+def test_export_onnx_writes_a_folder_and_refuses_to_clobber(tiny_onnx: tuple[Path, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir, _ = tiny_onnx
+    out = tmp_path / "exported"
+    assert cli.main(["export-onnx", "--model", str(model_dir), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"encoder.onnx", "disentangle.onnx", "config.json", "README.md"}
+    assert "tiny-onnx" in capsys.readouterr().err
+    assert cli.main(["export-onnx", "--model", str(model_dir), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export-onnx", "--model", str(model_dir), "--out", str(out), "--overwrite"]) == 0
+    assert cli.main(["export-onnx", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")]) == 2
+    assert "cannot export the model" in capsys.readouterr().err

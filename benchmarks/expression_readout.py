@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from latentface_sdk import FaceEncoder
-from latentface_sdk.detection import prepare_crops
+from latentface_sdk.cropset import prepare_crops
 from latentface_sdk.eval import read_split
 from latentface_sdk.eval.fer import evaluate_fer
 from latentface_sdk.expression import EXPRESSION_READOUT

@@ -48,7 +48,8 @@ from PIL import Image
 from latentface_sdk import FaceEncoder
 from latentface_sdk.checkpoint import load_model_folder, load_part
 from latentface_sdk.config import CropConfig
-from latentface_sdk.detection import FaceDetector, landmarks_in_crop, prepare_crops, select_faces
+from latentface_sdk.cropset import prepare_crops
+from latentface_sdk.detection import FaceDetector, landmarks_in_crop, select_faces
 from latentface_sdk.landmarks import canonical_keypoints, pearson, roll_estimate, yaw_estimate
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 from latentface_sdk.render.renderer import FaceRenderer

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Encode the verify identities, generate ``Z_id`` and measure both; returns the results."""
     from latentface_sdk.checkpoint import load_model_folder, load_part
-    from latentface_sdk.detection import prepare_crops
+    from latentface_sdk.cropset import prepare_crops
     from latentface_sdk.devices import resolve_device
     from latentface_sdk.train.groups import celeba_identity_groups
     from latentface_sdk.train.stage2 import RDMPair, build_autoencoder, encode_latents

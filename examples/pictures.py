@@ -30,7 +30,7 @@ from PIL import Image
 
 from latentface_sdk import FaceEncoder
 from latentface_sdk.config import CropConfig
-from latentface_sdk.detection import prepare_crops
+from latentface_sdk.cropset import prepare_crops
 from latentface_sdk.landmarks import yaw_estimate
 from latentface_sdk.train.data import shared_source
 from latentface_sdk.train.losses import reconstruct

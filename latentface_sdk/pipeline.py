@@ -97,7 +97,7 @@ def crop_inputs(
     ``single``: the call was for one input, which then raises instead of becoming a failed row
     (:class:`~latentface_sdk.errors.InvalidImageError`, :class:`~latentface_sdk.errors.NoFaceError`).
     ``fallback="center"``: an image without a face is centre-cropped instead (training and evaluation
-    data, :func:`latentface_sdk.detection.prepare_crops`).
+    data, :func:`latentface_sdk.cropset.prepare_crops`).
     """
     converted = convert_items(items, start=start, single=single, max_pixels=max_pixels)  # single: raises
     rgbs = {k: c.rgb for k, c in enumerate(converted) if c.rgb is not None}

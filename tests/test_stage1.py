@@ -11,7 +11,7 @@ import torch
 from _tiny import TINY_AE
 
 from latentface_sdk.config import AutoencoderConfig, CropConfig
-from latentface_sdk.detection import prepare_crops
+from latentface_sdk.cropset import prepare_crops
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 from latentface_sdk.render.renderer import FaceRenderer
 from latentface_sdk.train.data import CropDataset

@@ -1,7 +1,7 @@
 """End-to-end evaluation runs: images -> face crops -> cached features -> protocol -> table, JSON, PNGs.
 
 :func:`run_verification` and :func:`run_fer` are what ``python -m latentface_sdk.eval verify|fer``
-call. Images are cropped exactly as for training (``latentface_sdk.detection.prepare_crops``: MTCNN,
+call. Images are cropped exactly as for training (``latentface_sdk.cropset.prepare_crops``: MTCNN,
 centre-crop fallback for already aligned faces), once for all feature sets of a run, and only when some
 feature set is not cached yet.
 """
@@ -55,11 +55,11 @@ def detection_crops(
     cache_file: Path | None,
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The training crop policy: :func:`latentface_sdk.detection.prepare_crops` with a centre fallback.
+    """The training crop policy: :func:`latentface_sdk.cropset.prepare_crops` with a centre fallback.
 
     Rows whose file cannot be read come back unusable (``ok`` False) and are left out by the protocols.
     """
-    from ..detection import prepare_crops
+    from ..cropset import prepare_crops
 
     result = prepare_crops(
         paths, crop, detect=detect, fallback="center", cache_file=cache_file, progress=progress

@@ -1,6 +1,6 @@
 """Training data: image lists from folders, manifests and the shared data sets, and crop data sets.
 
-Every image goes through :func:`latentface_sdk.detection.prepare_crops`, the same MTCNN crop as
+Every image goes through :func:`latentface_sdk.cropset.prepare_crops`, the same MTCNN crop as
 inference, once; the crops are cached as ``.npz`` so that epochs read memory, not JPEGs.
 """
 

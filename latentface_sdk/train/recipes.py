@@ -134,7 +134,7 @@ class Stage2Config:
     (for quick runs). ``snr_gamma`` clamps the SNR loss weight (``null`` = the paper's plain SNR).
     ``rdm`` is the :class:`~latentface_sdk.config.RDMConfig` trained (architecture, schedule, sampling
     defaults); a recipe lists only the fields it changes.
-    ``detect``/``crop_fallback`` go to :func:`~latentface_sdk.detection.prepare_crops`.
+    ``detect``/``crop_fallback`` go to :func:`~latentface_sdk.cropset.prepare_crops`.
     """
 
     data: list[DataSource] = field(default_factory=list)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import ModelConfig
-from ..detection import prepare_crops
+from ..cropset import prepare_crops
 from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder

@@ -3,7 +3,7 @@
 Pipeline (paper sections 2.3-2.4):
 
 1. read identity groups (:mod:`latentface_sdk.train.groups`), crop the faces
-   (:func:`latentface_sdk.detection.prepare_crops`, cached);
+   (:func:`latentface_sdk.cropset.prepare_crops`, cached);
 2. encode every crop once with the frozen stage-1 encoders (:func:`encode_latents`), cached in a
    safetensors file keyed by the model checksum and a hash of the crops (:func:`cached_latents`);
 3. train (:func:`~latentface_sdk.train.rdm_trainer.train_rdms`): each step samples ``batch_groups`` groups and ``k = min(frames_per_group,
@@ -167,7 +167,7 @@ def train_stage2(
     progress: bool = True,
 ) -> Path:
     """Run stage 2 end to end (groups -> crops -> latents -> RDMs -> model folder); returns the folder."""
-    from ..detection import prepare_crops
+    from ..cropset import prepare_crops
 
     cfg.validate()
     dev = rank_device(device)

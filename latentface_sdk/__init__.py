@@ -29,6 +29,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .catalog import list_pretrained
     from .deploy.export import export_onnx
     from .deploy.runtime import OnnxFaceEncoder
     from .encoder import FaceEncoder
@@ -38,6 +39,7 @@ _LAZY = {
     "FaceEncoder": ".encoder",
     "OnnxFaceEncoder": ".deploy.runtime",
     "export_onnx": ".deploy.export",
+    "list_pretrained": ".catalog",
     "Encoding": ".results",
     "Disentangled": ".results",
     "ExpressionFeatures": ".results",
@@ -62,6 +64,7 @@ __all__ = [
     "FaceEncoder",
     "OnnxFaceEncoder",
     "export_onnx",
+    "list_pretrained",
     "Encoding",
     "Disentangled",
     "ExpressionFeatures",

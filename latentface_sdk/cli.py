@@ -8,6 +8,7 @@
     latentface encode      INPUTS... -o OUT_DIR --engine ray [--workers N --address auto]
     latentface demo        [--port 7860 --share]
     latentface export-onnx --out DIR [--model NAME_OR_DIR --overwrite]
+    latentface models      [--json]
 
 INPUTS are image files and folders; folders are searched recursively for image files (by extension),
 in sorted order. ``encode`` and ``disentangle`` write one ``.npz`` with one row per face (see
@@ -314,6 +315,24 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_models(args: argparse.Namespace) -> int:
+    """``latentface models``: the bundled models and those in the local Hub cache, with their cards' summaries."""
+    from .catalog import list_pretrained
+
+    models = list_pretrained()
+    if args.json:
+        print(json.dumps([{"name": m.name, "source": m.source, "path": str(m.path), "checksum": m.checksum,
+                           "summary": m.summary} for m in models], indent=2))
+        return 0
+    if not models:
+        print("no models: none bundled and none in the Hugging Face cache")
+        return 0
+    width = max(len(m.name) for m in models)
+    for m in models:
+        print(f"{m.name:<{width}}  {m.source:<9}  {m.summary}")
+    return 0
+
+
 def _run_export_onnx(args: argparse.Namespace) -> int:
     """``latentface export-onnx``: the model's encoders and disentangle path as ONNX graphs in one folder."""
     try:
@@ -445,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     demo.add_argument("--port", type=_positive, default=7860, help="port (default 7860)")
     demo.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    models = sub.add_parser("models", help="list the bundled models and those in the local Hub cache",
+                            description="List the models FaceEncoder.from_pretrained can load without the "
+                            "network: the bundled ones and the Hub models in the local cache, each with the "
+                            "first sentence of its model card.",
+                            epilog="examples:\n  latentface models\n  latentface models --json",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    models.add_argument("--json", action="store_true", help="name, source, path, checksum and summary as JSON")
     onnx = sub.add_parser("export-onnx", help="the encoders and the disentangle path as ONNX graphs "
                           "(pip install 'latentface-sdk[onnx]')",
                           description="Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, light), "
@@ -469,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "models":
+            return _run_models(args)
         if args.command == "export-onnx":
             return _run_export_onnx(args)
         inputs = collect_inputs(args.inputs)

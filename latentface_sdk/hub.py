@@ -120,16 +120,23 @@ def resolve(
         raise WeightsError(f"empty model name; {_bundled_hint()}")
     if isinstance(name_or_path, str) and text in _paths.list_bundled():
         return _check_folder(_paths.bundled_weights_dir() / text, f"bundled model {text!r}")
-    path = Path(text).expanduser()
-    if path.is_dir():
+    shown = text if len(text) <= 200 else f"{text[:120]}...({len(text)} characters)"
+    try:
+        path = Path(text).expanduser()
+        is_dir, exists = path.is_dir(), path.exists()
+    except (OSError, RuntimeError, ValueError) as exc:
+        # a name the file system refuses outright (too long, NUL byte, '~user' without that user)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise WeightsError(f"{shown!r}: not a usable model name or folder ({why}); {_bundled_hint()}") from None
+    if is_dir:
         return _check_folder(path, "folder")
-    if path.exists():
+    if exists:
         raise WeightsError(
             f"{path}: is a file; pass the folder that holds {CONFIG_NAME} and {WEIGHTS_NAME}"
         )
     if not isinstance(name_or_path, str) or _looks_like_path(text) or not _REPO_ID.match(text):
         raise WeightsError(
-            f"{text!r}: no such model: not a bundled name, not an existing folder, and not a Hugging Face "
+            f"{shown!r}: no such model: not a bundled name, not an existing folder, and not a Hugging Face "
             f"Hub id of the form 'owner/name'; {_bundled_hint()}"
         )
     return _from_hub(text, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)

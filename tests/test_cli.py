@@ -259,3 +259,14 @@ def test_export_onnx_writes_a_folder_and_refuses_to_clobber(tiny_onnx: tuple[Pat
     assert cli.main(["export-onnx", "--model", str(model_dir), "--out", str(out), "--overwrite"]) == 0
     assert cli.main(["export-onnx", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")]) == 2
     assert "cannot export the model" in capsys.readouterr().err
+
+
+def test_models_lists_the_bundled_model(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert cli.main(["models"]) == 0
+    assert "latentface-cpu-small" in capsys.readouterr().out
+    assert cli.main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    bundled = [r for r in rows if r["source"] == "bundled"]
+    assert bundled and bundled[0]["name"] == "latentface-cpu-small" and len(bundled[0]["checksum"]) == 64

@@ -24,7 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 BUNDLED = "latentface-cpu-small"
-BENCH_OK = Path("/work/runs/BENCH_OK")
+#: A marker file that says the machine was kept free of other work during a run (git-ignored ``runs/``).
+BENCH_OK = REPO_ROOT / "runs" / "BENCH_OK"
 
 
 def set_threads(threads: int) -> None:

@@ -3,7 +3,7 @@
 Each N runs the real command in a fresh process under ``/usr/bin/time -v`` (peak resident set size of
 the process, wall time)::
 
-    latentface encode /tmp/latentface-bench/inputs-N -o /tmp/latentface-bench/out-N.npz \\
+    latentface encode $TMPDIR/latentface-bench/inputs-N -o $TMPDIR/latentface-bench/out-N.npz \\
         --no-detect --threads T --no-progress [--model FOLDER]
 
 The inputs are folders of N symbolic links to celeba10k images (``../shared/data``; nothing is copied).
@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bench  # noqa: E402
 
-WORK = Path("/tmp/latentface-bench")
+WORK = Path(tempfile.gettempdir()) / "latentface-bench"
 SIZES = (1000, 2000, 5000, 10000)
 GOAL_GROWTH = 0.10  # peak RSS at the largest N at most 10% above the smallest N
 

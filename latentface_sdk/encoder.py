@@ -356,3 +356,10 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}, checksum={(self.config.checksum or 'none')[:12]}"
+
+    def __repr__(self) -> str:
+        """One line (name, weights, device, size); ``print(enc.autoencoder)`` etc. show the module trees."""
+        params = sum(p.numel() for p in self.parameters())
+        return (f"FaceEncoder(name={self.config.name!r}, checksum={(self.config.checksum or 'none')[:12]}, "
+                f"device={str(self.device)!r}, dtype={str(self.dtype).replace('torch.', '')}, "
+                f"parameters={params / 1e6:.1f}M, parts=[autoencoder, rdm_texture, rdm_shape, renderer])")

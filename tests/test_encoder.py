@@ -579,3 +579,5 @@ def test_results_print_short(enc: FaceEncoder, crops: list[np.ndarray]) -> None:
     assert d.startswith("Disentangled(n=2, ok=2,") and "identity_texture=(2, 256)" in d and "first_error" not in d
     f = repr(enc.frontalize(crops[:1], detect=False))
     assert f.startswith("Frontalized(n=1, ok=1,") and "tensor=(1, 3, 64, 64)" in f and len(f) < 400
+    m = repr(enc)  # the model itself: one line, not nn.Module's ~300-line tree
+    assert m.startswith("FaceEncoder(name=") and "\n" not in m and len(m) < 300 and "parameters=" in m

@@ -185,7 +185,6 @@ def test_feature_cache_is_keyed_by_extractor_and_files(tmp_path: Path) -> None:
 
 
 def test_eval_command_line(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("latentface_sdk.detection")
     from latentface_sdk.eval.cli import main
 
     # two folds, ~220 images: the real prepare_crops with centre crops (no MTCNN) and a 2-epoch probe

@@ -332,7 +332,6 @@ def _stage1_folder(folder: Path) -> ModelConfig:
 
 
 def test_main_writes_a_model_folder_and_resumes(tmp_path: Path) -> None:
-    pytest.importorskip("latentface_sdk.models.autoencoder")
     _stage1_folder(tmp_path / "stage1")
     vox = tmp_path / "vox"
     _touch_images([vox / p / v / f"{i}.png" for p in ("a", "b") for v in ("v1", "v2") for i in range(3)], size=40)

@@ -104,8 +104,8 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
     boxes = encoder.detector.detect(rgb)
     chosen = select_faces(boxes, "largest")
     if not chosen:
-        raise NoFaceError("no face found in the photo: try one where a face is at least 40 pixels wide, "
-                          "seen from the front or the side")
+        raise NoFaceError(f"no face found in the photo: try one where a face is at least "
+                          f"{encoder.config.crop.min_face_size} pixels wide, seen from the front or the side")
     face = chosen[0]
     crop = crop_face(rgb, face.box, encoder.config.crop)
     found = Image.fromarray(rgb)

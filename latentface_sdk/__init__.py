@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .deploy.export import export_onnx
     from .deploy.runtime import OnnxFaceEncoder
     from .encoder import FaceEncoder
-    from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
+    from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 
 _LAZY = {
     "FaceEncoder": ".encoder",
@@ -44,6 +44,7 @@ _LAZY = {
     "Disentangled": ".results",
     "ExpressionFeatures": ".results",
     "Frontalized": ".results",
+    "FaceMeshes": ".results",
 }
 
 
@@ -69,6 +70,7 @@ __all__ = [
     "Disentangled",
     "ExpressionFeatures",
     "Frontalized",
+    "FaceMeshes",
     "LatentFaceError",
     "InvalidImageError",
     "ImageTooLargeError",

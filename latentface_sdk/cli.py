@@ -9,6 +9,7 @@
     latentface demo        [--port 7860 --share]
     latentface export-onnx --out DIR [--model NAME_OR_DIR --overwrite]
     latentface models      [--json]
+    latentface mesh        INPUTS... -o face.obj|face.ply|OUT_DIR [--view frontal|photo --format obj|ply]
 
 INPUTS are image files and folders; folders are searched recursively for image files (by extension),
 in sorted order. ``encode`` and ``disentangle`` write one ``.npz`` with one row per face (see
@@ -203,6 +204,48 @@ def _frontalize_one(args: argparse.Namespace, enc: FaceEncoder, inputs: list[Inp
     return 0
 
 
+def _run_mesh(args: argparse.Namespace, enc: FaceEncoder, inputs: list[InputFile]) -> int:
+    """``latentface mesh``: each face as a textured mesh (``.obj`` + ``.mtl`` + PNG, or ``.ply``)."""
+    from .mesh import MESH_SUFFIXES
+
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    single = suffix in MESH_SUFFIXES and not out.is_dir()
+    if single and (len(inputs) != 1 or args.faces != "largest"):
+        raise UsageError(f"{out}: an output ending in {out.suffix} is one mesh, for one input and its largest face "
+                         f"(got {len(inputs)} input(s)); give a folder to write one mesh per face")
+    if not single and out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: is a file; give a .obj or .ply file for one face, or a folder")
+    written, failed = 0, 0
+    with runfiles.progress_bar(len(inputs), "mesh", args.progress) as bar:
+        for start in range(0, len(inputs), args.chunk_size):
+            chunk = inputs[start:start + args.chunk_size]
+            r = enc.mesh([f.path for f in chunk], view=args.view, detect=not args.no_detect, faces=args.faces,
+                         batch_size=args.batch_size)
+            face_of: dict[int, int] = {}
+            for i, mesh in enumerate(r.meshes):
+                src = int(r.source[i])
+                j = face_of.get(src, 0)
+                face_of[src] = j + 1
+                f = chunk[src]
+                if mesh is None:
+                    failed += 1
+                    print(f"latentface mesh: {f.path}: {r.errors[i]}", file=sys.stderr)
+                    continue
+                stem = f.base if args.faces == "largest" else f"{f.base}_face{j}"
+                target = out if single else out / f"{stem}.{args.format}"
+                files = mesh.save(target)
+                written += 1
+                if single:
+                    print(f"latentface mesh: wrote {', '.join(str(p) for p in files)} ({len(mesh.vertices)} vertices, "
+                          f"{len(mesh.faces)} triangles; y up, facing +z)", file=sys.stderr)
+            bar.update(len(chunk))
+    if not single:
+        print(f"latentface mesh: {written} mesh(es) in {out}, {failed} input(s) without a face or unreadable",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inputs: list[InputFile]) -> int:
     out = Path(args.output)
     if out.suffix.lower() in _IMAGE_OUTPUTS and not out.is_dir():
@@ -377,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  latentface encode photos/ -o features.npz\n"
         "  latentface disentangle a.jpg b.jpg -o identity.npz --faces all\n"
         "  latentface frontalize photo.jpg -o front.png\n"
+        "  latentface mesh photo.jpg -o face.obj\n"
         "  latentface export-onnx --out latentface-onnx/\n\n"
         "CPU threads: each batch uses the cores that other running processes leave free, and OpenMP\n"
         "threads sleep rather than spin while they wait (OMP_WAIT_POLICY=PASSIVE unless you set it). On a\n"
@@ -455,6 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
     front.add_argument("--maps", action="store_true", help="also write albedo, depth, normal and shading PNGs")
+    mesh = sub.add_parser("mesh", help="each face as a textured 3D mesh (.obj + .mtl + .png, or .ply)",
+                          description="Reconstruct each face's depth and albedo and write it as a textured mesh of "
+                          "the face region: y up, facing +z, in the renderer's depth units. A .obj comes with its "
+                          ".mtl and the albedo as a PNG texture; a .ply carries vertex colours.",
+                          epilog="examples:\n  latentface mesh photo.jpg -o face.obj\n"
+                                 "  latentface mesh photos/ -o meshes/ --format ply --view photo",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(mesh, "one .obj or .ply file (one input, its largest face), or a folder for one mesh per face")
+    mesh.add_argument("--view", choices=("frontal", "photo"), default="frontal",
+                      help="frontal (default) or turned by the head rotation seen in the photo")
+    mesh.add_argument("--format", choices=("obj", "ply"), default="obj", help="file type in a folder (default obj)")
     demo = sub.add_parser("demo", help="the Gradio demo page (pip install 'latentface-sdk[demo]')",
                           description="Start a web page where a photo is uploaded and its face found, albedo, "
                           "depth, shading, frontal view, yaw sweep and latents are shown.",
@@ -516,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         if args.command == "frontalize":
             return _run_frontalize(args, enc, model_id, inputs)
+        if args.command == "mesh":
+            return _run_mesh(args, enc, inputs)
         if args.engine == "ray":
             return _run_ray(args, inputs)
         return _run_features(args, enc, model_id, inputs)

@@ -50,6 +50,7 @@ from .models.rdm import RepresentationDiffusion
 from .operations import (
     IDENTITY_ROWS,
     NEUTRAL_LIGHT,
+    CanonicalMaps,
     ExpressionMaps,
     IdentityLatents,
     LightSpec,
@@ -57,6 +58,8 @@ from .operations import (
     assemble_disentangled,
     assemble_expression,
     assemble_frontalized,
+    assemble_meshes,
+    decode_maps,
     parse_light,
     read_expression,
     render_views,
@@ -65,7 +68,7 @@ from .operations import (
 from .pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding, encode_crops
 from .pretrained import PretrainedMixin
 from .render.renderer import FaceRenderer
-from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
+from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 from .threads import Threads
 
 __all__ = ["FaceEncoder", "Images", "LightSpec", "NEUTRAL_LIGHT"]
@@ -349,6 +352,36 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_frontalized(done, enc, self.config.autoencoder.image_size, maps=maps,
                                     return_tensors=return_tensors)
+
+    def mesh(
+        self,
+        images: Images,
+        *,
+        view: Literal["frontal", "photo"] = "frontal",
+        detect: bool = True,
+        faces: FacePolicy = "largest",
+        batch_size: int = 64,
+        progress: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> FaceMeshes:
+        """Each face as a textured 3D mesh: the decoded depth map's grid mesh over the face region, coloured
+        and textured by the decoded albedo (:mod:`latentface_sdk.mesh`: axes y up, facing +z).
+
+        ``view="frontal"`` gives the canonical (frontal) face; ``"photo"`` turns it by the head rotation
+        estimated from the photo. ``result.meshes[i].save("face.obj")`` writes ``.obj`` (+ ``.mtl`` and a PNG
+        texture) or ``.ply``. Other arguments as in :meth:`encode`.
+        """
+        if view not in ("frontal", "photo"):
+            raise ValueError(f"view must be 'frontal' or 'photo' (got {view!r})")
+
+        def decode(batch: CropBatch) -> CanonicalMaps:
+            assert batch.latents is not None
+            return decode_maps(self.autoencoder, batch.latents)
+
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
+                                    desc="mesh", max_pixels=max_pixels, work=decode)
+        enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
+        return assemble_meshes(done, enc, self.renderer, view=view)
 
     def forward(self, images: Tensor) -> Latents:
         """Stage-1 latents of face crops ``(B, 3, 64, 64)`` in ``[0, 1]`` already on the model's device (no detection)."""

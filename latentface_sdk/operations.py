@@ -25,13 +25,14 @@ from PIL import Image
 from torch import Tensor
 
 from .expression import EXPRESSION_READOUT, MapReadout, expression_features
+from .mesh import FaceMesh, face_mesh
 from .models.autoencoder import LatentAutoencoder, Latents
 from .models.rdm import RepresentationDiffusion
 from .pipeline import CropBatch, crops_to_input
 from .render.renderer import FaceRenderer
-from .results import Disentangled, Encoding, ExpressionFeatures, Frontalized
+from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 
-__all__ = ["IDENTITY_ROWS", "ExpressionMaps", "IdentityLatents", "identity_noise", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
+__all__ = ["IDENTITY_ROWS", "CanonicalMaps", "ExpressionMaps", "assemble_meshes", "decode_maps", "IdentityLatents", "identity_noise", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
            "assemble_disentangled", "assemble_expression", "assemble_frontalized", "parse_light", "read_expression",
            "render_views", "sample_identity"]
 
@@ -56,6 +57,38 @@ class IdentityLatents:
 
     texture: Tensor
     shape: Tensor
+
+
+@dataclass
+class CanonicalMaps:
+    """Decoded canonical maps of a batch's crops: ``albedo`` ``(M, 3, S, S)`` in [0, 1], ``depth`` ``(M, S, S)``
+    and each face's ``pose`` ``(M, 6)``."""
+
+    albedo: Tensor
+    depth: Tensor
+    pose: Tensor
+
+
+def decode_maps(autoencoder: LatentAutoencoder, latents: Latents) -> CanonicalMaps:
+    """Albedo and depth of a batch's latents, with their poses."""
+    m = autoencoder.decode(latents.texture, latents.shape)
+    return CanonicalMaps(albedo=m.albedo, depth=m.depth, pose=latents.pose)
+
+
+def assemble_meshes(done: Sequence[tuple[CropBatch, CanonicalMaps | None]], enc: Encoding, renderer: FaceRenderer,
+                    *, view: Literal["frontal", "photo"]) -> FaceMeshes:
+    """One :class:`~latentface_sdk.mesh.FaceMesh` per ok row (None elsewhere), in row order."""
+    meshes: list[FaceMesh | None] = [None] * len(enc)
+    row = 0
+    for batch, maps in done:
+        n_rows = len(batch.rows)
+        if maps is not None:
+            for k, r in enumerate(batch.crop_rows):
+                meshes[row + r] = face_mesh(maps.depth[k], maps.albedo[k], focal=renderer.focal,
+                                            centre_depth=renderer.centre_depth,
+                                            rotation=maps.pose[k] if view == "photo" else None)
+        row += n_rows
+    return FaceMeshes(meshes=meshes, view=view, encoding=enc)
 
 
 @dataclass

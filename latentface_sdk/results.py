@@ -14,14 +14,18 @@ friends give plain numpy arrays keyed by field name, ready for :func:`numpy.save
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["Encoding", "Disentangled", "ExpressionFeatures", "Frontalized"]
+from .mesh import FaceMesh
+
+__all__ = ["Encoding", "Disentangled", "ExpressionFeatures", "Frontalized", "FaceMeshes"]
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -262,3 +266,37 @@ class Frontalized(_RowsOfEncoding):
                 out[k] = _np(value)
         out.update(_row_arrays(self.names, self.ok, self.errors, self.source))
         return out
+
+
+@dataclass(frozen=True, repr=False)
+class FaceMeshes(_RowsOfEncoding):
+    """Faces as textured 3D meshes (:meth:`FaceEncoder.mesh`): one :class:`~latentface_sdk.mesh.FaceMesh` per row.
+
+    Attributes:
+        meshes: one mesh per row (``None`` for rows that are not ok); ``meshes[i].save("face.obj")``
+            writes it (``.obj`` + ``.mtl`` + PNG texture, or ``.ply``).
+        view: ``"frontal"`` (canonical pose) or ``"photo"`` (turned by each photo's head rotation).
+        encoding: the stage-1 result the meshes came from (boxes, pose, rows, errors).
+    """
+
+    meshes: list[FaceMesh | None]
+    view: str
+    encoding: Encoding
+
+    def __len__(self) -> int:
+        return len(self.meshes)
+
+    def __repr__(self) -> str:
+        ok = [m for m in self.meshes if m is not None]
+        sizes = f", vertices={len(ok[0].vertices)}" if ok else ""
+        return f"FaceMeshes(n={len(self)}, ok={len(ok)}, view={self.view!r}{sizes})"
+
+    def save(self, folder: str | os.PathLike[str], suffix: str = ".obj") -> list[Path | None]:
+        """Write every ok row's mesh into ``folder`` as ``face<i><suffix>`` (``.obj`` or ``.ply``); returns
+        each row's main file (``None`` for rows that are not ok)."""
+        out: list[Path | None] = []
+        root = Path(folder)
+        for i, mesh in enumerate(self.meshes):
+            out.append(mesh.save(root / f"face{i}{suffix}")[0] if mesh is not None else None)
+        return out
+

@@ -1,0 +1,124 @@
+"""A reconstructed face as a textured triangle mesh, written with PyTorch3D's ``pytorch3d.io``.
+
+:func:`face_mesh` turns one face's canonical depth map and albedo (what the stage-1 decoders give) into a
+:class:`FaceMesh`: the grid mesh of the depth map (vertex ``(i, j)`` lies on the ray of pixel ``(i, j)``,
+as the renderer builds it), cut to the face region (:func:`~latentface_sdk.render.geometry.face_region`:
+no background sheet), optionally turned by the photo's head rotation.
+
+Axes and units of the written files (right-handed): **y up, x to the viewer's right, the face looking
+towards +z** (towards a viewer in front of it); the origin is the face's rotation centre (the renderer's
+``centre_depth`` on the optical axis); lengths are in the renderer's depth units, in which the face is
+about 0.17 wide (a 64 px crop at the 10° field of view). Triangles are counter-clockwise seen from the
+front. ``FaceMesh.save`` writes ``.obj`` (with ``.mtl`` and the albedo as a PNG texture, UVs in
+``[0, 1]`` with v up, as OBJ expects) or ``.ply`` (vertex colours as 8-bit RGB).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .render import geometry as geo
+
+__all__ = ["FaceMesh", "face_mesh", "MESH_SUFFIXES", "to_camera"]
+
+#: The file types :meth:`FaceMesh.save` writes.
+MESH_SUFFIXES = (".obj", ".ply")
+
+
+@dataclass(frozen=True)
+class FaceMesh:
+    """A face as a triangle mesh (see the module docstring for axes and units).
+
+    ``vertices`` float32 ``(V, 3)``; ``faces`` int64 ``(F, 3)`` indices into ``vertices``; ``uvs`` float32
+    ``(V, 2)`` in ``[0, 1]`` (v up) into ``texture``; ``colors`` float32 ``(V, 3)`` in ``[0, 1]`` (the albedo at
+    each vertex); ``texture`` uint8 ``(H, W, 3)``, the albedo map; ``grid`` int64 ``(V, 2)``, the ``(row,
+    column)`` of the depth-map pixel each vertex comes from.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    colors: np.ndarray
+    texture: np.ndarray
+    grid: np.ndarray
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        """Write the mesh to ``path`` (``.obj``: also ``<stem>.mtl`` and ``<stem>.png`` beside it; ``.ply``);
+        returns the files written. Raises :class:`ValueError` for another suffix."""
+        from pytorch3d.io import IO, save_obj
+        from pytorch3d.renderer import TexturesVertex
+        from pytorch3d.structures import Meshes
+
+        out = Path(path)
+        suffix = out.suffix.lower()
+        if suffix not in MESH_SUFFIXES:
+            raise ValueError(f"{out}: a mesh is written as {' or '.join(MESH_SUFFIXES)} (got {out.suffix or 'no suffix'!r})")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        verts = torch.from_numpy(self.vertices)
+        faces = torch.from_numpy(self.faces)
+        if suffix == ".obj":
+            save_obj(out, verts, faces, verts_uvs=torch.from_numpy(self.uvs), faces_uvs=faces,
+                     texture_map=torch.from_numpy(self.texture.astype(np.float32) / 255.0), decimal_places=6)
+            return [out, out.with_suffix(".mtl"), out.with_suffix(".png")]
+        mesh = Meshes([verts], [faces], textures=TexturesVertex([torch.from_numpy(self.colors)]))
+        IO().save_mesh(mesh, out, binary=True, colors_as_uint8=True)
+        return [out]
+
+    def __repr__(self) -> str:
+        return f"FaceMesh(vertices={len(self.vertices)}, faces={len(self.faces)}, texture={self.texture.shape[:2]})"
+
+
+def to_camera(vertices: np.ndarray | Tensor, centre_depth: float) -> Tensor:
+    """The inverse of the file axes: mesh vertices ``(V, 3)`` back to the renderer's camera space
+    (x right, y down, z away from the camera)."""
+    v = torch.as_tensor(vertices, dtype=torch.float32)
+    return torch.stack([v[:, 0], -v[:, 1], centre_depth - v[:, 2]], dim=1)
+
+
+def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: float, rotation: Tensor | None = None,
+              region_min: float = 0.5) -> FaceMesh:
+    """One face's mesh from its canonical ``depth`` ``(H, W)`` and ``albedo`` ``(3, H, W)`` in ``[0, 1]``.
+
+    Vertices where :func:`~latentface_sdk.render.geometry.face_region` is below ``region_min`` are dropped,
+    with the triangles that use them. ``rotation``: a pose ``(6,)`` whose yaw, pitch and roll turn the face
+    about its centre (the photo's head pose); its translation is ignored, so the face stays at the origin.
+    Pure function of its inputs.
+    """
+    if depth.dim() != 2 or albedo.shape != (3, *depth.shape):
+        raise ValueError(f"expected depth (H, W) and albedo (3, H, W); got {tuple(depth.shape)} and {tuple(albedo.shape)}")
+    h, w = depth.shape
+    d = depth.detach().to("cpu", torch.float32)
+    points = geo.depth_to_points(d[None], focal)  # (1, H, W, 3), camera space
+    if rotation is not None:
+        pose = torch.zeros(1, 6)
+        pose[0, 3:] = rotation.detach().to("cpu", torch.float32).reshape(-1)[3:6]
+        points = geo.apply_pose(points, pose, centre_depth)
+    cam = points[0].reshape(-1, 3)
+    # camera (x right, y down, z away) -> file axes (y up, facing +z): a half turn about x, centred on the
+    # face's rotation centre.
+    verts = torch.stack([cam[:, 0], -cam[:, 1], centre_depth - cam[:, 2]], dim=1)
+    keep = (geo.face_region(h) >= region_min).reshape(-1)
+    tri = geo.grid_faces(h, w)
+    tri = tri[keep[tri].all(dim=1)]
+    # the grid's triangles (top-left, bottom-left, top-right) are counter-clockwise seen from +z once y is up.
+    index = torch.full((h * w,), -1, dtype=torch.long)
+    kept = keep.nonzero().flatten()
+    index[kept] = torch.arange(kept.numel())
+    rows, cols = kept // w, kept % w
+    uvs = torch.stack([(cols.float() + 0.5) / w, 1.0 - (rows.float() + 0.5) / h], dim=1)
+    colors = albedo.detach().to("cpu", torch.float32).clamp(0, 1).reshape(3, -1).t()[kept]
+    texture = (albedo.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8)
+    return FaceMesh(
+        vertices=verts[kept].numpy().astype(np.float32),
+        faces=index[tri].numpy().astype(np.int64),
+        uvs=uvs.numpy().astype(np.float32),
+        colors=colors.numpy().astype(np.float32),
+        texture=texture.numpy(),
+        grid=torch.stack([rows, cols], dim=1).numpy().astype(np.int64),
+    )

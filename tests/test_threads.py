@@ -69,18 +69,19 @@ def test_a_busy_process_on_this_machine_is_seen() -> None:
 def test_encoder_uses_its_setting_and_restores_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     from _tiny import tiny_config
 
-    from latentface_sdk import FaceEncoder, pipeline
+    from latentface_sdk import FaceEncoder
+    from latentface_sdk import encoder as encoder_module
 
     enc = FaceEncoder.from_config(tiny_config())
     assert enc.threads == "auto"
     seen: list[int] = []
-    original = pipeline.encode_crops
+    original = encoder_module.encode_crops  # what the encoder binds into its FacePipeline
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "encode_crops", spy)
+    monkeypatch.setattr(encoder_module, "encode_crops", spy)
     torch.set_num_threads(1)
     enc.threads = 2
     enc.encode(np.zeros((2, 64, 64, 3), np.uint8), detect=False, batch_size=1)

@@ -138,7 +138,8 @@ def test_python_snippets_run_as_pasted(shared_data: Path, tmp_path: Path) -> Non
     (tmp_path / "shared").symlink_to(shared_data.parent)
     for doc, index, code in blocks:
         proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              env={**os.environ, "OMP_NUM_THREADS": "1",
+                                   "LATENTFACE_ONNX_CACHE": str(tmp_path / "onnx-cache")})
         assert proc.returncode == 0, f"{doc} python block {index} failed:\n{code}\n{proc.stderr[-2000:]}"
         if doc == "README.md":
             assert "Encoding(n=1, ok=1" in proc.stdout and "no such file" in proc.stdout.lower()

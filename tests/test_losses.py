@@ -58,3 +58,46 @@ def test_blurred_keypoint_depth_reads_a_patch_not_a_pit() -> None:
     assert 0.75 < blurred < 0.95  # about 1 - 4/25 around the pit
     flat = torch.full((1, 64, 64), 0.7)
     assert torch.allclose(depth_at(flat, kp, blur=5), torch.tensor([[0.7]]))
+
+
+def _fake_reconstruction(pred: torch.Tensor, conf: torch.Tensor) -> object:
+    from types import SimpleNamespace
+
+    mask = torch.ones(pred.shape[0], 1, *pred.shape[-2:])
+    rendered = SimpleNamespace(image=pred, mask=mask)
+    return SimpleNamespace(recon=rendered, recon_flip=rendered, conf_photo=conf, conf_feature=torch.ones_like(conf),
+                           maps=SimpleNamespace(depth=torch.ones(pred.shape[0], 1, *pred.shape[-2:])))
+
+
+def test_photometric_loss_without_confidence_ignores_the_confidence_map() -> None:
+    from latentface_sdk.train.losses import Stage1Loss
+
+    torch.manual_seed(0)
+    images, pred = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    low, high = torch.full((2, 2, 16, 16), 0.5), torch.full((2, 2, 16, 16), 2.0)
+    plain = Stage1Loss(photo_confidence=False)
+    a = plain(_fake_reconstruction(pred, low), images, torch.nn.Identity())[1]  # type: ignore[arg-type]
+    b = plain(_fake_reconstruction(pred, high), images, torch.nn.Identity())[1]  # type: ignore[arg-type]
+    assert a["photo"] == b["photo"]
+    err = (pred - images).abs().mean(1).mean().item()
+    assert math.isclose(a["photo"], math.sqrt(2) * err + math.log(math.sqrt(2)), rel_tol=1e-5)
+    learned = Stage1Loss()
+    c = learned(_fake_reconstruction(pred, low), images, torch.nn.Identity())[1]  # type: ignore[arg-type]
+    d = learned(_fake_reconstruction(pred, high), images, torch.nn.Identity())[1]  # type: ignore[arg-type]
+    assert c["photo"] != d["photo"]
+
+
+def test_feature_loss_at_the_landmark_regions_counts_the_mouth_more() -> None:
+    from latentface_sdk.train.losses import Stage1Loss
+
+    torch.manual_seed(0)
+    images = torch.rand(1, 3, 32, 32)
+    pred = images.clone()
+    r, c = _pixel(0.0, 0.45, 32)  # the mouth's centre
+    pred[..., r - 2 : r + 3, c - 2 : c + 3] += 0.5  # wrong only at the mouth
+    conf = torch.ones(1, 2, 32, 32)
+    parts = [Stage1Loss(feature_region_weight=w)(_fake_reconstruction(pred, conf), images, torch.nn.Identity(),
+                                                 FACE)[1] for w in (0.0, 2.0)]  # type: ignore[arg-type]
+    floor = math.log(math.sqrt(2))  # the Laplacian's log(sqrt(2) sigma) at sigma = 1, the same for every pixel
+    assert parts[1]["feat"] - floor > 1.5 * (parts[0]["feat"] - floor) > 0
+    assert parts[1]["photo"] == parts[0]["photo"]  # the photometric loss is not touched

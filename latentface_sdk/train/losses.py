@@ -255,6 +255,12 @@ class Stage1Loss:
     region_weight: float = 0.0
     #: the landmark loss reads the depth as the mean of this many pixels square (:func:`depth_at`; 1 = a point)
     keypoint_blur: int = 1
+    #: False: the photometric losses ignore the learned confidence map (a plain masked L1, ``sigma = 1``),
+    #: so no pixel (the mouth and eyes included) can be discounted as uncertain
+    photo_confidence: bool = True
+    #: extra weight of the feature-level loss at the eyes, brows and mouth (:func:`region_weights` at the
+    #: feature map's size; 0 = off): a feature loss at the landmark regions
+    feature_region_weight: float = 0.0
 
     def __call__(self, rec: Reconstruction, images: Tensor, features: nn.Module,
                  landmarks: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -264,15 +270,19 @@ class Stage1Loss:
         weight = None
         if self.region_weight > 0 and landmarks is not None:
             weight = region_weights(landmarks.to(images), images.shape[-1], self.region_weight)
-        photo = confidence_l1(rec.recon.image, images, rec.conf_photo[:, :1], mask, weight)
-        photo_f = confidence_l1(rec.recon_flip.image, images, rec.conf_photo[:, 1:], mask_f, weight)
+        sig_p = rec.conf_photo if self.photo_confidence else torch.ones_like(rec.conf_photo)
+        photo = confidence_l1(rec.recon.image, images, sig_p[:, :1], mask, weight)
+        photo_f = confidence_l1(rec.recon_flip.image, images, sig_p[:, 1:], mask_f, weight)
         feat_in = features(images)
         size = feat_in.shape[-2:]
         sig_f = F.interpolate(rec.conf_feature, size=size, mode="bilinear", align_corners=False)
         fmask = (F.adaptive_avg_pool2d(mask, size) > 0.99).to(mask.dtype)
         fmask_f = (F.adaptive_avg_pool2d(mask_f, size) > 0.99).to(mask.dtype)
-        feat = confidence_l1(features(rec.recon.image), feat_in, sig_f[:, :1], fmask)
-        feat_f = confidence_l1(features(rec.recon_flip.image), feat_in, sig_f[:, 1:], fmask_f)
+        fweight = None
+        if self.feature_region_weight > 0 and landmarks is not None:
+            fweight = region_weights(landmarks.to(images), size[-1], self.feature_region_weight)
+        feat = confidence_l1(features(rec.recon.image), feat_in, sig_f[:, :1], fmask, fweight)
+        feat_f = confidence_l1(features(rec.recon_flip.image), feat_in, sig_f[:, 1:], fmask_f, fweight)
         total = photo + self.lambda_f * feat + self.lambda_flip * (photo_f + self.lambda_f * feat_f)
         smooth = depth_curvature(rec.maps.depth, self.pixel_depth)
         if self.lambda_smooth > 0:

@@ -65,6 +65,12 @@ class Stage1Config:
     #: the landmark loss reads the depth as a mean over this many pixels square instead of a point
     #: (1 = a point, the earlier recipes; a point loss digs pits at the five keypoints)
     keypoint_blur: int = 1
+    #: False: the photometric loss ignores the learned confidence map (plain masked L1; an issue-24 lever:
+    #: a confidence that discounts the mouth and eyes hides them). The feature loss keeps its own.
+    photo_confidence: bool = True
+    #: extra weight of the feature-level loss around the eyes, brows and mouth (0 = off; an issue-24
+    #: lever: a feature loss at the landmark regions)
+    feature_region_weight: float = 0.0
     #: 32 -> 64 px curriculum (not in the paper; 0 turns it off): for this many first steps the crops
     #: lose their detail above 32 px (:func:`latentface_sdk.train.augment.coarse`)
     coarse_steps: int = 0

@@ -171,7 +171,9 @@ class Stage1Trainer:
                                lambda_landmark=cfg.lambda_landmark,
                                keypoints=None if self.keypoints is None else self.keypoints.to(device),
                                focal=self.renderer.focal, centre_depth=self.renderer.centre_depth,
-                               region_weight=cfg.region_weight, keypoint_blur=cfg.keypoint_blur)
+                               region_weight=cfg.region_weight, keypoint_blur=cfg.keypoint_blur,
+                               photo_confidence=cfg.photo_confidence,
+                               feature_region_weight=cfg.feature_region_weight)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         cycle = cfg.light_cycle_count if cfg.lambda_light_cycle > 0 else 0
         self.forward: nn.Module = Stage1Forward(self.model, self.renderer, cycle)
@@ -315,6 +317,8 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             "lambda_light_cycle": cfg.lambda_light_cycle, "augment_roll_deg": cfg.augment_roll_deg,
                             "augment_grey_p": cfg.augment_grey_p, "augment_low_res_p": cfg.augment_low_res_p,
                             "region_weight": cfg.region_weight, "keypoint_blur": cfg.keypoint_blur,
+                            "photo_confidence": cfg.photo_confidence,
+                            "feature_region_weight": cfg.feature_region_weight,
                             "coarse_steps": cfg.coarse_steps, "init_from": cfg.init_from}
     if keypoints is not None:
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()

@@ -10,6 +10,7 @@
     latentface export-onnx --out DIR [--model NAME_OR_DIR --overwrite]
     latentface models      [--json]
     latentface mesh        INPUTS... -o face.obj|face.ply|OUT_DIR [--view frontal|photo --format obj|ply]
+    latentface video       VIDEO -o ROWS.npz [--every N | --fps F] [--disentangle --track-means]
 
 INPUTS are image files and folders; folders are searched recursively for image files (by extension),
 in sorted order. ``encode`` and ``disentangle`` write one ``.npz`` with one row per face (see
@@ -46,7 +47,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -167,6 +168,65 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
     runfiles.assemble_npz(out, parts, extra)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return runfiles.summary_of(out, len(inputs)).report(args.command, str(out))
+
+
+def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int:
+    """``latentface video``: one row per face per sampled frame into one .npz (parts streamed to disk)."""
+    from .video import VideoDecodeError, empty_video
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".npz":
+        raise UsageError(f"{out}: video rows are written as one .npz file")
+    video = Path(args.input)
+    if video.is_dir():
+        raise UsageError(f"{video}: is a folder; give one video file")
+    parts_dir = out.with_name(out.name + ".parts")
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True)
+    parts: list[Path] = []
+    error: VideoDecodeError | None = None
+    features: Literal["encode", "disentangle"] = "disentangle" if args.disentangle else "encode"
+    last = None
+    try:
+        for part in enc.encode_video_parts(video, every=args.every, fps=args.fps, features=features,
+                                           faces=args.faces, batch_size=args.batch_size, progress=args.progress,
+                                           min_iou=args.min_iou, seed=args.seed):
+            arrays = part.numpy()
+            arrays.pop("verification_features", None)
+            arrays.pop("fer_features", None)
+            path = parts_dir / f"part-{len(parts):06d}.npz"
+            runfiles.save_part(path, arrays)
+            parts.append(path)
+            last = part
+    except VideoDecodeError as exc:
+        error = exc
+    if not parts:
+        empty = empty_video(str(video), features, enc.config.autoencoder.latent_dim).numpy()
+        empty.pop("verification_features", None)
+        empty.pop("fer_features", None)
+        parts.append(parts_dir / "part-000000.npz")
+        runfiles.save_part(parts[0], empty)
+    extra = {"video": np.asarray(str(video)), "model": np.asarray(model_id),
+             "frames_decoded": np.asarray(last.frames_decoded if last else 0),
+             "frames_sampled": np.asarray(last.frames_sampled if last else 0),
+             "decode_error": np.asarray("" if error is None else str(error))}
+    runfiles.assemble_npz(out, parts, extra)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    with np.load(out, allow_pickle=False) as z:
+        rows, tracks = int(z["ok"].shape[0]), len(np.unique(z["track"]))
+        if args.track_means and rows:
+            from .video import track_means
+
+            arrays = {k: z[k] for k in z.files if z[k].ndim >= 1 and z[k].shape[0] == rows}
+            means = track_means(arrays)
+            np.savez(out.with_name(out.stem + ".tracks.npz"), **means)  # type: ignore[arg-type]
+    sampled = int(extra["frames_sampled"])
+    print(f"latentface video: {video}: {sampled} frame(s) sampled, {rows} face row(s) in {tracks} track(s) "
+          f"written to {out}")
+    if error is not None:
+        print(f"latentface video: error: {error} (the rows of the frames before it are written)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _to_uint8(x: Any) -> np.ndarray:
@@ -421,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  latentface disentangle a.jpg b.jpg -o identity.npz --faces all\n"
         "  latentface frontalize photo.jpg -o front.png\n"
         "  latentface mesh photo.jpg -o face.obj\n"
+        "  latentface video clip.mp4 -o rows.npz --fps 5\n"
         "  latentface export-onnx --out latentface-onnx/\n\n"
         "CPU threads: each batch uses the cores that other running processes leave free, and OpenMP\n"
         "threads sleep rather than spin while they wait (OMP_WAIT_POLICY=PASSIVE unless you set it). On a\n"
@@ -510,6 +571,33 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--view", choices=("frontal", "photo"), default="frontal",
                       help="frontal (default) or turned by the head rotation seen in the photo")
     mesh.add_argument("--format", choices=("obj", "ply"), default="obj", help="file type in a folder (default obj)")
+    vid = sub.add_parser("video", help="every face of a video file, frame by frame, to one .npz "
+                         "(pip install 'latentface-sdk[video]')",
+                         description="Decode a video file (PyAV), keep every N-th frame or F frames per second, "
+                         "and write one row per face per sampled frame: frame, time (s), track (faces linked "
+                         "across frames by box overlap), boxes and the encode (or disentangle) arrays. A file "
+                         "that stops decoding part way keeps the rows before it (exit code 1, the file and "
+                         "frame named on stderr).",
+                         epilog="examples:\n  latentface video clip.mp4 -o rows.npz --fps 5\n"
+                                "  latentface video interview.mov -o rows.npz --every 10 --disentangle --track-means",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    vid.add_argument("input", metavar="VIDEO", help="one video file (any format FFmpeg reads)")
+    vid.add_argument("-o", "--output", required=True, help="the .npz file to write")
+    sampling = vid.add_mutually_exclusive_group()
+    sampling.add_argument("--every", type=_positive, default=None, help="keep every N-th frame")
+    sampling.add_argument("--fps", type=float, default=None, help="keep about F frames per second")
+    vid.add_argument("--faces", choices=("largest", "all"), default="all",
+                     help="every face of a frame (default) or the largest")
+    vid.add_argument("--disentangle", action="store_true", help="also identity and expression latents")
+    vid.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise with --disentangle")
+    vid.add_argument("--min-iou", type=float, default=0.3, help="box overlap that continues a track (default 0.3)")
+    vid.add_argument("--track-means", action="store_true",
+                     help="also OUT.tracks.npz: one row per track with its mean features, start and end")
+    vid.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
+    vid.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    vid.add_argument("--batch-size", type=_positive, default=64, help="faces per network call (default 64)")
+    vid.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: free cores)")
+    vid.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     demo = sub.add_parser("demo", help="the Gradio demo page (pip install 'latentface-sdk[demo]')",
                           description="Start a web page where a photo is uploaded and its face found, albedo, "
                           "depth, shading, frontal view, yaw sweep and latents are shown.",
@@ -554,19 +642,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_models(args)
         if args.command == "export-onnx":
             return _run_export_onnx(args)
-        inputs = collect_inputs(args.inputs)
+        inputs = collect_inputs(args.inputs) if args.command != "video" else []
         from . import hub
         from .config import WEIGHTS_NAME
         from .digests import file_digest
         from .encoder import FaceEncoder
 
         try:
-            folder = hub.resolve(args.model, revision=args.revision,
-                                 local_files_only=True if args.local_files_only else None)
+            folder = hub.resolve(args.model, revision=getattr(args, "revision", None),
+                                 local_files_only=True if getattr(args, "local_files_only", False) else None)
             enc = FaceEncoder.from_pretrained(folder, device=args.device, threads=args.threads or "auto")
         except (LatentFaceError, ValueError) as exc:
             raise UsageError(f"cannot load the model: {exc}") from exc
         model_id = f"{enc.config.name}@{enc.config.checksum or file_digest(folder / WEIGHTS_NAME)}"
+        if args.command == "video":
+            return _run_video(args, enc, model_id)
         print(f"latentface {args.command}: {len(inputs)} input(s), model {enc.config.name} on {enc.device}",
               file=sys.stderr)
         if args.command == "frontalize":

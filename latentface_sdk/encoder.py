@@ -32,13 +32,15 @@ Threads
 from __future__ import annotations
 
 import math
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any, Literal, TypeAlias
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .config import ModelConfig
 from .detection import FaceDetector
@@ -70,6 +72,7 @@ from .pretrained import PretrainedMixin
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 from .threads import Threads
+from .video import VideoEncoding
 
 __all__ = ["FaceEncoder", "Images", "LightSpec", "NEUTRAL_LIGHT"]
 
@@ -382,6 +385,96 @@ class FaceEncoder(PretrainedMixin, nn.Module):
                                     desc="mesh", max_pixels=max_pixels, work=decode)
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_meshes(done, enc, self.renderer, view=view)
+
+    def encode_video_parts(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        every: int | None = None,
+        fps: float | None = None,
+        features: Literal["encode", "disentangle"] = "encode",
+        faces: FacePolicy = "all",
+        frames_per_batch: int = 32,
+        batch_size: int = 64,
+        min_iou: float = 0.3,
+        max_gap: int = 2,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> Iterator[VideoEncoding]:
+        """:meth:`encode_video` as a stream of parts, one per ``frames_per_batch`` sampled frames (memory
+        stays flat however long the video). A decoding error is raised after the last good part."""
+        from .video import IoUTracker, encode_frames
+
+        if features not in ("encode", "disentangle"):
+            raise ValueError(f"features must be 'encode' or 'disentangle' (got {features!r})")
+        if not isinstance(frames_per_batch, int) or frames_per_batch < 1:
+            raise ValueError(f"frames_per_batch must be a positive int (got {frames_per_batch!r})")
+
+        def run(frames: list[Any]) -> Encoding | Disentangled:
+            if features == "disentangle":
+                return self.disentangle(frames, faces=faces, batch_size=batch_size, seed=seed)
+            return self.encode(frames, faces=faces, batch_size=batch_size)
+
+        total = None
+        try:
+            from .video import _av
+
+            with _av().open(os.fspath(path)) as container:
+                streams = container.streams.video
+                total = int(streams[0].frames) or None if streams else None
+        except Exception:  # the reader below reports a file it cannot open
+            total = None
+        with tqdm(total=total, desc="video", unit="frame", disable=not progress) as bar:
+            def on_frame(n: int) -> None:
+                bar.update(n - bar.n)
+
+            yield from encode_frames(path, run, every=every, fps=fps, frames_per_batch=frames_per_batch,
+                                     tracker=IoUTracker(min_iou, max_gap), on_frame=on_frame)
+
+    def encode_video(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        every: int | None = None,
+        fps: float | None = None,
+        features: Literal["encode", "disentangle"] = "encode",
+        faces: FacePolicy = "all",
+        frames_per_batch: int = 32,
+        batch_size: int = 64,
+        min_iou: float = 0.3,
+        max_gap: int = 2,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> VideoEncoding:
+        """Every face of a video file: one row per face per sampled frame, with frame index, time, box and
+        track id, and the latents of :meth:`encode` (``features="disentangle"``: also :meth:`disentangle`'s).
+
+        Needs PyAV (``pip install 'latentface-sdk[video]'``). ``every=N`` keeps every N-th frame, ``fps``
+        about that many frames per second (neither: all frames). Frames are decoded one at a time and
+        encoded ``frames_per_batch`` at a time; ``faces="all"`` (default) or ``"largest"`` per frame. Faces
+        are linked into tracks by box overlap (IoU >= ``min_iou`` with a track seen within ``max_gap``
+        sampled frames); ``result.track_means()`` gives one mean row per track. Frames without a face give
+        no row (a video without faces gives an empty result). Rotated phone videos are turned upright.
+
+        Raises :class:`~latentface_sdk.video.VideoDecodeError` (a :class:`DataError`) naming the file and
+        the frame when the file is no video or stops decoding part way; its ``partial`` holds the rows of
+        the frames before it.
+        """
+        from .video import VideoDecodeError, concat_video, empty_video
+
+        parts: list[VideoEncoding] = []
+        try:
+            for part in self.encode_video_parts(path, every=every, fps=fps, features=features, faces=faces,
+                                                frames_per_batch=frames_per_batch, batch_size=batch_size,
+                                                min_iou=min_iou, max_gap=max_gap, seed=seed, progress=progress):
+                parts.append(part)
+        except VideoDecodeError as exc:
+            exc.partial = (concat_video(parts) if parts
+                           else empty_video(os.fspath(path), features, self.config.autoencoder.latent_dim))
+            raise
+        if not parts:
+            return empty_video(os.fspath(path), features, self.config.autoencoder.latent_dim)
+        return concat_video(parts)
 
     def forward(self, images: Tensor) -> Latents:
         """Stage-1 latents of face crops ``(B, 3, 64, 64)`` in ``[0, 1]`` already on the model's device (no detection)."""

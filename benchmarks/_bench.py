@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -112,25 +113,51 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def machine(threads: int) -> dict[str, Any]:
-    """Facts about this machine and this run (cores, torch threads, versions, load, background jobs).
+def git_state() -> dict[str, Any]:
+    """The commit the code was run from, and whether tracked files differed from it (``None`` outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
 
-    The scripts call it when they assemble their results, so ``when_utc`` and ``loadavg`` are taken at
-    the end of the measurements."""
-    import torch
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
+
+def host() -> dict[str, Any]:
+    """Facts about this machine and the code, without importing torch (cores, versions, load, git commit)."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "threads_requested": threads,
-        "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg": [round(x, 2) for x in load],
         "bench_ok_marker": BENCH_OK.exists(),
         "when_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        **git_state(),
+    }
+
+
+def machine(threads: int) -> dict[str, Any]:
+    """Facts about this machine and this run (cores, torch threads, versions, load, background jobs,
+    the git commit).
+
+    The scripts call it when they assemble their results, so ``when_utc`` and ``loadavg`` are taken at
+    the end of the measurements."""
+    import torch
+
+    facts = host()
+    return {
+        "cpu": facts.pop("cpu"),
+        "cores": facts.pop("cores"),
+        "torch_threads": torch.get_num_threads(),
+        "threads_requested": threads,
+        "torch": torch.__version__,
+        **facts,
     }
 
 

@@ -14,7 +14,7 @@ in one run and side by side (every ratio from runs that alternate on the same im
 3. **Lever: a smaller detection copy** (``FaceDetector(max_side=...)``; the SDK uses 1280): detection time
    on the photos and the faces found (score >= 0.9) per photo against facenet-pytorch on the full image.
 4. **Lever: batching MTCNN's stages across images of different sizes**, with the prototype
-   ``benchmarks/mtcnn_cascade.py`` (R-net and O-net once per call for all images; image by image it gives
+   ``benchmarks/archive/mtcnn_cascade.py`` (R-net and O-net once per call for all images; image by image it gives
    facenet-pytorch's boxes up to float rounding; batched, the convolutions round differently): detection time on the
    photos' detection copies against the SDK's MTCNN calls, and how far the boxes move.
 5. **Lever: a cheaper pyramid** (the prototype with ``pyramid="chained"``: each level from the smallest
@@ -212,7 +212,9 @@ def run(args: Any) -> dict[str, Any]:
         print(f"max_side {side}: detection {_bench.fmt(_bench.stats(t_det), 3)} s, faces {counts} "
               f"(facenet-pytorch on the full images {peer_counts})", flush=True)
 
-    # 4./5. the prototype cascade: R-net/O-net batched across sizes, and the chained pyramid
+    # 4./5. the prototype cascade: R-net/O-net batched across sizes, and the chained pyramid (levers that were
+    # dropped; the prototype lives in benchmarks/archive/)
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "archive"))
     from mtcnn_cascade import Cascade
 
     small = [downscale_for_detection(rgb, detector.max_side)[0] for rgb in rgbs]

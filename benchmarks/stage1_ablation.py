@@ -22,11 +22,12 @@ Then the levers, each applied alone to the shipped recipe (not cumulative):
 ====================  ========================================================================
 lever                 change
 ====================  ========================================================================
-lever:pose-init       pose head starts at random weights (``model.pose_init_scale`` 0.3) not zeros
-lever:coarse-32       32 -> 64 px curriculum: the first half of the steps see 32 px detail only
-lever:shared-trunk    one encoder trunk with four heads (``model.shared_trunk``)
 lever:wide-decoder    map decoders and confidence net twice as wide (``model.decoder_width`` 32)
 ====================  ========================================================================
+
+Three more levers were measured here and dropped, their options removed in config version 2 (random
+pose-head start, a 32 -> 64 px curriculum, one shared encoder trunk); their numbers stay in
+``benchmarks/results/stage1_levers.json`` and docs/training.md (commit 735a0a2 has the code that ran them).
 
 An arm whose run folder already holds ``model/`` is measured without retraining. Prints a markdown
 table (UTKFace held-out rows | celeba10k verify sample) and writes the JSON.
@@ -64,9 +65,6 @@ ARMS: list[tuple[str, dict[str, Any]]] = [
 
 #: Each lever: its name and the recipe fields it changes on the shipped recipe alone (``model`` merged).
 LEVERS: list[tuple[str, dict[str, Any]]] = [
-    ("lever:pose-init", {"model": {"pose_init_scale": 0.3}}),
-    ("lever:coarse-32", {"coarse_steps": "half"}),
-    ("lever:shared-trunk", {"model": {"shared_trunk": True}}),
     ("lever:wide-decoder", {"model": {"decoder_width": 32}}),
 ]
 
@@ -87,8 +85,6 @@ def arm_configs(steps: int, shared_root: str) -> list[tuple[str, Stage1Config]]:
                "checkpoint_every": 100}
     for name, change in LEVERS:
         fields = {**shipped, **change, "model": {**shipped["model"], **change.get("model", {})}}
-        if fields.get("coarse_steps") == "half":
-            fields["coarse_steps"] = steps // 2
         out.append((name, Stage1Config.from_dict(fields)))
     return out
 

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py prepare --runs runs/stage1_levers
     OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py train --runs runs/stage1_levers --arms recipe,...
     OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py score --runs runs/stage1_levers \
-        --json benchmarks/results/stage1_levers.json
+        --json benchmarks/results/stage1_expression_levers.json
 
 A continuation screen: every arm starts from the bundled model's stage 1 and trains ``--steps`` more steps
 (default 300, batch 16, one process, lr 1e-4) of ``latentface_sdk/train/configs/stage1_expression.json`` on

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import shutil
 import sys
 import time
@@ -41,7 +39,7 @@ import _bench  # noqa: E402
 
 from latentface_sdk import FaceEncoder  # noqa: E402
 from latentface_sdk.cropset import prepare_crops  # noqa: E402
-from latentface_sdk.digests import tensors_digest  # noqa: E402
+from latentface_sdk.digests import parts_digest, tensors_digest  # noqa: E402
 from latentface_sdk.eval import read_split  # noqa: E402
 from latentface_sdk.eval.fer import evaluate_fer  # noqa: E402
 from latentface_sdk.pipeline import encode_crops  # noqa: E402
@@ -72,7 +70,7 @@ def train_arm(arm: str, out: Path, steps: list[int], stage1: Path, cache: Path) 
     cfg = Stage2Config.load(RECIPE)
     mcfg, ae_tensors = load_stage1_folder(stage1)
     data = load_groups(cfg.data, min_size=cfg.min_group_size)
-    key = hashlib.sha256(json.dumps(data.paths).encode()).hexdigest()[:16]
+    key = parts_digest(*(str(p) for p in data.paths))[:16]
     crops = prepare_crops(data.paths, mcfg.crop, detect=cfg.detect, fallback="center",
                           cache_file=cache / f"crops-{key}.npz", progress=False)
     ok = np.flatnonzero(crops.ok).tolist()

@@ -1,4 +1,4 @@
-"""The prototype cascade behind issue 15's detection levers (benchmarks/mtcnn_cascade.py) is MTCNN.
+"""The prototype cascade behind issue 15's detection levers (benchmarks/archive/mtcnn_cascade.py) is MTCNN.
 
 Image by image, with facenet-pytorch's full-image pyramid, it must find facenet-pytorch's faces with the same
 boxes, scores and landmarks (up to float rounding); otherwise the speed it measures would be that of another
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "archive"))
 
 from mtcnn_cascade import Cascade, pyramid_scales  # noqa: E402
 

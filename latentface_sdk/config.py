@@ -4,6 +4,14 @@ One :class:`ModelConfig` describes a whole LatentFace checkpoint: the stage-1 au
 (:class:`AutoencoderConfig`), the two stage-2 representation diffusion models (:class:`RDMConfig`)
 and the face-crop policy (:class:`CropConfig`). ``to_dict``/``from_dict`` are exact inverses;
 unknown versions and unknown or ill-typed fields raise :class:`~latentface_sdk.errors.ConfigError`.
+
+Format versions: 2 (this SDK writes it) dropped the autoencoder fields that could take only one value
+(``AutoencoderConfig.RETIRED``): the input size and the pose and light sizes (fixed: :data:`IMAGE_SIZE`,
+:data:`POSE_DIM`, :data:`LIGHT_DIM`, still readable as properties of :class:`AutoencoderConfig`) and two
+stage-1 levers that were measured and dropped (``shared_trunk``, ``pose_init_scale``; docs/training.md,
+"The other levers"); the stage-1 recipe lost the third (``coarse_steps``). Version 1 files and older
+recipes that carry them are still read when they hold that one value; any other value is refused with a
+:class:`~latentface_sdk.errors.ConfigError` that says why (:func:`drop_retired`).
 """
 
 from __future__ import annotations
@@ -14,15 +22,57 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from .errors import ConfigError
 
-#: The config format this version of the SDK writes and reads.
-CONFIG_VERSION = 1
+#: The config format this version of the SDK writes (see the module docstring for what changed).
+CONFIG_VERSION = 2
+#: The formats it reads: version 1 may carry the retired fields (``AutoencoderConfig.RETIRED``).
+READ_VERSIONS = (1, 2)
+
+#: The network's input side in pixels, and the sizes of the pose ``(tx, ty, tz, yaw, pitch, roll)`` and
+#: light ``(ambient, diffuse, dx, dy)`` vectors: fixed by the architecture, not configurable.
+IMAGE_SIZE = 64
+POSE_DIM = 6
+LIGHT_DIM = 4
+
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+class RetiredField(NamedTuple):
+    """A field that config format 2 no longer has: the one value older files may hold, and why."""
+
+    value: Any
+    reason: str
+
+
+#: Why the three levers went (their ``reason`` ends with it).
+DROPPED_LEVER = "a stage-1 lever measured and dropped (docs/training.md, 'The other levers')"
+
+
+def _same_value(value: Any, want: Any) -> bool:
+    """``value`` is ``want`` read from JSON: a bool only as a bool, a number as an equal number."""
+    if isinstance(want, bool) or isinstance(value, bool):
+        return value is want
+    return isinstance(value, (int, float)) and value == want
+
+
+def drop_retired(kind: type, data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` without the fields that ``kind`` lost in config format 2 (its ``RETIRED`` class attribute);
+    a retired field that holds another value than its one value is refused with a :class:`ConfigError`
+    saying why."""
+    retired: dict[str, RetiredField] = getattr(kind, "RETIRED", {})
+    for key in sorted(retired.keys() & data.keys()):
+        value, reason = retired[key]
+        if not _same_value(data[key], value):
+            raise ConfigError(
+                f"{source}.{key}: {data[key]!r} is not supported: the field was removed in config version 2 "
+                f"({reason}); only {json.dumps(value)} is read from older files"
+            )
+    return {k: v for k, v in data.items() if k not in retired}
 
 
 @dataclass
@@ -35,14 +85,13 @@ class AutoencoderConfig:
     Pose is ``(tx, ty, tz, yaw, pitch, roll)``: translations in units of the face depth,
     angles in degrees after the tanh output is scaled by ``max_rotation_deg``.
     Light is ``(ambient, diffuse, dx, dy)`` with ambient and diffuse in ``[0, 1]``.
+    The input size and the pose and light sizes are fixed (:attr:`image_size`, :attr:`pose_dim`,
+    :attr:`light_dim`; no longer fields, see :attr:`RETIRED`).
     """
 
-    image_size: int = 64
     latent_dim: int = 256
     width: int = 32
     decoder_width: int = 16
-    pose_dim: int = 6
-    light_dim: int = 4
     fov_deg: float = 10.0
     depth_min: float = 0.9
     depth_max: float = 1.1
@@ -54,16 +103,32 @@ class AutoencoderConfig:
     max_rotation_deg: float = 60.0
     max_translation_xy: float = 0.1
     max_translation_z: float = 0.0
-    #: one encoder trunk with four 1x1 heads instead of four encoders (not in the paper; about a quarter
-    #: of the encoders' compute; the weights' names differ, so it is part of the model's identity)
-    shared_trunk: bool = False
-    #: standard deviation of the pose head's last-layer weights when the networks are first built
-    #: (0 = zeros: every face starts frontal). Used only at construction; loaded weights replace it.
-    pose_init_scale: float = 0.0
+
+    #: Fields of config format 1 that could take one value only (:func:`drop_retired`).
+    RETIRED: ClassVar[dict[str, RetiredField]] = {
+        "image_size": RetiredField(IMAGE_SIZE, "the networks take 64x64 crops only"),
+        "pose_dim": RetiredField(POSE_DIM, "pose is (tx, ty, tz, yaw, pitch, roll)"),
+        "light_dim": RetiredField(LIGHT_DIM, "light is (ambient, diffuse, dx, dy)"),
+        "shared_trunk": RetiredField(False, f"one encoder trunk with four heads was {DROPPED_LEVER}"),
+        "pose_init_scale": RetiredField(0.0, f"a pose head at random weights was {DROPPED_LEVER}"),
+    }
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square input crops in pixels (always :data:`IMAGE_SIZE`)."""
+        return IMAGE_SIZE
+
+    @property
+    def pose_dim(self) -> int:
+        """Size of the pose vector (always :data:`POSE_DIM`)."""
+        return POSE_DIM
+
+    @property
+    def light_dim(self) -> int:
+        """Size of the light vector (always :data:`LIGHT_DIM`)."""
+        return LIGHT_DIM
 
     def validate(self) -> None:
-        if self.image_size != 64:
-            raise ConfigError(f"autoencoder.image_size must be 64 (got {self.image_size})")
         if self.latent_dim <= 0 or self.width <= 0:
             raise ConfigError("autoencoder.latent_dim and autoencoder.width must be positive")
         if self.width % 4 or self.decoder_width % 4 or self.decoder_width <= 0:
@@ -71,14 +136,10 @@ class AutoencoderConfig:
                 f"autoencoder.width and decoder_width must be positive multiples of 4 "
                 f"(got {self.width}, {self.decoder_width})"
             )
-        if self.pose_init_scale < 0:
-            raise ConfigError(f"autoencoder.pose_init_scale must be >= 0 (got {self.pose_init_scale})")
         if not 0.0 < self.fov_deg < 90.0:
             raise ConfigError(f"autoencoder.fov_deg must be in (0, 90) (got {self.fov_deg})")
         if not 0.0 < self.depth_min < self.depth_max:
             raise ConfigError("autoencoder.depth_min must be positive and below depth_max")
-        if (self.pose_dim, self.light_dim) != (6, 4):
-            raise ConfigError("autoencoder.pose_dim must be 6 and light_dim 4")
 
     @property
     def focal(self) -> float:
@@ -142,6 +203,8 @@ class ModelConfig:
 
     ``checksum`` is the SHA-256 of ``model.safetensors``, verified at load when present.
     ``metadata`` is free-form (training recipe, data, steps) and is carried as is.
+    ``version`` is always :data:`CONFIG_VERSION`: a version-1 file is upgraded as it is read (and so
+    written back in the current format).
     """
 
     name: str = "latentface-cpu-small"
@@ -156,7 +219,8 @@ class ModelConfig:
         if self.version != CONFIG_VERSION:
             raise ConfigError(
                 f"config version {self.version!r} is not supported by this latentface-sdk "
-                f"(it reads version {CONFIG_VERSION}); upgrade the package or re-save the model"
+                f"(it holds version {CONFIG_VERSION} and reads files of versions {_versions()}); "
+                "upgrade the package or re-save the model"
             )
         self.autoencoder.validate()
         self.rdm.validate()
@@ -174,10 +238,10 @@ class ModelConfig:
         if "version" not in data:
             raise ConfigError(f"{source}: missing the 'version' field")
         version = data["version"]
-        if isinstance(version, bool) or not isinstance(version, int) or version != CONFIG_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version not in READ_VERSIONS:
             raise ConfigError(
                 f"{source}: config version {version!r} is not supported "
-                f"(this latentface-sdk reads version {CONFIG_VERSION})"
+                f"(this latentface-sdk reads versions {_versions()})"
             )
         name, checksum, metadata = data.get("name", cls.name), data.get("checksum"), data.get("metadata", {})
         if not isinstance(name, str):
@@ -191,7 +255,7 @@ class ModelConfig:
         try:
             cfg = cls(
                 name=name,
-                version=int(data["version"]),
+                version=CONFIG_VERSION,
                 autoencoder=build_config(AutoencoderConfig, data.get("autoencoder", {}), f"{source}: autoencoder"),
                 rdm=build_config(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
                 crop=build_config(CropConfig, data.get("crop", {}), f"{source}: crop"),
@@ -226,6 +290,10 @@ class ModelConfig:
         if p.is_dir():
             p = p / CONFIG_NAME
         return cls.from_dict(read_json(p), source=str(p))
+
+
+def _versions() -> str:
+    return " and ".join(str(v) for v in READ_VERSIONS)
 
 
 def read_json(path: Path) -> Any:
@@ -289,7 +357,9 @@ def build_config(kind: type[_T], data: Any, source: str = "config") -> _T:
     """A config dataclass ``kind`` from a JSON-like dict, with clear :class:`ConfigError` messages.
 
     Keys starting with ``_`` (``"_comment"``) document a recipe and are skipped; unknown keys, values of
-    the wrong type and missing required fields are refused, naming ``source`` and the field. Nested
+    the wrong type and missing required fields are refused, naming ``source`` and the field. Fields
+    retired in config format 2 are read at their one value and refused at any other
+    (:func:`drop_retired`). Nested
     config dataclasses (and lists of them) are built the same way; fields left out keep their defaults.
     Values that are already config objects are kept. ``validate()`` is not called (see :func:`load_json`).
     """
@@ -298,6 +368,7 @@ def build_config(kind: type[_T], data: Any, source: str = "config") -> _T:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected an object, got {type(data).__name__}")
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("_"))}
+    data = drop_retired(kind, data, source)
     fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
     unknown = set(data) - set(fields)
     if unknown:

@@ -12,8 +12,6 @@ nothing from it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -35,6 +33,7 @@ from .detection import (
     FaceDetector,
     landmarks_in_crop,
 )
+from .digests import json_digest
 from .images import DEFAULT_MAX_PIXELS
 from .pipeline import crop_inputs
 
@@ -176,7 +175,7 @@ def _cache_key(names: list[str], crop: CropConfig, detect: bool, fallback: str) 
         "detect": detect,
         "fallback": fallback,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_digest(payload)
 
 
 def _load_cache(path: Path, key: str) -> CropSet | None:

@@ -1,12 +1,15 @@
-"""Content hashes (SHA-256, hex) that key caches and check weights: files, file lists, arrays, tensors.
+"""Content hashes (SHA-256, hex) that key caches and check weights: files, file lists, arrays, tensors,
+bytes, text and JSON values, and the seeds drawn from them.
 
 One function per kind of content, used everywhere a cache is keyed or a file checked, so that two
-places never hash the same thing two different ways.
+places never hash the same thing two different ways. This is the only module of the package that
+imports :mod:`hashlib` (``tests/test_digests.py`` checks it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -15,7 +18,38 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["array_digest", "file_digest", "files_digest", "modules_digest", "parts_digest", "tensors_digest"]
+__all__ = [
+    "array_digest",
+    "bytes_digest",
+    "file_digest",
+    "files_digest",
+    "json_digest",
+    "modules_digest",
+    "parts_digest",
+    "seed_digest",
+    "tensors_digest",
+    "text_digest",
+]
+
+
+def bytes_digest(data: bytes) -> str:
+    """SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def text_digest(text: str) -> str:
+    """SHA-256 of ``text`` as UTF-8."""
+    return bytes_digest(text.encode("utf-8"))
+
+
+def json_digest(value: object) -> str:
+    """SHA-256 of ``value`` written as JSON with sorted keys (``json.dumps(value, sort_keys=True)``)."""
+    return text_digest(json.dumps(value, sort_keys=True))
+
+
+def seed_digest(data: bytes) -> int:
+    """A non-negative 63-bit seed from ``data``: the first 8 bytes of its SHA-256, little-endian."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") & (2**63 - 1)
 
 
 def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -101,8 +101,6 @@ def expression_features(autoencoder: LatentAutoencoder, images: Tensor,
     and columns), laid out as :func:`readout_layout` says. ``mirror=True`` returns the mean of the
     features of each crop and of its mirror image (twice the work; less noise from a face's two sides).
     """
-    if autoencoder.cfg.shared_trunk:
-        raise ValueError("expression features need the four separate encoders (not shared_trunk)")
     _check(readout, autoencoder.cfg.image_size)
     if mirror:
         both = expression_features(autoencoder, torch.cat([images, images.flip(-1)]), readout)

@@ -14,7 +14,6 @@ The :mod:`latentface_sdk.pipeline` calls these once per batch; the encoder assem
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
@@ -24,6 +23,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .digests import bytes_digest, seed_digest
 from .expression import EXPRESSION_READOUT, MapReadout, expression_features
 from .mesh import FaceMesh, face_mesh
 from .models.autoencoder import LatentAutoencoder, Latents
@@ -122,11 +122,7 @@ def read_expression(autoencoder: LatentAutoencoder, batch: CropBatch,
 
 
 def _seed_from(*parts: bytes | str | int) -> int:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else str(p).encode())
-        h.update(b"|")
-    return int.from_bytes(h.digest()[:8], "little") & (2**63 - 1)
+    return seed_digest(b"".join((p if isinstance(p, bytes) else str(p).encode()) + b"|" for p in parts))
 
 
 def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion, batch: CropBatch, *,
@@ -152,7 +148,7 @@ def identity_noise(crops: np.ndarray, which: str, *, seed: int, num_samples: int
     sample-major (``which``: ``"texture"`` or ``"shape"``). Each crop's rows come from a generator seeded by ``seed``,
     ``which`` and the crop's SHA-256, so
     a face gets the same noise whatever batch it comes in (and in every backend that draws it here)."""
-    digests = [hashlib.sha256(c.tobytes()).digest() for c in crops]
+    digests = [bytes.fromhex(bytes_digest(c.tobytes())) for c in crops]
     noise = torch.empty(num_samples, len(digests), dim)
     for m, digest in enumerate(digests):
         g = torch.Generator().manual_seed(_seed_from("rdm", seed, which, digest))

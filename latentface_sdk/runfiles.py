@@ -5,7 +5,6 @@ timestamps, so an interrupted and an uninterrupted run give the same bytes), and
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,6 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .atomic import atomic_write
+from .digests import json_digest
 
 __all__ = ["PARTS_FORMAT", "Summary", "assemble_npz", "chunks", "part_done", "prepare_parts", "progress_bar",
            "run_key", "save_part", "stored_key", "summary_of", "write_png"]
@@ -94,7 +94,7 @@ def run_key(command: str, options: dict[str, Any], model_id: str, paths: list[st
             stats.append([path, None, None])
     payload = {"format": PARTS_FORMAT, "command": command, "options": options, "model": model_id,
                "inputs": stats, "chunk": chunk}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_digest(payload)
 
 
 def prepare_parts(parts_dir: Path, key: str) -> None:

@@ -17,7 +17,7 @@ from latentface_sdk import FaceEncoder, cli
 ray = pytest.importorskip("ray", reason="needs the [ray] extra (pip install 'latentface-sdk[ray]')")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from latentface_sdk.integrations.ray import FaceEncodeBatches, encode_batch  # noqa: E402
+from latentface_sdk.integrations.ray import FaceEncodeBatches, encode_batch, model_id_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,17 @@ def _table_arrays(table: object) -> dict[str, np.ndarray]:
     return out
 
 
+def _npz_rows(path: Path) -> dict[str, np.ndarray]:
+    """The rows of a ``latentface encode`` .npz, its per-file arrays spread over the rows as Ray has them."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    n = len(arrays["names"])
+    arrays["inputs"] = arrays["inputs"][arrays["source"]]
+    arrays["model"] = np.asarray([str(arrays["model"])] * n)
+    del arrays["run_key"]  # what a resumed run checks: a Ray run is not resumed
+    return arrays
+
+
 def test_encode_batch_names_rows_by_path_and_keeps_bad_inputs(model_dir: Path, folder: Path) -> None:
     enc = FaceEncoder.from_pretrained(model_dir)
     paths = sorted(str(p) for p in folder.iterdir())
@@ -79,6 +90,13 @@ def test_encode_batch_names_rows_by_path_and_keeps_bad_inputs(model_dir: Path, f
     assert "not an image file" in bad[str(folder / "e_text.png")]
     assert rows["ok"].sum() == 3  # obama + the two people
     assert table.schema.field("texture").type.list_size == 256
+    # no input list: no source; the model id is the one the CLI records
+    assert set(rows["source"]) == {-1} and list(rows["inputs"]) == list(rows["names"])
+    assert set(rows["model"]) == {model_id_of(enc.config)} and "@" in rows["model"][0]
+    sourced = _table_arrays(encode_batch(enc, data, paths, faces="all", sources=[10, 11, 12, 13, 14],
+                                         model_id="m@1"))
+    np.testing.assert_array_equal(sourced["source"], direct["source"] + 10)
+    assert set(sourced["model"]) == {"m@1"}
 
 
 def test_the_callable_class_takes_ray_batches(model_dir: Path, folder: Path) -> None:
@@ -93,28 +111,48 @@ def test_the_callable_class_takes_ray_batches(model_dir: Path, folder: Path) -> 
         batches({"path": np.asarray([path]), "pixels": np.zeros((1, 4, 4, 3))})
 
 
+def test_the_callable_class_names_rows_by_the_input_list(model_dir: Path, folder: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file Ray read gets the index and the name of its entries in the input list; a file listed
+    twice (by two names) gives the rows of each entry, a file not listed keeps the path Ray read."""
+    monkeypatch.chdir(folder.parent)
+    inputs = [f"{folder.name}/b_two.jpg", f"{folder.name}/a_obama.jpg", str(folder / "a_obama.jpg")]
+    batches = FaceEncodeBatches(str(model_dir), faces="all", inputs=inputs)
+    read = [str(folder / n) for n in ("a_obama.jpg", "e_text.png", "b_two.jpg")]
+    rows = _table_arrays(batches({"bytes": np.asarray([Path(p).read_bytes() for p in read], dtype=object),
+                                  "path": np.asarray(read)}))
+    assert list(rows["source"]) == [1, 2, -1, 0, 0]
+    assert list(rows["names"]) == [inputs[1], inputs[2], read[1], inputs[0], inputs[0]]
+    assert list(rows["inputs"]) == list(rows["names"])
+    assert rows["errors"][2].startswith(read[1] + ": ")
+    assert set(rows["model"]) == {model_id_of(batches.encoder.config, model_dir)}
+
+
 def test_cli_on_ray_writes_the_rows_of_the_local_cli(model_dir: Path, folder: Path, tmp_path: Path,
-                                                     local_ray: None, capsys: pytest.CaptureFixture[str]) -> None:
+                                                     local_ray: None, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same columns, same rows, same names: a relative input folder is named relatively in both."""
+    monkeypatch.chdir(folder.parent)
     local = tmp_path / "local.npz"
-    assert cli.main(["encode", str(folder), "-o", str(local), "--model", str(model_dir), "--faces", "all",
+    assert cli.main(["encode", folder.name, "-o", str(local), "--model", str(model_dir), "--faces", "all",
                      "--no-progress"]) == 1
     out = tmp_path / "parquet"
-    code = cli.main(["encode", str(folder), "-o", str(out), "--model", str(model_dir), "--faces", "all",
+    code = cli.main(["encode", folder.name, "-o", str(out), "--model", str(model_dir), "--faces", "all",
                      "--engine", "ray", "--workers", "2", "--batch-size", "2", "--no-progress"])
     assert code == 1  # the bad inputs are reported, as by the local command
     err = capsys.readouterr().err
     assert "d_broken.jpg" in err and "e_text.png" in err and "c_grey.png" in err
-    with np.load(local) as z:
-        want = {k: z[k] for k in ("texture", "shape", "pose", "light", "boxes", "scores", "ok", "errors", "names")}
-    want["names"] = np.asarray([str(Path(n).resolve()) for n in want["names"]])
+    want = _npz_rows(local)
+    assert not Path(want["names"][0]).is_absolute()
     got = _table_arrays(pq.read_table(out))
     assert set(got) == set(want)
     want, got = _sorted_rows(want), _sorted_rows(got)
-    assert list(got["names"]) == list(want["names"])
+    for key in ("names", "inputs", "errors", "model"):
+        assert list(got[key]) == list(want[key]), key
+    np.testing.assert_array_equal(got["source"], want["source"])
     np.testing.assert_array_equal(got["ok"], want["ok"])
     for key in ("texture", "shape", "pose", "light", "boxes", "scores"):
         np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-4, equal_nan=True, err_msg=key)
-    assert [e.split(": ", 1)[-1] for e in got["errors"]] == [e.split(": ", 1)[-1] for e in want["errors"]]
 
 
 def test_cli_on_ray_refuses_a_non_empty_folder(model_dir: Path, folder: Path, tmp_path: Path,

@@ -16,12 +16,23 @@ or from a shell, over the same inputs as the one-machine command::
     latentface encode photos/ -o features/ --engine ray --workers 8 [--address auto]
 
 Rows: one per face, as in the ``.npz`` of ``latentface encode``/``disentangle`` and with the same
-columns (``texture``, ``shape``, ``pose``, ``light``, ``boxes``, ``scores``, ``ok``, ``errors``, ``names``;
-``disentangle`` adds ``identity_*`` and ``expression_*``), vectors as fixed-size float32 lists that
-pandas, Polars, DuckDB and Spark read as they are. ``names`` is the path Ray read (absolute for local
-files); there is no ``source`` column, since a distributed read has no global input order: join on
-``names``. An input that cannot be decoded, or holds no face, is one row with ``ok`` false and the
-reason in ``errors`` (NaN vectors): nothing is dropped and no bad file stops the job.
+columns and the same names: ``texture``, ``shape``, ``pose``, ``light``, ``boxes``, ``scores``, ``ok``,
+``errors``, ``names`` and ``source`` (``disentangle`` adds ``identity_*`` and ``expression_*``), vectors as
+fixed-size float32 lists that pandas, Polars, DuckDB and Spark read as they are. The ``.npz``'s per-file
+arrays become columns of every row: ``model`` is the model id (``NAME@SHA256`` of the weights, as the
+``.npz``'s scalar ``model``) and ``inputs`` the path of the row's own input, so that ``inputs`` is
+``names`` and the ``.npz``'s ``inputs`` array is ``inputs`` taken once per ``source``, in ``source`` order.
+The ``.npz``'s ``run_key`` (what a resumed run checks) has no column: a Ray run is not resumed, Ray
+retries its tasks instead. Rows come in no particular order; sort on ``source`` for the ``.npz``'s.
+
+``source`` and the names need the run's input list, which :func:`encode_files` (``--engine ray``) passes
+on: ``source`` is the index of the row's input in that list (the inputs in command-line order, each
+folder's files sorted, as :func:`latentface_sdk.cli.collect_inputs` lists them) and the names are the paths
+as that list gives them (relative where the command line was), in ``names``, ``inputs`` and the leading
+name of ``errors``. Without the list (:class:`FaceEncodeBatches` over a read of your own), a distributed
+read has no global input order: ``source`` is -1 and the names are the paths Ray read; join on ``names``.
+An input that cannot be decoded, or holds no face, is one row with ``ok`` false and the reason in
+``errors`` (NaN vectors): nothing is dropped and no bad file stops the job.
 
 Needs ``pip install 'latentface-sdk[ray]'`` (Ray Data and PyArrow); nothing here is imported by
 ``import latentface_sdk``.
@@ -32,6 +43,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -39,9 +51,10 @@ import numpy as np
 if TYPE_CHECKING:
     import pyarrow
 
+    from ..config import ModelConfig
     from ..encoder import FaceEncoder
 
-__all__ = ["FaceEncodeBatches", "encode_batch", "encode_files", "require_ray"]
+__all__ = ["FaceEncodeBatches", "encode_batch", "encode_files", "model_id_of", "require_ray"]
 
 Operation = Literal["encode", "disentangle"]
 
@@ -67,19 +80,41 @@ def _renamed(error: str, old: str, new: str) -> str:
     return new + error[len(old):] if error.startswith(old) else error
 
 
+def model_id_of(config: ModelConfig, folder: str | os.PathLike[str] | None = None) -> str:
+    """``NAME@SHA256``: the model's name and its weights' digest, as ``latentface encode`` records it in
+    ``model`` (the checksum of ``config.json``, else the digest of ``folder``'s weights file; only the
+    name for a model that was never saved)."""
+    from ..config import WEIGHTS_NAME
+    from ..digests import file_digest
+
+    digest = config.checksum or (file_digest(Path(folder) / WEIGHTS_NAME) if folder is not None else None)
+    return f"{config.name}@{digest}" if digest else config.name
+
+
+def _input_key(path: str, root: str | None = None) -> str:
+    """The form in which an input path (relative to ``root``, default: the current folder) and the path
+    Ray read of it are compared."""
+    return os.path.normpath(os.path.join(root or os.getcwd(), path))
+
+
 def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[str], *,
                  operation: Operation = "encode", detect: bool = True, faces: Literal["largest", "all"] = "largest",
                  batch_size: int = 64, steps: int | None = None, seed: int | None = 0, num_samples: int = 1,
-                 init: Literal["noise", "zero"] | None = None) -> pyarrow.Table:
+                 init: Literal["noise", "zero"] | None = None, sources: Sequence[int] | None = None,
+                 model_id: str | None = None) -> pyarrow.Table:
     """Rows of one batch: every input (file bytes, a path, an array, ...) named by its entry in ``paths``.
 
-    The rows are those of ``encoder.encode`` (or ``disentangle``) on the batch, with ``names`` and the
-    ``errors`` naming the path instead of ``item k``; see the module docstring for the columns.
+    The rows are those of ``encoder.encode`` (or ``disentangle``) on the batch, with ``names``, ``inputs``
+    and the ``errors`` naming the path instead of ``item k``; ``sources`` gives each input's index in the
+    run's input list (the ``source`` column; -1 for every row without it) and ``model_id`` the ``model``
+    column (default: :func:`model_id_of` of the encoder's config). See the module docstring for the columns.
     """
     import pyarrow as pa
 
     if len(images) != len(paths):
         raise ValueError(f"{len(images)} images but {len(paths)} paths")
+    if sources is not None and len(sources) != len(paths):
+        raise ValueError(f"{len(sources)} sources but {len(paths)} paths")
     if not images:
         raise ValueError("an empty batch")
     floats: tuple[str, ...]
@@ -96,6 +131,8 @@ def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[st
     names = [str(paths[int(i)]) for i in source]
     errors = [_renamed(str(e), f"item {int(i)}", str(paths[int(i)])) for e, i in zip(arrays["errors"], source,
                                                                                         strict=True)]
+    rows_source = [-1 if sources is None else int(sources[int(i)]) for i in source]
+    model = model_id_of(encoder.config) if model_id is None else model_id
     columns: dict[str, Any] = {}
     for key in floats:
         a = np.ascontiguousarray(arrays[key], dtype=np.float32)
@@ -104,6 +141,9 @@ def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[st
     columns["ok"] = pa.array(arrays["ok"].astype(bool))
     columns["errors"] = pa.array(errors, pa.string())
     columns["names"] = pa.array(names, pa.string())
+    columns["source"] = pa.array(rows_source, pa.int64())
+    columns["inputs"] = pa.array(names, pa.string())
+    columns["model"] = pa.array([model] * len(names), pa.string())
     return pa.table(columns)
 
 
@@ -113,6 +153,10 @@ class FaceEncodeBatches:
     Batches need a ``path`` column and either ``bytes`` (``read_binary_files(..., include_paths=True)``,
     the way that keeps undecodable files as rows) or ``image`` arrays (``read_images(...,
     include_paths=True)``). Returns a PyArrow table of rows (:func:`encode_batch`).
+    With ``inputs`` (the run's input paths, in order; relative ones to ``root``), each file Ray read is
+    matched to its entries in that list by absolute path: its rows carry the entry's index as ``source``
+    and the entry as its name (a file listed twice gives the rows of each entry, as ``latentface encode``
+    does; a file that matches no entry keeps ``source`` -1 and the path Ray read).
 
     Args:
         model: a model folder, a Hub id or ``None`` for the bundled weights, resolved on each worker
@@ -122,21 +166,31 @@ class FaceEncodeBatches:
         threads: torch threads per worker (1: give each worker one CPU, ``num_cpus=1``).
         detect, faces, batch_size, steps, seed, num_samples, init: as in :meth:`FaceEncoder.encode`
             and :meth:`FaceEncoder.disentangle`.
+        inputs: the run's input paths as the rows should name them (see above); ``None``: no ``source``.
+        root: the folder that relative ``inputs`` are relative to (Ray runs workers in folders of its
+            own, so pass the driver's current folder; default: the worker's).
+        model_id: the ``model`` column; default :func:`model_id_of` of the loaded model.
     """
 
     def __init__(self, model: str | None = None, *, operation: Operation = "encode", device: str = "auto",
                  threads: int = 1, detect: bool = True, faces: Literal["largest", "all"] = "largest",
                  batch_size: int = 64, revision: str | None = None, local_files_only: bool | None = None,
                  steps: int | None = None, seed: int | None = 0, num_samples: int = 1,
-                 init: Literal["noise", "zero"] | None = None) -> None:
+                 init: Literal["noise", "zero"] | None = None, inputs: Sequence[str] | None = None,
+                 root: str | None = None, model_id: str | None = None) -> None:
         from .. import hub
         from ..encoder import FaceEncoder
 
         folder = hub.resolve(model, revision=revision, local_files_only=local_files_only)
         self.encoder = FaceEncoder.from_pretrained(folder, device=device, threads=threads)
+        model_name = model_id_of(self.encoder.config, folder) if model_id is None else model_id
         self.options: dict[str, Any] = {"operation": operation, "detect": detect, "faces": faces,
                                         "batch_size": batch_size, "steps": steps, "seed": seed,
-                                        "num_samples": num_samples, "init": init}
+                                        "num_samples": num_samples, "init": init, "model_id": model_name}
+        self.inputs = None if inputs is None else [str(p) for p in inputs]
+        self.entries: dict[str, list[int]] = {}
+        for i, name in enumerate(self.inputs or []):
+            self.entries.setdefault(_input_key(name, root), []).append(i)
 
     def __call__(self, batch: dict[str, Any]) -> pyarrow.Table:
         if "path" not in batch:
@@ -148,13 +202,24 @@ class FaceEncodeBatches:
         else:
             raise KeyError("the batch needs a 'bytes' column (ray.data.read_binary_files) or an 'image' "
                            f"column (ray.data.read_images); it has {sorted(batch)}")
-        return encode_batch(self.encoder, images, [str(p) for p in batch["path"]], **self.options)
+        paths = [str(p) for p in batch["path"]]
+        if self.inputs is None:
+            return encode_batch(self.encoder, images, paths, **self.options)
+        named: list[Any] = []
+        names: list[str] = []
+        sources: list[int] = []
+        for image, path in zip(images, paths, strict=True):
+            for i in self.entries.get(_input_key(path), [-1]):
+                named.append(image)
+                names.append(path if i < 0 else self.inputs[i])
+                sources.append(i)
+        return encode_batch(self.encoder, named, names, sources=sources, **self.options)
 
 
 def encode_files(files: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
                  operation: Operation = "encode", model: str | None = None, workers: int | None = None,
                  address: str | None = None, batch_size: int = 64, threads: int = 1, device: str = "cpu",
-                 progress: bool = True, **options: Any) -> str:
+                 progress: bool = True, model_id: str | None = None, **options: Any) -> str:
     """Encode image files on Ray and write the rows as Parquet files in the folder ``output``.
 
     ``address`` joins a running Ray cluster (``"auto"``, ``"ray://head:10001"``); without it, and when
@@ -164,6 +229,11 @@ def encode_files(files: Sequence[str | os.PathLike[str]], output: str | os.PathL
     read and write tasks, and the job would wait forever. Each copy runs ``threads`` torch threads.
     Other ``options`` (``detect``, ``faces``, ``steps``, ``seed``, ...) go to
     :class:`FaceEncodeBatches`. Returns the output folder.
+
+    The rows name each input as ``files`` gives it (relative paths stay relative) and carry its index
+    in ``files`` as ``source``; ``model_id`` sets the ``model`` column (default: :func:`model_id_of` of the
+    model each worker loads, which is what the one-machine command records). Each file is read once,
+    however many entries of ``files`` name it.
     """
     ray = require_ray()
     if not ray.is_initialized():
@@ -177,12 +247,14 @@ def encode_files(files: Sequence[str | os.PathLike[str]], output: str | os.PathL
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, threads) - 1)
-    paths = [os.path.abspath(os.fspath(f)) for f in files]
+    names = [os.fspath(f) for f in files]
+    paths = list(dict.fromkeys(_input_key(n) for n in names))
     dataset = ray.data.read_binary_files(paths, include_paths=True)
     rows = dataset.map_batches(
         FaceEncodeBatches,
         fn_constructor_kwargs={"model": model, "operation": operation, "device": device, "threads": threads,
-                               "batch_size": batch_size, **options},
+                               "batch_size": batch_size, "inputs": names, "root": os.getcwd(),
+                               "model_id": model_id, **options},
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads, batch_size=batch_size, batch_format="numpy",
     )
     out = os.fspath(output)

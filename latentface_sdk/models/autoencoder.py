@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..config import AutoencoderConfig
 from .decoders import ConfidenceNet, MapDecoder
-from .encoders import FeatureEncoder, NumericalEncoder, SharedEncoder
+from .encoders import FeatureEncoder, NumericalEncoder
 
 
 @dataclass
@@ -60,13 +60,10 @@ class LatentAutoencoder(nn.Module):
         self.cfg = cfg or AutoencoderConfig()
         self.cfg.validate()
         w, d = self.cfg.width, self.cfg.latent_dim
-        if self.cfg.shared_trunk:
-            self.shared_encoder = SharedEncoder(d, self.cfg.pose_dim, self.cfg.light_dim, w)
-        else:
-            self.texture_encoder = FeatureEncoder(d, w)
-            self.shape_encoder = FeatureEncoder(d, w)
-            self.pose_encoder = NumericalEncoder(self.cfg.pose_dim, w)
-            self.light_encoder = NumericalEncoder(self.cfg.light_dim, w)
+        self.texture_encoder = FeatureEncoder(d, w)
+        self.shape_encoder = FeatureEncoder(d, w)
+        self.pose_encoder = NumericalEncoder(self.cfg.pose_dim, w)
+        self.light_encoder = NumericalEncoder(self.cfg.light_dim, w)
         dw = self.cfg.decoder_width
         self.albedo_decoder = MapDecoder(3, d, dw)
         self.depth_decoder = MapDecoder(1, d, dw)
@@ -84,34 +81,22 @@ class LatentAutoencoder(nn.Module):
         self.register_buffer("depth_prior", self.cfg.depth_prior * face_bump(self.cfg.image_size), persistent=False)
 
     def encoders(self) -> list[nn.Module]:
-        """The image encoders (four, or the one shared trunk with its heads)."""
-        if self.cfg.shared_trunk:
-            return [self.shared_encoder]
+        """The four image encoders: texture, shape, pose, light."""
         return [self.texture_encoder, self.shape_encoder, self.pose_encoder, self.light_encoder]
-
-    def _pose_head(self) -> nn.Conv2d:
-        head = self.shared_encoder.pose_head if self.cfg.shared_trunk else self.pose_encoder.net[-2]
-        assert isinstance(head, nn.Conv2d)
-        return head
 
     def _init_flat_frontal(self) -> None:
         """Start from a flat canonical depth seen frontally (zeroed last layers of depth and pose).
-
-        With ``cfg.pose_init_scale > 0`` the pose head's weights start instead at that standard deviation
-        (bias zero): faces start at small, different poses rather than all frontal.
 
         With default initialisation the depth decoder starts as high-frequency noise (neighbouring
         pixels differ by ~0.04, slopes of ~13 pixel widths): rotated, such a surface is a field of
         slivers that the renderer must rasterise and the photometric loss cannot explain. From a flat,
         frontal start, relief and rotation grow only as the reconstruction asks for them.
         """
-        for head in (self.depth_decoder.net[-2], self._pose_head()):
+        for head in (self.depth_decoder.net[-2], self.pose_encoder.net[-2]):
             assert isinstance(head, nn.Conv2d)
             nn.init.zeros_(head.weight)
             if head.bias is not None:
                 nn.init.zeros_(head.bias)
-        if self.cfg.pose_init_scale > 0:
-            nn.init.normal_(self._pose_head().weight, std=self.cfg.pose_init_scale)
 
     @staticmethod
     def normalize(images: Tensor) -> Tensor:
@@ -121,10 +106,6 @@ class LatentAutoencoder(nn.Module):
     def encode(self, images: Tensor) -> Latents:
         """Encode images (B, 3, 64, 64) in [0, 1]."""
         x = self.normalize(images)
-        if self.cfg.shared_trunk:
-            raw = self.shared_encoder(x)
-            return Latents(texture=raw.texture, shape=raw.shape, pose=self.map_pose(raw.pose),
-                           light=self.map_light(raw.light))
         return Latents(
             texture=self.texture_encoder(x),
             shape=self.shape_encoder(x),

@@ -6,16 +6,11 @@
   vector squashed by tanh to [-1, 1]; :class:`~latentface_sdk.models.autoencoder.LatentAutoencoder`
   maps it to the parameter ranges.
 
-* :class:`SharedEncoder`: not in the paper. One trunk (the feature encoders' convolutions) with four
-  1x1 heads for texture, shape, pose and light: about a quarter of the four encoders' compute.
-
 ``width`` scales the channels (``width, 2 width, 4 width, 8 width``), so a CPU-sized model and the
 paper-sized one (width 64) share the code.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 from torch import Tensor, nn
 
@@ -88,28 +83,3 @@ class NumericalEncoder(nn.Module):
         """The output and the map after each of the four strided blocks (see :class:`FeatureEncoder`)."""
         return _run_blocks(self.net, x)
 
-
-class RawLatents(NamedTuple):
-    """The four encoder outputs before scaling: texture, shape (B, D); pose, light in [-1, 1] (tanh)."""
-
-    texture: Tensor
-    shape: Tensor
-    pose: Tensor
-    light: Tensor
-
-
-class SharedEncoder(nn.Module):
-    """Image (B, 3, 64, 64) in [-1, 1] -> :class:`RawLatents` through one trunk and four 1x1 heads."""
-
-    def __init__(self, latent_dim: int, pose_dim: int, light_dim: int, width: int = 32) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(*_trunk(width))
-        self.texture_head = nn.Conv2d(width * 8, latent_dim, 1)
-        self.shape_head = nn.Conv2d(width * 8, latent_dim, 1)
-        self.pose_head = nn.Conv2d(width * 8, pose_dim, 1)
-        self.light_head = nn.Conv2d(width * 8, light_dim, 1)
-
-    def forward(self, x: Tensor) -> RawLatents:
-        h = self.trunk(x)
-        return RawLatents(self.texture_head(h).flatten(1), self.shape_head(h).flatten(1),
-                          self.pose_head(h).flatten(1).tanh(), self.light_head(h).flatten(1).tanh())

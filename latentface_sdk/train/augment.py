@@ -12,10 +12,7 @@ see the same images as an uninterrupted one.
   photo archives and expression data sets.
 * Low resolution (:func:`low_resolution`): a share of the crops are shrunk to between 24 and 48 px
   and enlarged back, as the 48x48 faces of expression data sets (FER-2013) and small faces in
-  photos reach the model.
-* Coarse (:func:`coarse`): a 32 -> 64 px curriculum. For the recipe's first ``coarse_steps`` steps the
-  crops are shrunk to 32 px and enlarged back (area down, bilinear up), so the model first explains
-  the coarse structure (pose, light, the face's shape) before the fine detail.
+  photos reach the model. :func:`coarse` is the shrink and enlargement of one size.
 """
 
 from __future__ import annotations

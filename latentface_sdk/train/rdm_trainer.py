@@ -13,7 +13,6 @@ log) as one process with N times ``batch_groups``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import save_safetensors
 from ..config import RDMConfig
+from ..digests import seed_digest, text_digest
 from ..errors import ConfigError, DataError, WeightsError
 from ..models.rdm import DEFAULT_SNR_GAMMA, RepresentationDiffusion
 from .recipes import Stage2Config
@@ -50,8 +50,7 @@ LOG_NAME = "train_log.jsonl"
 
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """The CPU generator of one training step on one rank (a pure function of its arguments)."""
-    mixed = hashlib.sha256(f"stage2|{seed}|{step}|{rank}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(mixed[:8], "little") & (2**63 - 1))
+    return torch.Generator().manual_seed(seed_digest(f"stage2|{seed}|{step}|{rank}".encode()))
 
 
 def sample_batch(
@@ -219,7 +218,7 @@ def train_rdms(
     pair.rdm_texture.set_latent_statistics(tex[used])
     pair.rdm_shape.set_latent_statistics(shp[used])
     opt = torch.optim.Adam(pair.parameters(), lr=cfg.lr)
-    recipe = hashlib.sha256(f"{cfg.recipe_hash()}|{data_key}|{rcfg}".encode()).hexdigest()
+    recipe = text_digest(f"{cfg.recipe_hash()}|{data_key}|{rcfg}")
     start = _load_checkpoint(out, pair, opt, recipe, dev) if resume else 0
     model: nn.Module = pair
     if ddp.active:

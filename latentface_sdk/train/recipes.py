@@ -10,13 +10,21 @@ document a recipe, unknown or ill-typed keys are refused with the field named.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..config import AutoencoderConfig, CropConfig, RDMConfig, build_config, config_from_dict, load_json
+from ..config import (
+    DROPPED_LEVER,
+    AutoencoderConfig,
+    CropConfig,
+    RDMConfig,
+    RetiredField,
+    build_config,
+    config_from_dict,
+    load_json,
+)
+from ..digests import json_digest
 from ..errors import ConfigError
 from ..models.rdm import DEFAULT_SNR_GAMMA
 
@@ -71,9 +79,6 @@ class Stage1Config:
     #: extra weight of the feature-level loss around the eyes, brows and mouth (0 = off; an issue-24
     #: lever: a feature loss at the landmark regions)
     feature_region_weight: float = 0.0
-    #: 32 -> 64 px curriculum (not in the paper; 0 turns it off): for this many first steps the crops
-    #: lose their detail above 32 px (:func:`latentface_sdk.train.augment.coarse`)
-    coarse_steps: int = 0
     #: start from the weights of this stage-1 model folder (a fine-tuning run; fresh optimizer, step 0).
     #: Ignored when ``--resume`` finds a checkpoint.
     init_from: str | None = None
@@ -83,6 +88,12 @@ class Stage1Config:
     seed: int = 0
     device: str = "auto"
     name: str = "latentface-cpu-small"
+
+    #: Recipe fields of earlier versions that could take one value only
+    #: (:func:`~latentface_sdk.config.drop_retired`).
+    RETIRED: ClassVar[dict[str, RetiredField]] = {
+        "coarse_steps": RetiredField(0, f"the 32 -> 64 px curriculum was {DROPPED_LEVER}"),
+    }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "stage-1 config") -> Stage1Config:
@@ -203,4 +214,4 @@ class Stage2Config:
         d = self.to_dict()
         for k in ("steps", "checkpoint_every", "log_every", "encode_batch_size"):
             d.pop(k)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+        return json_digest(d)

@@ -40,7 +40,7 @@ from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
-from .augment import augment_plan, coarse
+from .augment import augment_plan
 from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .perceptual import build_feature_network
@@ -318,8 +318,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             "augment_grey_p": cfg.augment_grey_p, "augment_low_res_p": cfg.augment_low_res_p,
                             "region_weight": cfg.region_weight, "keypoint_blur": cfg.keypoint_blur,
                             "photo_confidence": cfg.photo_confidence,
-                            "feature_region_weight": cfg.feature_region_weight,
-                            "coarse_steps": cfg.coarse_steps, "init_from": cfg.init_from}
+                            "feature_region_weight": cfg.feature_region_weight, "init_from": cfg.init_from}
     if keypoints is not None:
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
@@ -331,8 +330,6 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             roll_p=cfg.augment_roll_p, grey_p=cfg.augment_grey_p,
                             low_res_p=cfg.augment_low_res_p)
         batch, landmarks = plan.apply(batch, landmarks)
-        if state.step < cfg.coarse_steps:
-            batch = coarse(batch)
         t0 = time.perf_counter()
         parts = trainer.step(batch, landmarks)
         monitor.add(trainer.last_pose, landmarks)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import os
 import sys
 import time
@@ -43,7 +41,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import ModelConfig
-from ..digests import array_digest, tensors_digest
+from ..digests import array_digest, json_digest, tensors_digest
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
 from .groups import (
     GroupedImages,
@@ -185,7 +183,7 @@ def train_stage2(
         keep = torch.randperm(len(index), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.max_groups]
         data = data.subset(np.sort(np.concatenate([index[i] for i in keep.tolist()])))
 
-    crop_key = hashlib.sha256(json.dumps(data.paths).encode()).hexdigest()[:16]
+    crop_key = json_digest(list(data.paths))[:16]  # a list: no keys to sort, the JSON of before
     crop_file = cache / f"crops-{crop_key}.npz"
 
     def _crops() -> Any:

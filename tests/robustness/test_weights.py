@@ -238,7 +238,7 @@ def test_pickled_weights_beside_a_missing_safetensors_are_refused_by_name(
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"version": 2}, "config version 2 is not supported"),
+        ({"version": 3}, "config version 3 is not supported"),
         ({"version": "1"}, "config version '1' is not supported"),
         ({"version": True}, "config version True is not supported"),
         ({"version": None}, "config version None is not supported"),

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .deploy.runtime import OnnxFaceEncoder
     from .encoder import FaceEncoder
     from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
+    from .video import VideoDecodeError, VideoEncoding
 
 _LAZY = {
     "FaceEncoder": ".encoder",
@@ -45,6 +46,8 @@ _LAZY = {
     "ExpressionFeatures": ".results",
     "Frontalized": ".results",
     "FaceMeshes": ".results",
+    "VideoEncoding": ".video",
+    "VideoDecodeError": ".video",
 }
 
 
@@ -71,6 +74,8 @@ __all__ = [
     "ExpressionFeatures",
     "Frontalized",
     "FaceMeshes",
+    "VideoEncoding",
+    "VideoDecodeError",
     "LatentFaceError",
     "InvalidImageError",
     "ImageTooLargeError",

@@ -26,7 +26,7 @@ from latentface_sdk.errors import InvalidImageError, NoFaceError
 gr = pytest.importorskip("gradio", reason="needs the [demo] extra (pip install 'latentface-sdk[demo]')")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from latentface_sdk.integrations.demo import SWEEP_YAWS, analyse, build_demo  # noqa: E402
+from latentface_sdk.integrations.demo import SWEEP_YAWS, analyse, build_demo, write_glb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,16 @@ def _not_blank(img: Image.Image | np.ndarray, min_std: float = 10.0) -> bool:
     return float(np.asarray(img, dtype=np.float32).std()) > min_std
 
 
+def _load_glb(path: str | Path):  # type: ignore[no-untyped-def]
+    """The .glb the page shows, read by pytorch3d.io (its glTF reader registered)."""
+    from pytorch3d.io import IO
+    from pytorch3d.io.experimental_gltf_io import MeshGlbFormat
+
+    io = IO()
+    io.register_meshes_format(MeshGlbFormat())
+    return io.load_mesh(str(path), include_textures=True, device="cpu")
+
+
 def test_analyse_shows_the_face_its_maps_and_views(encoder: FaceEncoder, photo: Path) -> None:
     r = analyse(encoder, photo, scale=2)
     for name in ("crop", "reconstruction", "albedo", "frontal", "sweep", "depth"):
@@ -55,6 +65,29 @@ def test_analyse_shows_the_face_its_maps_and_views(encoder: FaceEncoder, photo: 
     assert depth[50:78, 50:78].mean() > depth[:10, :10].mean()  # the face's middle is nearer than the corner
     assert set(r.latents) >= {"pose", "light", "texture", "shape", "box"}
     assert r.faces == 1 and abs(r.latents["pose"]["yaw"]) < 60
+    # the 3D view: the frontal mesh, as FaceEncoder.mesh gives it for this face
+    assert r.mesh is not None and len(r.mesh.vertices) > 1000 and len(r.mesh.faces) > 1000
+    same = encoder.mesh([str(photo)], view="frontal").meshes[0]
+    assert same is not None and np.allclose(same.vertices, r.mesh.vertices, atol=1e-5)
+
+
+def test_the_glb_the_page_shows_loads_with_pytorch3d(encoder: FaceEncoder, photo: Path, tmp_path: Path) -> None:
+    from latentface_sdk.integrations.demo import vertex_normals
+
+    mesh = analyse(encoder, photo, scale=1).mesh
+    assert mesh is not None
+    path = write_glb(mesh, tmp_path / "face.glb")
+    assert path.read_bytes()[:4] == b"glTF"
+    loaded = _load_glb(path)
+    assert np.allclose(loaded.verts_packed().numpy(), mesh.vertices, atol=1e-6)
+    assert np.array_equal(loaded.faces_packed().numpy(), mesh.faces)
+    colours = loaded.textures.verts_features_packed().numpy()  # linear, as glTF stores them
+    assert colours.shape == mesh.colors.shape and 0.0 <= colours.min() and colours.max() <= 1.0
+    srgb = np.where(colours <= 0.0031308, 12.92 * colours, 1.055 * np.power(colours, 1 / 2.4) - 0.055)
+    assert np.allclose(srgb, np.clip(mesh.colors, 0, 1), atol=1e-4)  # the albedo, back from linear
+    normals = vertex_normals(mesh.vertices, mesh.faces)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    assert (normals[:, 2] > 0).mean() > 0.95 and float(np.median(normals[:, 2])) > 0.4  # the face looks to +z
 
 
 def test_analyse_says_what_is_wrong(encoder: FaceEncoder, tmp_path: Path) -> None:
@@ -88,11 +121,17 @@ def served(encoder: FaceEncoder, photo: Path) -> Iterator[str]:
 def test_the_api_endpoint_through_gradio_client(served: str, photo: Path, tmp_path: Path) -> None:
     client = Client(served, verbose=False, download_files=str(tmp_path))
     out = client.predict(handle_file(str(photo)), api_name="/analyse")
-    found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note = out
+    found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note, mesh = out
     for path in (found, crop, rec, albedo, frontal, sweep):
         assert _not_blank(Image.open(path))
     assert Image.open(sweep).size[0] == len(SWEEP_YAWS) * Image.open(frontal).size[0]
     assert set(latents) >= {"pose", "light"} and "1 face(s) found" in note
+    assert str(mesh).endswith(".glb")  # the 3D view's file: loads, with the face's vertices and colours
+    loaded = _load_glb(mesh)
+    verts = loaded.verts_packed().numpy()
+    assert verts.shape[0] > 1000 and loaded.faces_packed().shape[0] > 1000
+    assert 0.1 < float(np.ptp(verts[:, 0])) < 0.3  # about 0.17 wide (the renderer's depth units)
+    assert loaded.textures.verts_features_packed().shape == (verts.shape[0], 3)
     grey = tmp_path / "grey.png"
     Image.new("RGB", (160, 120), (128, 128, 128)).save(grey)
     with pytest.raises(Exception, match="No face found"):
@@ -118,8 +157,10 @@ def test_the_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1700",
-                "--disable-gpu"):
+    # --enable-unsafe-swiftshader: WebGL on the CPU (recent Chromium no longer falls back to it by itself)
+    # for the 3D viewer's canvas.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1900",
+                "--disable-gpu", "--enable-unsafe-swiftshader"):
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
@@ -130,19 +171,39 @@ def test_the_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
         frontal = _wait(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, "#frontal img")
                                  if e.get_attribute("src")], "the frontal view")[0]
         sweep = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#sweep img"), "the yaw sweep")[0]
+        # the 3D viewer: a canvas of non-zero size once the photo is processed, drawing the face when the
+        # browser has WebGL
+        canvas = _wait(lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, "#mesh canvas")
+                                if c.rect["width"] > 50 and c.rect["height"] > 50], "the 3D viewer's canvas")[0]
+        webgl = browser.execute_script("const c = document.createElement('canvas');"
+                                       "return !!(c.getContext('webgl2') || c.getContext('webgl'));")
         time.sleep(1.0)  # let the images paint
         shot = tmp_path / "demo.png"
-        browser.save_screenshot(str(shot))
-        page = Image.open(shot).convert("RGB")
-        ratio = page.width / browser.execute_script("return window.innerWidth")
+
+        def screenshot() -> tuple[Image.Image, float]:
+            browser.save_screenshot(str(shot))
+            page = Image.open(shot).convert("RGB")
+            return page, page.width / browser.execute_script("return window.innerWidth")
+
+        def region(page: Image.Image, ratio: float, rect: dict[str, float]) -> Image.Image:
+            left, top = rect["x"] * ratio, rect["y"] * ratio
+            return page.crop((round(left), round(top), round(left + rect["width"] * ratio),
+                              round(top + rect["height"] * ratio)))
+
+        page, ratio = screenshot()
+        if webgl:  # the viewer loads the .glb after the images: wait until the face is drawn
+            end = time.monotonic() + 30.0
+            while not _not_blank(region(page, ratio, canvas.rect)) and time.monotonic() < end:
+                time.sleep(0.5)
+                page, ratio = screenshot()
+            assert _not_blank(region(page, ratio, canvas.rect)), "the 3D viewer's canvas stays blank"
         keep = os.environ.get("LATENTFACE_DEMO_SCREENSHOT")
-        if keep:  # the page down to the yaw sweep
-            bottom = round((sweep.rect["y"] + sweep.rect["height"] + 12) * ratio)
+        if keep:  # the page down to the 3D view
+            bottom = round((canvas.rect["y"] + canvas.rect["height"] + 12) * ratio)
             page.crop((0, 0, page.width, min(bottom, page.height))).save(keep, optimize=True)
-        box = frontal.rect
-        face = page.crop(tuple(round(v * ratio) for v in (box["x"], box["y"], box["x"] + box["width"],
-                                                           box["y"] + box["height"])))
+        face = region(page, ratio, frontal.rect)
         assert face.width > 20 and _not_blank(face), "the frontal face is blank in the screenshot"
+        assert sweep.rect["width"] > 0
         with urllib.request.urlopen(frontal.get_attribute("src")) as resp:  # the image the page shows
             assert _not_blank(Image.open(io.BytesIO(resp.read())))
     finally:

@@ -1,5 +1,5 @@
 """The demo page: upload a photo, see the face found, its albedo, depth and shading, a frontal view, a yaw
-sweep and the latents. A Gradio app over :class:`~latentface_sdk.FaceEncoder`.
+sweep, the face as a 3D mesh you can turn, and the latents. A Gradio app over :class:`~latentface_sdk.FaceEncoder`.
 
     latentface demo                     # http://127.0.0.1:7860
     python app.py                       # the same page, as a Hugging Face Space runs it
@@ -7,11 +7,25 @@ sweep and the latents. A Gradio app over :class:`~latentface_sdk.FaceEncoder`.
 :func:`analyse` does the work and returns a typed :class:`DemoResult` (no Gradio needed, e.g. in a
 notebook); :func:`build_demo` wraps it in a ``gradio.Blocks`` page whose button is also an API endpoint
 (``/analyse``, for ``gradio_client``). Needs ``pip install 'latentface-sdk[demo]'``.
+
+The 3D view is Gradio's ``Model3D`` (a Babylon.js viewer) showing the frontal mesh of
+:func:`~latentface_sdk.mesh.face_mesh` (what ``FaceEncoder.mesh(view="frontal")`` gives for the face) as a
+binary glTF (``.glb``, :func:`write_glb`: positions, normals, the albedo as vertex colours, a matte PBR
+material), one self-contained file that the viewer lights and shades. (In that viewer an ``.obj``
+without a material shows black, and its ``.mtl`` and texture PNG would have to be served beside it; a
+``.ply`` shows its colours, but duller and less shaded.)
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import struct
+import tempfile
+import threading
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +38,7 @@ from PIL import Image, ImageDraw
 from ..detection import crop_face, select_faces
 from ..errors import NoFaceError
 from ..images import ImageInput, to_rgb
+from ..mesh import FaceMesh, face_mesh
 from ..models.autoencoder import Latents
 from ..operations import RenderedViews, render_views
 
@@ -32,7 +47,8 @@ if TYPE_CHECKING:
 
     from ..encoder import FaceEncoder
 
-__all__ = ["DemoResult", "analyse", "build_demo", "example_photos", "require_gradio", "SWEEP_YAWS"]
+__all__ = ["DemoResult", "analyse", "build_demo", "example_photos", "require_gradio", "vertex_normals",
+           "write_glb", "SWEEP_YAWS"]
 
 #: The views of the yaw sweep, in degrees.
 SWEEP_YAWS = (-45, -30, -15, 0, 15, 30, 45)
@@ -64,6 +80,8 @@ class DemoResult:
         sweep: the face rendered at each yaw of :data:`SWEEP_YAWS`, left to right.
         latents: pose (degrees), light, and the texture and shape latents' sizes and first values.
         faces: how many faces MTCNN found in the photo.
+        mesh: the face as a 3D mesh, frontal (canonical pose): y up, facing +z (:mod:`latentface_sdk.mesh`);
+            :func:`write_glb` writes it as the page shows it, ``mesh.save`` as ``.obj`` or ``.ply``.
     """
 
     found: Image.Image
@@ -76,6 +94,7 @@ class DemoResult:
     sweep: Image.Image
     latents: dict[str, Any] = field(default_factory=dict)
     faces: int = 1
+    mesh: FaceMesh | None = None
 
 
 def _image(x: torch.Tensor, scale: int) -> Image.Image:
@@ -151,7 +170,100 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
         sweep=_image(torch.cat(views, dim=2), scale),
         latents=latents,
         faces=len(boxes),
+        mesh=face_mesh(front.depth[0], front.albedo[0], focal=encoder.renderer.focal,
+                       centre_depth=encoder.renderer.centre_depth),
     )
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals ``(V, 3)`` float32: the area-weighted sum of the normals of each vertex's triangles
+    (counter-clockwise triangles: the normals point to the side they are seen counter-clockwise from)."""
+    v = vertices.astype(np.float64)
+    a, b, c = (v[faces[:, k]] for k in range(3))
+    per_face = np.cross(b - a, c - a)  # length = twice the area
+    normals = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], per_face)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return normals.astype(np.float32)
+
+
+def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    c = np.clip(c.astype(np.float64), 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+_GLB_MAGIC, _GLB_JSON, _GLB_BIN = 0x46546C67, 0x4E4F534A, 0x004E4942
+_FLOAT, _UINT32 = 5126, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+def write_glb(mesh: FaceMesh, path: str | os.PathLike[str]) -> Path:
+    """Write ``mesh`` as a binary glTF 2.0 file (``.glb``): one triangle primitive with positions, vertex
+    normals (:func:`vertex_normals`), the albedo as vertex colours (``COLOR_0``, linear as glTF wants) and a
+    matte material. glTF's axes are the mesh's (y up, the front facing +z). ``pytorch3d.io.IO`` reads it
+    back once ``pytorch3d.io.experimental_gltf_io.MeshGlbFormat`` is registered. Returns the path."""
+    verts = np.ascontiguousarray(mesh.vertices, dtype=np.float32)
+    faces = np.ascontiguousarray(mesh.faces, dtype=np.int64)
+    if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) == 0 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"expected vertices (V, 3) and faces (F, 3), V > 0; got {verts.shape} and {faces.shape}")
+    arrays = [(verts, "VEC3", _FLOAT, _ARRAY_BUFFER), (vertex_normals(verts, faces), "VEC3", _FLOAT, _ARRAY_BUFFER),
+              (_srgb_to_linear(mesh.colors), "VEC3", _FLOAT, _ARRAY_BUFFER),
+              (faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT32, _ELEMENT_ARRAY_BUFFER)]
+    blob = bytearray()
+    views: list[dict[str, Any]] = []
+    accessors: list[dict[str, Any]] = []
+    for i, (arr, kind, component, target) in enumerate(arrays):
+        data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data), "target": target})
+        blob += data + b"\0" * (-len(data) % 4)  # every view starts on a 4-byte boundary
+        accessors.append({"bufferView": i, "componentType": component, "count": int(arr.shape[0]), "type": kind})
+    accessors[0]["min"] = [float(x) for x in verts.min(axis=0)]  # glTF requires the positions' bounds
+    accessors[0]["max"] = [float(x) for x in verts.max(axis=0)]
+    doc = {
+        "asset": {"version": "2.0", "generator": "latentface_sdk.integrations.demo"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "face"}],
+        "meshes": [{"name": "face", "primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1, "COLOR_0": 2},
+                                                    "indices": 3, "material": 0, "mode": 4}]}],
+        "materials": [{"name": "albedo", "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0],
+                                                                  "metallicFactor": 0.0, "roughnessFactor": 0.8}}],
+        "buffers": [{"byteLength": len(blob)}], "bufferViews": views, "accessors": accessors,
+    }
+    text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as fh:
+        fh.write(struct.pack("<III", _GLB_MAGIC, 2, 12 + 8 + len(text) + 8 + len(blob)))
+        fh.write(struct.pack("<II", len(text), _GLB_JSON) + text)
+        fh.write(struct.pack("<II", len(blob), _GLB_BIN) + bytes(blob))
+    return out
+
+
+class _MeshFiles:
+    """The mesh files handed to Gradio (which copies each into its cache): written in a temporary folder
+    of their own, the oldest removed beyond ``keep``, the folder removed with the page."""
+
+    def __init__(self, keep: int = 32) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="latentface-demo-"))
+        self._written: deque[Path] = deque()
+        self._keep = keep
+        self._lock = threading.Lock()
+        weakref.finalize(self, _remove_folder, self.folder)
+
+    def write(self, mesh: FaceMesh) -> str:
+        fd, name = tempfile.mkstemp(dir=self.folder, prefix="face-", suffix=".glb")
+        os.close(fd)
+        path = write_glb(mesh, name)
+        with self._lock:
+            self._written.append(path)
+            while len(self._written) > self._keep:
+                self._written.popleft().unlink(missing_ok=True)
+        return str(path)
+
+
+def _remove_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def example_photos(folder: str | os.PathLike[str] | None = None) -> list[str]:
@@ -168,8 +280,8 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
     """The Gradio page over ``encoder`` (default: ``FaceEncoder.from_pretrained(model)``).
 
     ``examples``: photo paths offered under the upload box (default :func:`example_photos`). The
-    button's function is exposed as the API endpoint ``/analyse`` (one photo in, the images and the
-    latents out). Launch with ``.launch()``.
+    button's function is exposed as the API endpoint ``/analyse`` (one photo in; out: the images, the
+    latents, a note and, last, the frontal mesh as a ``.glb``, :func:`write_glb`). Launch with ``.launch()``.
     """
     gr = require_gradio()
     from ..encoder import FaceEncoder
@@ -177,6 +289,7 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
 
     enc = encoder if encoder is not None else FaceEncoder.from_pretrained(model)
     photos = list(examples) if examples is not None else example_photos()
+    mesh_files = _MeshFiles()
 
     def run(photo: str | None) -> tuple[Any, ...]:
         if photo is None:
@@ -188,12 +301,14 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
         except InvalidImageError as exc:
             raise gr.Error(f"Cannot read this file: {exc}") from exc
         note = f"{r.faces} face(s) found; showing the largest."
+        mesh = mesh_files.write(r.mesh) if r.mesh is not None else None
         return (r.found, r.crop, r.reconstruction, r.albedo, r.depth, r.shading, r.frontal, r.sweep, r.latents,
-                note)
+                note, mesh)
 
     with gr.Blocks(title="LatentFace demo") as app:
         gr.Markdown("# LatentFace\nUpload a photo: the model finds the face, takes it apart into albedo, "
-                    "depth, shading, pose and light, and renders it from the front and from the side.")
+                    "depth, shading, pose and light, renders it from the front and from the side, and shows it "
+                    "as a 3D mesh you can turn.")
         with gr.Row():
             photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], elem_id="photo")
             found = gr.Image(label="Face found", interactive=False, elem_id="found")
@@ -208,8 +323,14 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
             frontal = gr.Image(label="Frontal", interactive=False, elem_id="frontal")
         sweep = gr.Image(label=f"Yaw sweep {SWEEP_YAWS[0]} to {SWEEP_YAWS[-1]} degrees", interactive=False,
                          elem_id="sweep")
-        latents = gr.JSON(label="Latents", elem_id="latents")
-        outputs = [found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note]
+        with gr.Row():
+            # camera (alpha, beta) in degrees: (90, 90) is straight in front of the face (+z); a little to
+            # its left and above, so that the first look already shows depth.
+            mesh = gr.Model3D(label="3D face (frontal mesh; drag to turn, scroll to zoom)", elem_id="mesh",
+                              camera_position=(65, 80, None), clear_color=(0.93, 0.93, 0.93, 1.0), height=420,
+                              interactive=False)
+            latents = gr.JSON(label="Latents", elem_id="latents")
+        outputs = [found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note, mesh]
         button.click(run, inputs=photo, outputs=outputs, api_name="analyse")
         if photos:
             gr.Examples(examples=[[p] for p in photos], inputs=photo, outputs=outputs, fn=run,

@@ -44,8 +44,16 @@ def card_summary(readme: Path, limit: int = 160) -> str:
         end = text.find("\n---", 3)
         text = text[end + 4:] if end >= 0 else ""
     paragraph: list[str] = []
+    fenced = False
     for line in text.splitlines():
         stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):  # a code block is never the summary
+            fenced = not fenced
+            if paragraph:
+                break
+            continue
+        if fenced:
+            continue
         if not stripped:
             if paragraph:
                 break

@@ -164,9 +164,15 @@ def parse_light(light: LightSpec) -> Tensor | None:
         if light == "neutral":
             return torch.tensor([NEUTRAL_LIGHT], dtype=torch.float32)
         raise ValueError(f"light must be 'same', 'neutral' or (ambient, diffuse, dx, dy) (got {light!r})")
-    values = torch.as_tensor(np.asarray(light, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    bad = ValueError(f"light must be 'same', 'neutral' or 4 finite numbers (got {light!r})")
+    if isinstance(light, (bytes, bytearray, dict)):
+        raise bad
+    try:
+        values = torch.as_tensor(np.asarray(light, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise bad from None
     if values.numel() != 4 or not torch.isfinite(values).all():
-        raise ValueError(f"light must be 'same', 'neutral' or 4 finite numbers (got {light!r})")
+        raise bad
     return values.reshape(1, 4)
 
 

@@ -1,13 +1,16 @@
-"""The latentface feature sets, read off a stand-in encoder with FaceEncoder's documented interface."""
+"""The latentface feature sets, read off a stand-in encoder with FaceEncoder's documented interface (and,
+last, off the tiny model itself)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from _tiny_model import save_tiny_model, synthetic_crops
 
 from latentface_sdk.config import CropConfig, ModelConfig
 from latentface_sdk.eval.features import FeatureContext, build_extractor, encoder_identity
@@ -115,3 +118,15 @@ def test_encoder_identity_falls_back_to_a_weights_digest() -> None:
     with torch.no_grad():
         holder.net.weight.add_(1.0)
     assert encoder_identity(holder) != a
+
+
+def test_eval_feature_sets_run_on_a_real_encoder(tmp_path: Path) -> None:
+    model_dir = save_tiny_model(tmp_path / "tiny-model")
+    ctx = FeatureContext(model=model_dir, device="cpu", batch_size=2, seed=0)
+    arr = np.stack(synthetic_crops())
+    for name, dim in (("latentface", 512), ("latentface-full", 522), ("latentface-verify", 1024),
+                      ("latentface-fer", 1024), ("latentface-id", 512)):
+        ext = build_extractor(name, ctx)
+        out = ext(arr)
+        assert out.shape == (5, dim) and out.dtype == np.float32 and np.isfinite(out).all(), name
+        assert "tiny-test@" in ext.identity()

@@ -228,21 +228,3 @@ def test_odd_names_give_a_weights_error_not_an_oserror(name: str, tmp_path: Path
     assert len(message) < 600  # a 5000-character name is shortened in the message
     with pytest.raises(WeightsError):
         FaceEncoder.from_pretrained(name, cache_dir=tmp_path, local_files_only=True)
-
-
-def test_list_pretrained_reads_bundled_and_cached_models(bundled: Path, model_dir: Path, tmp_path: Path) -> None:
-    from latentface_sdk import list_pretrained
-    from latentface_sdk.catalog import card_summary
-
-    (bundled / "other-model" / "README.md").write_text(
-        "---\nlicense: mit\n---\n\n# other-model\n\n| a | b |\n\nA tiny test model. It encodes noise.\n")
-    cache = tmp_path / "hf-cache"
-    _fake_cache(cache, "someone/latentface-test", model_dir)
-    (cache / "models--someone--broken" / "snapshots" / COMMIT).mkdir(parents=True)  # no files: not listed
-    models = list_pretrained(cache_dir=cache)
-    assert [(m.name, m.source) for m in models] == [(hub.DEFAULT_MODEL, "bundled"), ("other-model", "bundled"),
-                                                    ("someone/latentface-test", "hub-cache")]
-    assert models[1].summary == "A tiny test model." and models[0].summary == ""
-    assert models[2].checksum == FaceEncoder.from_pretrained(model_dir).config.checksum
-    assert card_summary(tmp_path / "missing.md") == ""
-    assert list_pretrained(cache_dir=tmp_path / "no-cache")[-1].name == "other-model"

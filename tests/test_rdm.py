@@ -278,3 +278,20 @@ def test_denoiser_shares_timestep_work_without_changing_results() -> None:
         other_t = model(z, torch.full((6,), 300), cond)
     torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(batch, other_t)  # the timestep still matters per row
+
+
+def test_sampling_from_given_noise_matches_the_generator_draw() -> None:
+    # The tiny test model's RDM (full-size latents) with non-trivial latent statistics.
+    from _tiny import tiny_config
+
+    rdm = RepresentationDiffusion(tiny_config().rdm).eval()
+    rdm.set_latent_statistics(torch.randn(16, 256) * 0.5 + 0.1)
+    cond = torch.randn(3, 256)
+    for num_samples in (1, 2):
+        expected = rdm.sample(cond, steps=5, generator=torch.Generator().manual_seed(7),
+                              num_samples=num_samples)
+        noise = torch.randn(num_samples * 3, 256, generator=torch.Generator().manual_seed(7))
+        given = rdm.sample(cond, steps=5, num_samples=num_samples, noise=noise)
+        torch.testing.assert_close(given, expected)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        rdm.sample(cond, noise=torch.zeros(2, 256))

@@ -1,4 +1,4 @@
-"""``python -m latentface_sdk.train stage1|stage2 ...`` (also the ``latentface-train`` console script)."""
+"""``python -m latentface_sdk.train stage1|stage2|export|bundle|split|join ...`` (also ``latentface-train``)."""
 
 from __future__ import annotations
 
@@ -33,14 +33,117 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def bundle_main(argv: list[str]) -> int:
+    """``latentface-train bundle``: pack a stage-1 recipe's crops and landmarks into one training bundle."""
+    import argparse
+    import logging
+    from pathlib import Path
+
+    from ..errors import LatentFaceError
+    from .bundle import DEFAULT_QUALITY, pack_bundle
+    from .recipes import Stage1Config
+
+    parser = argparse.ArgumentParser(
+        prog="latentface-train bundle", description=bundle_main.__doc__,
+        epilog="example:\n  latentface-train bundle --config latentface_sdk/train/configs/stage1_default.json \\\n"
+        "      --shared-root ../shared/data --cache-dir runs/cache --out stage1_default.bundle\n"
+        "then, on a machine without the data:\n"
+        "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_gpu.json \\\n"
+        "      --bundle stage1_default.bundle --out runs/stage1-gpu",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
+    parser.add_argument("--out", type=Path, required=True, help="the bundle file to write")
+    parser.add_argument("--shared-root", type=Path, help="folder of the shared data sets (for shared:* sources)")
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
+                        help="where face crops are cached (the trainer's cache; default runs/cache)")
+    parser.add_argument("--max-images", type=int, help="use only the first N images (a sample)")
+    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality of the stored crops")
+    parser.add_argument("--subsampling", choices=("4:4:4", "4:2:0"), default="4:4:4",
+                        help="JPEG chroma subsampling (4:2:0: smaller, colour less exact)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = Stage1Config.load(args.config) if args.config else Stage1Config()
+        if args.shared_root is not None:
+            cfg.shared_root = str(args.shared_root)
+        if args.max_images is not None:
+            cfg.max_images = args.max_images
+        report = pack_bundle(cfg, args.out, cache_dir=args.cache_dir, quality=args.quality,
+                             subsampling=args.subsampling, progress=not args.no_progress)
+    except LatentFaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+def split_main(argv: list[str]) -> int:
+    """``latentface-train split``: write a checkpoint as safetensors parts under 16 MiB each (and an index)."""
+    import argparse
+
+    from ..errors import LatentFaceError
+    from .parts import DEFAULT_PART_BYTES, split_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="latentface-train split", description=split_main.__doc__,
+        epilog="example:\n  latentface-train split --checkpoint runs/stage1-gpu/checkpoint --out parts/\n"
+        "back here: latentface-train join --parts parts/ --out runs/stage1-gpu/checkpoint (then --resume),\n"
+        "or latentface-train stage1 --init-from parts/ ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or model folder (config.json, "
+                        "model.safetensors, optional trainer_state.pt)")
+    parser.add_argument("--out", required=True, help="folder for the parts")
+    parser.add_argument("--no-optimizer", action="store_true", help="the weights only (no trainer state)")
+    parser.add_argument("--max-mib", type=float, default=DEFAULT_PART_BYTES / 2**20,
+                        help="every file stays under this many MiB (default 16)")
+    args = parser.parse_args(argv)
+    try:
+        index = split_checkpoint(args.checkpoint, args.out, optimizer=not args.no_optimizer,
+                                 max_bytes=int(args.max_mib * 2**20))
+    except (LatentFaceError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    files = sorted(p for p in index.parent.iterdir() if p.name.endswith(".safetensors") or p == index)
+    for f in files:
+        print(f"{f} {f.stat().st_size / 2**20:.2f} MiB")
+    return 0
+
+
+def join_main(argv: list[str]) -> int:
+    """``latentface-train join``: reassemble a checkpoint in parts into a checkpoint folder (for --resume)."""
+    import argparse
+
+    from ..errors import LatentFaceError
+    from .parts import join_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="latentface-train join", description=join_main.__doc__,
+        epilog="example:\n  latentface-train join --parts parts/ --out runs/stage1-gpu/checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", required=True, help="folder of model-*/trainer-*.safetensors parts")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    args = parser.parse_args(argv)
+    try:
+        folder = join_checkpoint(args.parts, args.out)
+    except (LatentFaceError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to the stage-1 or stage-2 trainer."""
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: latentface-train {stage1,stage2,export} [options]   (add --help after the command for its "
-             "options)\n\nexamples:\n"
+    usage = ("usage: latentface-train {stage1,stage2,export,bundle,split,join} [options]   (add --help after the "
+             "command for its options)\n\nexamples:\n"
              "  latentface-train stage1 --out runs/stage1 --shared-root ../shared/data\n"
              "  latentface-train stage2 --stage1 runs/stage1/model --out runs/stage2\n"
-             "  latentface-train export --model runs/stage2 --out weights/my-model --half")
+             "  latentface-train export --model runs/stage2 --out weights/my-model --half\n"
+             "  latentface-train bundle --config CONFIG.json --shared-root ../shared/data --out data.bundle\n"
+             "  latentface-train split --checkpoint runs/stage1/checkpoint --out parts/\n"
+             "  latentface-train join --parts parts/ --out runs/stage1/checkpoint")
     if not args or args[0] in ("-h", "--help"):
         print(usage)
         return 0 if args else 2
@@ -55,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         return stage2_main(rest)
     if stage == "export":
         return export_main(rest)
+    if stage == "bundle":
+        return bundle_main(rest)
+    if stage == "split":
+        return split_main(rest)
+    if stage == "join":
+        return join_main(rest)
     print(f"unknown stage {stage!r}\n{usage}", file=sys.stderr)
     return 2
 

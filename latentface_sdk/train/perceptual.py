@@ -10,6 +10,7 @@ network. Users who have VGG16 weights (converted to safetensors) can pass them t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -88,21 +89,20 @@ class MTCNNFeatures(nn.Module):
     with ``torch.load(weights_only=True)`` (tensors only). ONet's weights were converted from a model
     trained on transposed images, so the input is transposed in and the features transposed back
     (the feature map stays aligned with the image for the loss's confidence map). Parameters are frozen.
+
+    ``state``: the network's own state dict (``net.state_dict()``, as a training bundle carries it,
+    :mod:`latentface_sdk.train.bundle`) instead of the wheel's file: then facenet-pytorch is not needed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, state: Mapping[str, Tensor] | None = None) -> None:
         super().__init__()
-        import facenet_pytorch
-        from facenet_pytorch.models.mtcnn import ONet
-
-        path = Path(facenet_pytorch.__file__).parent / "data" / "onet.pt"
+        # ONet's conv1, prelu1, pool1, conv2, prelu2, pool2 (facenet_pytorch.models.mtcnn.ONet).
+        self.net = nn.Sequential(nn.Conv2d(3, 32, kernel_size=3), nn.PReLU(32), nn.MaxPool2d(3, 2, ceil_mode=True),
+                                 nn.Conv2d(32, 64, kernel_size=3), nn.PReLU(64), nn.MaxPool2d(3, 2, ceil_mode=True))
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a missing or unreadable file: say which
-            raise WeightsError(f"{path}: cannot read MTCNN ONet weights ({exc})") from exc
-        onet = ONet(pretrained=False)
-        onet.load_state_dict(state)
-        self.net = nn.Sequential(onet.conv1, onet.prelu1, onet.pool1, onet.conv2, onet.prelu2, onet.pool2)
+            self.net.load_state_dict(dict(state) if state is not None else _onet_state(), strict=True)
+        except RuntimeError as exc:
+            raise WeightsError(f"MTCNN feature weights do not match ONet's first two stages ({exc})") from exc
         self.requires_grad_(False)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -110,12 +110,30 @@ class MTCNNFeatures(nn.Module):
         return self.net(x.transpose(-1, -2)).transpose(-1, -2)
 
 
-def build_feature_network(kind: str = "random-conv", weights: str | Path | None = None, seed: int = 0) -> nn.Module:
-    """The feature network named ``kind``: 'random-conv', 'mtcnn' or 'vgg16' (which needs ``weights``)."""
+def _onet_state() -> dict[str, Tensor]:
+    """ONet's first two stages from the facenet-pytorch wheel, keyed as :class:`MTCNNFeatures`'s ``net``."""
+    import facenet_pytorch
+
+    path = Path(facenet_pytorch.__file__).parent / "data" / "onet.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a missing or unreadable file: say which
+        raise WeightsError(f"{path}: cannot read MTCNN ONet weights ({exc})") from exc
+    names = {"conv1": "0", "prelu1": "1", "conv2": "3", "prelu2": "4"}
+    return {f"{names[k.split('.')[0]]}.{k.split('.', 1)[1]}": v for k, v in state.items()
+            if k.split(".")[0] in names}
+
+
+def build_feature_network(kind: str = "random-conv", weights: str | Path | None = None, seed: int = 0,
+                          state: Mapping[str, Tensor] | None = None) -> nn.Module:
+    """The feature network named ``kind``: 'random-conv', 'mtcnn' or 'vgg16' (which needs ``weights``).
+
+    ``state``: the 'mtcnn' network's weights as :class:`MTCNNFeatures` takes them (from a training bundle).
+    """
     if kind == "random-conv":
         return RandomConvFeatures(seed=seed)
     if kind == "mtcnn":
-        return MTCNNFeatures()
+        return MTCNNFeatures(state)
     if kind == "vgg16":
         if weights is None:
             raise WeightsError("the 'vgg16' feature network needs a weights file (vgg16 state dict as safetensors)")

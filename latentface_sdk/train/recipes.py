@@ -26,9 +26,12 @@ from ..config import (
 )
 from ..digests import json_digest
 from ..errors import ConfigError
-from ..models.rdm import DEFAULT_SNR_GAMMA
 
 __all__ = ["DATA_KINDS", "DataSource", "Stage1Config", "Stage2Config"]
+
+#: :data:`latentface_sdk.models.rdm.DEFAULT_SNR_GAMMA`, repeated so that reading a recipe does not import
+#: diffusers (stage 1 trains without it; tests/test_bundle.py checks that the two agree).
+DEFAULT_SNR_GAMMA = 5.0
 
 #: Kinds of stage-2 data sources (identity groups).
 DATA_KINDS = ("celeba", "imfdb", "labels", "manifest", "voxceleb")
@@ -82,6 +85,14 @@ class Stage1Config:
     #: start from the weights of this stage-1 model folder (a fine-tuning run; fresh optimizer, step 0).
     #: Ignored when ``--resume`` finds a checkpoint.
     init_from: str | None = None
+    #: a training bundle (:mod:`latentface_sdk.train.bundle`: the crops and landmarks packed by
+    #: ``latentface-train bundle``) to train on instead of ``sources`` (which then are not read)
+    bundle: str | None = None
+    #: "bf16": the networks run under bfloat16 autocast, the renderer and the loss in float32
+    #: (:mod:`latentface_sdk.train.precision`); "off": float32 throughout
+    amp: str = "off"
+    #: store the weights and input batches channels-last (NHWC), for faster convolutions on GPUs
+    channels_last: bool = False
     log_every: int = 10
     grid_every: int = 250
     checkpoint_every: int = 250

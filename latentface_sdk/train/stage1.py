@@ -11,6 +11,11 @@ stage1 ...``). The run folder receives:
   ``torch.load(weights_only=True)``); ``--resume`` continues from it with the same data order;
 * ``model/``: the final model folder (stage 2 adds its RDMs to it).
 
+``--bundle FILE`` (recipe field ``bundle``) trains on a training bundle packed by ``latentface-train bundle``
+(:mod:`latentface_sdk.train.bundle`) instead of reading the photos; ``--init-from`` takes a model folder
+or a checkpoint in parts (:mod:`latentface_sdk.train.parts`). The recipe's ``amp`` ("bf16") and
+``channels_last`` options are in :mod:`latentface_sdk.train.precision`; docs/gpu.md has the GPU workflow.
+
 Multi-process training: ``torchrun --nproc_per_node N -m latentface_sdk.train stage1 ...`` (gloo on
 CPU, nccl on CUDA); rank 0 writes every file.
 """
@@ -35,15 +40,26 @@ from tqdm import tqdm
 
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import ModelConfig
-from ..cropset import prepare_crops
+from ..cropset import CropSet, prepare_crops
+from ..digests import json_digest
 from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
 from .augment import augment_plan
+from .bundle import Stage1Bundle, data_recipe, load_bundle
 from .data import CropDataset, resolve_sources
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
+from .parts import load_weights
 from .perceptual import build_feature_network
+from .precision import (
+    AutocastFeatures,
+    Float32Renderer,
+    amp_context,
+    as_float32,
+    check_amp,
+    to_channels_last,
+)
 from .recipes import Stage1Config
 from .runtime import (
     append_log,
@@ -141,28 +157,46 @@ def load_checkpoint(folder: Path, model: LatentAutoencoder, opt: torch.optim.Opt
 # ----------------------------------------------------------------------------------------- trainer
 
 
+def renderer_backend(name: str, device: torch.device) -> Literal["fast", "pytorch3d"]:
+    """The rasteriser of a recipe's ``renderer`` (``"auto"``, ``"fast"``, ``"pytorch3d"``) on ``device``.
+
+    ``"auto"`` is the vectorised ``fast`` rasteriser on every device, chosen by measured speed: on the CPU
+    it makes a step many times faster (benchmarks/train_speed.py), and on an H200 (2026-12, commit
+    9a84a52, default recipe, batch 256) it trained at 2,938 images/s against 1,236 with PyTorch3D's.
+    PyTorch3D's rasteriser stays the renderer of record: tests/test_renderer.py checks that the two agree.
+    """
+    if name in ("auto", "fast"):
+        return "fast"
+    if name == "pytorch3d":
+        return "pytorch3d"
+    raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {name!r})")
+
+
 class Stage1Trainer:
     """Holds the model, renderer, loss and optimizer of one stage-1 run (I/O lives in :func:`train`).
 
     ``keypoints`` (5, 2): canonical keypoint positions for the landmark loss (needed when
     ``cfg.lambda_landmark > 0``; :func:`latentface_sdk.landmarks.canonical_keypoints` of the data).
+    ``feature_state``: the ``mtcnn`` feature network's weights (from a training bundle) instead of
+    facenet-pytorch's file. ``cfg.amp``/``cfg.channels_last``: :mod:`latentface_sdk.train.precision`.
     """
 
-    def __init__(self, cfg: Stage1Config, device: torch.device, keypoints: np.ndarray | None = None) -> None:
+    def __init__(self, cfg: Stage1Config, device: torch.device, keypoints: np.ndarray | None = None,
+                 feature_state: dict[str, Tensor] | None = None) -> None:
         self.cfg = cfg
         self.device = device
+        self.amp = check_amp(cfg.amp)
         torch.manual_seed(cfg.seed)
         self.model = LatentAutoencoder(cfg.model).to(device)
         ae = self.model.cfg
-        backend: Literal["fast", "pytorch3d"]
-        if cfg.renderer == "auto":
-            backend = "pytorch3d" if device.type == "cuda" else "fast"
-        elif cfg.renderer in ("fast", "pytorch3d"):
-            backend = "fast" if cfg.renderer == "fast" else "pytorch3d"
-        else:
-            raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {cfg.renderer!r})")
-        self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)
-        self.features = build_feature_network(cfg.feature_net, cfg.vgg16_weights).to(device)
+        backend = renderer_backend(cfg.renderer, device)
+        renderer_type = FaceRenderer if self.amp == "off" else Float32Renderer
+        self.renderer = renderer_type(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2, backend)
+        features = build_feature_network(cfg.feature_net, cfg.vgg16_weights, state=feature_state).to(device)
+        if cfg.channels_last:
+            to_channels_last(self.model)
+            to_channels_last(features)
+        self.features: nn.Module = features if self.amp == "off" else AutocastFeatures(features, device.type)
         if cfg.lambda_landmark > 0 and keypoints is None:
             raise ConfigError("stage1.lambda_landmark > 0 needs landmarks in the training data")
         self.keypoints = None if keypoints is None else torch.as_tensor(keypoints, dtype=torch.float32)
@@ -190,8 +224,13 @@ class Stage1Trainer:
         """
         self.model.train()
         images = images.to(self.device, non_blocking=True)
+        if self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         lms = None if landmarks is None else landmarks.to(self.device)
-        rec, relit = self.forward(images)
+        with amp_context(self.device, self.amp):
+            rec, relit = self.forward(images)
+        if self.amp != "off":  # the loss in float32 (the feature network keeps its own autocast)
+            rec, relit = as_float32(rec), as_float32(relit)
         total, parts = self.loss(rec, images, self.features, lms)
         if relit is not None:
             cycle, cparts = light_cycle_loss(rec, relit)
@@ -204,13 +243,15 @@ class Stage1Trainer:
         parts["relief"] = depth_relief(rec.maps.depth.detach())
         if self.keypoints is not None:
             parts["nose_relief"] = nose_relief(rec.maps.depth.detach(), self.keypoints.to(self.device))
-        self.last_pose = rec.latents.pose.detach().cpu()
+        self.last_pose = rec.latents.pose.detach().float().cpu()
         return parts
 
     @torch.no_grad()
     def grid(self, images: Tensor) -> Image.Image:
         self.model.eval()
         images = images.to(self.device)
+        if self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return reconstruction_grid(images, reconstruct(self.model, self.renderer, images), self.renderer)
 
     def model_config(self, extra: dict[str, Any]) -> ModelConfig:
@@ -267,20 +308,46 @@ class PoseMonitor:
         return {k: round(v, 4) for k, v in out.items() if math.isfinite(v)}
 
 
-def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropDataset:
-    """Resolve the sources, crop every image with MTCNN once (cached) and keep the good crops."""
+def stage1_crops(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropSet:
+    """Resolve the sources and crop every image with MTCNN once (cached): one row per photo."""
     paths = resolve_sources(cfg.sources, cfg.shared_root)
     if cfg.max_images is not None:
         paths = paths[: cfg.max_images]
     crop = dataclasses.replace(cfg.crop, min_face_size=cfg.detect_min_face_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    crops = prepare_crops(paths, crop, detect=True, fallback="none",
-                          cache_file=cache_dir / f"stage1_crops_{len(paths)}.npz", progress=progress)
+    return prepare_crops(paths, crop, detect=True, fallback="none",
+                         cache_file=cache_dir / f"stage1_crops_{len(paths)}.npz", progress=progress)
+
+
+def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropDataset:
+    """Resolve the sources, crop every image with MTCNN once (cached) and keep the good crops."""
+    crops = stage1_crops(cfg, cache_dir, progress)
     good = crops.crops[crops.ok]
-    logger.info("stage1 data: %d images, %d usable crops, %s", len(paths), len(good), crops.counts())
+    logger.info("stage1 data: %d images, %d usable crops, %s", len(crops), len(good), crops.counts())
     if len(good) < cfg.batch_size:
         raise DataError(f"only {len(good)} usable face crops, fewer than one batch of {cfg.batch_size}")
     return CropDataset(good, flip=True, landmarks=crops.landmarks[crops.ok])
+
+
+def bundle_data(cfg: Stage1Config) -> Stage1Bundle:
+    """Read ``cfg.bundle`` and check it against the recipe.
+
+    The crop size and margin must be the recipe's (the model's config records them for inference):
+    :class:`ConfigError` otherwise. A bundle packed from other sources or detection settings is used
+    with a warning (its recipe hash is logged and kept in the model's metadata).
+    """
+    assert cfg.bundle is not None
+    bundle = load_bundle(cfg.bundle)
+    packed = bundle.manifest["recipe"]["crop"]
+    if packed["size"] != cfg.crop.size or packed["margin"] != cfg.crop.margin:
+        raise ConfigError(f"{cfg.bundle}: crops of size {packed['size']} with margin {packed['margin']}, the recipe "
+                          f"wants size {cfg.crop.size} with margin {cfg.crop.margin}; pack the bundle from this recipe")
+    if bundle.recipe_hash != json_digest(data_recipe(cfg)):
+        logger.warning("%s was packed from other data settings than this recipe's (%s); training on the bundle",
+                       cfg.bundle, bundle.manifest["recipe"])
+    if len(bundle) < cfg.batch_size:
+        raise DataError(f"{cfg.bundle}: only {len(bundle)} crops, fewer than one batch of {cfg.batch_size}")
+    return bundle
 
 
 def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path | None = None,
@@ -290,12 +357,21 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
     place = init_distributed(device)
     rank, world = place.rank, place.world
     out.mkdir(parents=True, exist_ok=True)
-    dataset = data if data is not None else prepare_data(cfg, cache_dir or out / "cache", progress and rank == 0)
+    bundle = bundle_data(cfg) if data is None and cfg.bundle is not None else None
+    if data is not None:
+        dataset = data
+    elif bundle is not None:
+        dataset = bundle.dataset()
+    else:
+        dataset = prepare_data(cfg, cache_dir or out / "cache", progress and rank == 0)
     keypoints = None
     if dataset.landmarks is not None and cfg.lambda_landmark > 0:
         keypoints = canonical_keypoints(dataset.landmarks)
         logger.info("canonical keypoints (u, v): %s", np.round(keypoints, 4).tolist())
-    trainer = Stage1Trainer(cfg, device, keypoints)
+    feature_state = None
+    if bundle is not None and bundle.features is not None and bundle.manifest.get("feature_net") == cfg.feature_net:
+        feature_state = bundle.features
+    trainer = Stage1Trainer(cfg, device, keypoints, feature_state)
     monitor = PoseMonitor()
     ckpt = out / "checkpoint"
     state = TrainState()
@@ -303,7 +379,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         state = load_checkpoint(ckpt, trainer.model, trainer.optimizer)
         logger.info("resumed from %s at step %d", ckpt, state.step)
     elif cfg.init_from is not None:
-        _, tensors = load_model_folder(Path(cfg.init_from))
+        _, tensors = load_weights(Path(cfg.init_from))
         load_part(trainer.model, tensors, "autoencoder.", cfg.init_from)
         logger.info("weights initialised from %s", cfg.init_from)
     n = len(dataset)
@@ -318,7 +394,11 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
                             "augment_grey_p": cfg.augment_grey_p, "augment_low_res_p": cfg.augment_low_res_p,
                             "region_weight": cfg.region_weight, "keypoint_blur": cfg.keypoint_blur,
                             "photo_confidence": cfg.photo_confidence,
-                            "feature_region_weight": cfg.feature_region_weight, "init_from": cfg.init_from}
+                            "feature_region_weight": cfg.feature_region_weight, "init_from": cfg.init_from,
+                            "amp": cfg.amp, "channels_last": cfg.channels_last}
+    if bundle is not None:
+        meta["bundle"] = {"file": Path(bundle.path).name, "recipe_hash": bundle.recipe_hash,
+                          "crops": len(bundle), "sources": bundle.manifest["recipe"]["sources"]}
     if keypoints is not None:
         meta["canonical_keypoints"] = np.round(keypoints, 5).tolist()
     while state.step < cfg.steps:
@@ -378,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         "      --shared-root ../shared/data --cache-dir runs/cache --resume\n"
         "  latentface-train stage1 --out runs/tiny --shared-root ../shared/data --max-images 256 --steps 20\n"
         "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_finetune.json \\\n"
-        "      --init-from runs/stage1/model --out runs/stage1-ft --shared-root ../shared/data",
+        "      --init-from runs/stage1/model --out runs/stage1-ft --shared-root ../shared/data\n"
+        "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_gpu.json \\\n"
+        "      --bundle stage1_default.bundle --out runs/stage1-gpu --device cuda",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
     parser.add_argument("--out", type=Path, required=True, help="run folder (logs, grids, checkpoints, model)")
@@ -388,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help="where face crops are cached (default RUN/cache)")
     parser.add_argument("--max-images", type=int, help="use only the first N images (quick runs)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--init-from", help="start from this stage-1 model folder's weights (fine-tuning)")
+    parser.add_argument("--init-from", help="start from the weights of this stage-1 model folder or checkpoint "
+                        "in parts (fine-tuning)")
+    parser.add_argument("--bundle", help="train on this training bundle (latentface-train bundle) instead of "
+                        "the recipe's sources")
+    parser.add_argument("--amp", choices=("off", "bf16"), help="override the recipe's mixed precision")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last weights and batches")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -403,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.device = args.device
     if args.init_from:
         cfg.init_from = args.init_from
+    if args.bundle:
+        cfg.bundle = args.bundle
+    if args.amp:
+        cfg.amp = args.amp
+    if args.channels_last:
+        cfg.channels_last = True
     final = train(cfg, args.out, resume=args.resume, cache_dir=args.cache_dir, progress=not args.no_progress)
     print(f"stage 1 model written to {final}")
     return 0

@@ -140,7 +140,7 @@ def score(arm: str, model: Path, runs: Path, data: Path) -> dict[str, Any]:
         "fer_expression_features_macro_f1": round(100 * fer["latentface-expression"]["macro_f1"], 2),
         "verify_z_exp": round(100 * ver["latentface"]["probe_accuracy"]["mean"], 2),
         "verify_z_exp_sem": round(100 * ver["latentface"]["probe_accuracy"]["sem"], 2),
-        "recon_l1": _recon(recon),
+        **pose_metrics(recon),
     }
     seconds = runs / slug(arm) / "seconds.txt"
     if seconds.is_file():
@@ -148,10 +148,17 @@ def score(arm: str, model: Path, runs: Path, data: Path) -> dict[str, Any]:
     return row
 
 
-def _recon(pose: dict[str, Any]) -> list[float] | None:
-    """The held-out reconstruction errors (UTKFace, celeba verify) of a pose_check.py JSON."""
-    vals = [r["recon_l1"] for r in pose.get("results", {}).values() if "recon_l1" in r]
-    return [round(float(v), 4) for v in vals] if vals else None
+def pose_metrics(pose: dict[str, Any]) -> dict[str, Any]:
+    """Held-out reconstruction error, yaw r, light elevation R^2 and keypoint pits (UTKFace, celeba verify)
+    of a pose_check.py JSON."""
+    sets = list(pose.get("results", {}).values())
+
+    def pick(key: str) -> list[float] | None:
+        vals = [r[key] for r in sets if key in r]
+        return [round(float(v), 4) for v in vals] if vals else None
+
+    return {"recon_l1": pick("recon_masked_l1"), "yaw_r": pick("yaw_r"),
+            "light_r2_elevation": pick("light_r2_elevation"), "keypoint_pits": pick("keypoint_pit_over_relief")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,10 @@
 """The benchmark suite's one command (run it from the repository root).
 
-    python -m benchmarks list                          # the registry: every benchmark and where its numbers go
-    python -m benchmarks run --all --threads 2         # the speed suite behind docs/benchmarks.md
-    python -m benchmarks run encode_speed onnx_speed   # some benchmarks, by name
-    python -m benchmarks run --all --quick             # tiny sizes into runs/benchmarks-quick/
-    python -m benchmarks report [--check]              # docs/benchmarks.md from the results files
+    python -m benchmarks list                         # the registry: every benchmark and where its numbers go
+    python -m benchmarks run --all --threads 2        # the speed suite behind docs/benchmarks.md
+    python -m benchmarks run encode_speed onnx_speed  # some benchmarks, by name
+    python -m benchmarks run --all --quick            # tiny sizes into runs/benchmarks-quick/
+    python -m benchmarks report [--check]             # docs/benchmarks.md from the results files
 
 ``run`` starts each script in its own process with the options it has (``--threads``, ``--repeats``,
 ``--quick``, ``--data``, ``--model``, ``--json`` into the results folder; ``--extra="..."`` passes more to
@@ -117,7 +117,8 @@ def _selected(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
     if args.all == bool(args.names):
         parser.error("name the benchmarks to run, or --all (not both)")
     try:
-        chosen = [b for b in registry.BENCHMARKS if b.in_all] if args.all else [registry.lookup(n) for n in args.names]
+        chosen = ([b for b in registry.BENCHMARKS if b.in_all] if args.all
+                  else [registry.lookup(n) for n in args.names])
     except KeyError as e:
         parser.error(str(e.args[0]))
     chosen = list({b.name: b for b in chosen}.values())
@@ -125,7 +126,8 @@ def _selected(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
         if b.kind == "tool":
             parser.error(f"{b.name} is a tool, not a benchmark: run `python benchmarks/{b.script}` yourself")
         if args.quick and "quick" not in b.options:
-            parser.error(f"{b.name} has no --quick (a full run takes about {b.minutes:.0f} min): run it without --quick")
+            parser.error(f"{b.name} has no --quick (a full run takes about {b.minutes:.0f} min): run it "
+                         "without --quick")
     if args.extra and len(chosen) != 1:
         parser.error("--extra passes arguments to one script: name exactly one benchmark")
     return chosen
@@ -140,8 +142,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[st
     if not args.all and seconds_file.is_file():  # a partial run keeps the other families' times
         seconds = json.loads(seconds_file.read_text(encoding="utf-8"))
     env = dict(os.environ)
-    print(f"== {len(chosen)} benchmark(s), about {sum(b.minutes for b in chosen):.0f} min; results in {_rel(out)}",
-          flush=True)
+    print(f"== {len(chosen)} benchmark(s), about {sum(b.minutes for b in chosen):.0f} min; results in "
+          f"{_rel(out)}", flush=True)
     for b in chosen:
         cmds = commands(b, args, out)
         script_command = " && ".join(shlex.join(c) for c in cmds)
@@ -192,7 +194,8 @@ def do_report(args: argparse.Namespace) -> int:
         if old != text:
             import difflib
 
-            diff = difflib.unified_diff(old.splitlines(), text.splitlines(), _rel(doc), "rendered", lineterm="", n=1)
+            diff = difflib.unified_diff(old.splitlines(), text.splitlines(), _rel(doc), "rendered",
+                                        lineterm="", n=1)
             print("\n".join(list(diff)[:60]))
             print(f"{_rel(doc)} differs from what the template and the results make: "
                   "run `python -m benchmarks report`", file=sys.stderr)
@@ -206,26 +209,33 @@ def do_report(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description="The benchmark suite: list, run, report.")
+    p = argparse.ArgumentParser(prog="python -m benchmarks",
+                                description="The benchmark suite: list, run, report.")
     sub = p.add_subparsers(dest="what", required=True)
     sub.add_parser("list", help="every benchmark: what it measures, where its numbers go, its results file")
-    r = sub.add_parser("run", help="run benchmarks (each in its own process), stamp their results, write the report")
+    r = sub.add_parser("run",
+                       help="run benchmarks (each in its own process), stamp their results, write the report")
     r.add_argument("names", nargs="*", help="benchmark names (see `list`), or their results file names")
     r.add_argument("--all", action="store_true", help="every benchmark marked `run --all` in the list")
     r.add_argument("--threads", type=int, help="torch threads (passed to the scripts that have --threads)")
     r.add_argument("--repeats", type=int, help="timed runs per figure (default: each benchmark's own)")
     r.add_argument("--quick", action="store_true", help="tiny sizes, to check that the scripts run "
                    f"(results into {_rel(QUICK_OUT)}/ unless --out)")
-    r.add_argument("--data", type=Path, help="the shared data folder (default: each script's, ../shared/data)")
+    r.add_argument("--data", type=Path,
+                   help="the shared data folder (default: each script's, ../shared/data)")
     r.add_argument("--model", help="model name or folder, for the scripts that take one")
     r.add_argument("--out", type=Path, help="results folder (default benchmarks/results; its report is "
                    "docs/benchmarks.md, any other folder's OUT/benchmarks.md)")
-    r.add_argument("--extra", default="", help="more arguments for the one script named, e.g. --extra='--faces 64'")
+    r.add_argument("--extra", default="",
+                   help="more arguments for the one script named, e.g. --extra='--faces 64'")
     r.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
     r.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    g = sub.add_parser("report", help="docs/benchmarks.md from benchmarks/templates/benchmarks.md and the results")
-    g.add_argument("--results", type=Path, default=report.RESULTS_DIR, help="results folder (default benchmarks/results)")
-    g.add_argument("--out", type=Path, help="the page to write (default docs/benchmarks.md; for another results "
+    g = sub.add_parser("report",
+                       help="docs/benchmarks.md from benchmarks/templates/benchmarks.md and the results")
+    g.add_argument("--results", type=Path, default=report.RESULTS_DIR,
+                   help="results folder (default benchmarks/results)")
+    g.add_argument("--out", type=Path,
+                   help="the page to write (default docs/benchmarks.md; for another results "
                    "folder, RESULTS/benchmarks.md)")
     g.add_argument("--check", action="store_true", help="write nothing; exit 1 when the page differs")
     return p

@@ -83,7 +83,8 @@ def load_model(device: str = "cpu", model: str | None = None) -> tuple[Any, str]
         return FaceEncoder.from_pretrained(BUNDLED, device=device), f"bundled weights `{BUNDLED}`"
     torch.manual_seed(0)
     return (FaceEncoder.from_config(device=device),
-            "random weights, `FaceEncoder.from_config(ModelConfig())` (the bundled weights were not there yet)")
+            "random weights, `FaceEncoder.from_config(ModelConfig())` "
+            "(the bundled weights were not there yet)")
 
 
 def celeba_paths(data: Path, n: int) -> list[Path]:
@@ -205,7 +206,8 @@ def top_functions(stats_obj: Any, rows: int = 8) -> list[dict[str, Any]]:
 
 
 def base_parser(description: str) -> Any:
-    """The options every benchmark script shares (``--threads``, ``--repeats``, ``--quick``, ``--data``, ``--json``)."""
+    """The options every benchmark script shares (``--threads``, ``--repeats``, ``--quick``, ``--data``,
+    ``--json``)."""
     import argparse
 
     p = argparse.ArgumentParser(description=description)
@@ -227,6 +229,7 @@ def goal_main(doc: str | None, run: Callable[[Any], dict[str, Any]], achieved_fo
     args = parser.parse_args(argv)
     result = run(args)
     g = result["goal"]
-    print(f"goal: {g['what']}: {format(g['achieved'], achieved_format)}{unit} ({'met' if g['met'] else 'missed'})")
+    print(f"goal: {g['what']}: {format(g['achieved'], achieved_format)}{unit} "
+          f"({'met' if g['met'] else 'missed'})")
     write_json(args.json, result)
     return 0

@@ -84,7 +84,8 @@ def worker(task: str, setting: str, faces: int, repeats: int, data: Path) -> dic
             for i in range(repeats + 1):
                 out = Path(tmp) / f"run{i}.npz"
                 t0 = time.perf_counter()
-                proc = subprocess.run([*cmd, "-o", str(out)], env=_env(setting), capture_output=True, text=True)
+                proc = subprocess.run([*cmd, "-o", str(out)], env=_env(setting), capture_output=True,
+                                      text=True)
                 seconds = time.perf_counter() - t0
                 if proc.returncode not in (0, 1):
                     raise SystemExit(f"latentface encode failed: {proc.stderr[-500:]}")
@@ -134,9 +135,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     if proc.returncode != 0:
                         raise SystemExit(f"worker {task}/{setting} failed:\n{proc.stderr[-2000:]}")
                     result = json.loads(proc.stdout.strip().splitlines()[-1])
-                    row = {"load": load, "competitor": args.competitor, "task": task, "setting": setting, "loadavg_before": round(before, 2),
-                           "loadavg_after": round(os.getloadavg()[0], 2), **result,
-                           "median": statistics.median(result["rates"])}
+                    row = {"load": load, "competitor": args.competitor, "task": task, "setting": setting,
+                           "loadavg_before": round(before, 2), "loadavg_after": round(os.getloadavg()[0], 2),
+                           **result, "median": statistics.median(result["rates"])}
                     rows.append(row)
                     print(f"load {load} {task:12s} {setting:10s} {row['median']:8.1f}/s "
                           f"(load avg {row['loadavg_after']})", flush=True)
@@ -159,7 +160,8 @@ def table(result: dict[str, Any]) -> str:
         for setting in dict.fromkeys(r["setting"] for r in rows):
             cells = []
             for n in loads:
-                r = next((x for x in rows if x["task"] == task and x["setting"] == setting and x["load"] == n), None)
+                r = next((x for x in rows if x["task"] == task and x["setting"] == setting
+                          and x["load"] == n), None)
                 cells.append("" if r is None else f"{r['median']:.1f} ({r['of_best'] * 100:.0f}%)")
             out.append(f"| {task} | {setting} | " + " | ".join(cells) + " |")
     return "\n".join(out)

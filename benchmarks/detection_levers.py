@@ -9,14 +9,14 @@ in one run and side by side (every ratio from runs that alternate on the same im
 2. **Where our time goes** on those photos: decoding, the detection copy (PIL downscale to ``max_side``),
    MTCNN's image pyramid (area resampling of the whole image at every scale), P-net, cutting the R-net and
    O-net candidates (one area resampling per candidate), R-net, O-net, the rest of the cascade (NMS, box
-   arithmetic, Python), and the rest of the pipeline (crop, encode: its time less decoding and detection). Measured by wrapping facenet-pytorch's resampling function and
-   networks inside this process only.
+   arithmetic, Python), and the rest of the pipeline (crop, encode: its time less decoding and detection).
+   Measured by wrapping facenet-pytorch's resampling function and networks inside this process only.
 3. **Lever: a smaller detection copy** (``FaceDetector(max_side=...)``; the SDK uses 1280): detection time
    on the photos and the faces found (score >= 0.9) per photo against facenet-pytorch on the full image.
 4. **Lever: batching MTCNN's stages across images of different sizes**, with the prototype
-   ``benchmarks/archive/mtcnn_cascade.py`` (R-net and O-net once per call for all images; image by image it gives
-   facenet-pytorch's boxes up to float rounding; batched, the convolutions round differently): detection time on the
-   photos' detection copies against the SDK's MTCNN calls, and how far the boxes move.
+   ``benchmarks/archive/mtcnn_cascade.py`` (R-net and O-net once per call for all images; image by image it
+   gives facenet-pytorch's boxes up to float rounding; batched, the convolutions round differently): detection
+   time on the photos' detection copies against the SDK's MTCNN calls, and how far the boxes move.
 5. **Lever: a cheaper pyramid** (the prototype with ``pyramid="chained"``: each level from the smallest
    level at least twice its size instead of from the full image): time, and faces found on the photos and
    the IMFDB stills against facenet-pytorch.
@@ -29,7 +29,8 @@ in one run and side by side (every ratio from runs that alternate on the same im
 
 Usage::
 
-    python benchmarks/detection_levers.py --threads 2 --repeats 3 --json benchmarks/results/detection_levers.json
+    python benchmarks/detection_levers.py --threads 2 --repeats 3 \
+        --json benchmarks/results/detection_levers.json
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def run(args: Any) -> dict[str, Any]:
             ours += _bench.time_runs(lambda strs=strs: enc.encode(strs), 1, warmup=0)
             theirs += _bench.time_runs(lambda paths=paths: peer(paths), 1, warmup=0)
         o, t = _bench.stats(ours), _bench.stats(theirs)
-        pipelines[name] = {"images": len(paths), "ours_s": o, "facenet_s": t, "ratio": t["median"] / o["median"]}
+        pipelines[name] = {"images": len(paths), "ours_s": o, "facenet_s": t,
+                           "ratio": t["median"] / o["median"]}
         print(f"{name}: ours {_bench.fmt(o, 3)} s, facenet-pytorch {_bench.fmt(t, 3)} s, "
               f"ratio {pipelines[name]['ratio']:.2f}x", flush=True)
 
@@ -190,13 +192,15 @@ def run(args: Any) -> dict[str, Any]:
         for k in STAGES:
             split[k].append(spent[k])
     where = {k: _bench.stats(v) for k, v in split.items()}
-    cascade_rest = where["detect"]["median"] - where["downscale"]["median"] - sum(where[k]["median"] for k in STAGES)
+    cascade_rest = (where["detect"]["median"] - where["downscale"]["median"]
+                    - sum(where[k]["median"] for k in STAGES))
     where["cascade_rest_s"] = cascade_rest
     # crop, encode and the SDK's own work: the pipeline's time less decoding and detection
-    where["crop_encode_rest_s"] = pipelines["photos"]["ours_s"]["median"] - where["decode"]["median"] - where["detect"]["median"]
+    where["crop_encode_rest_s"] = (pipelines["photos"]["ours_s"]["median"] - where["decode"]["median"]
+                                   - where["detect"]["median"])
     print("where our time goes on the photos (s): " + ", ".join(
-        f"{k} {where[k]['median']:.3f}" for k in split) + f", rest of the cascade {cascade_rest:.3f}, crop + encode "
-        f"+ the rest {where['crop_encode_rest_s']:.3f}", flush=True)
+        f"{k} {where[k]['median']:.3f}" for k in split) + f", rest of the cascade {cascade_rest:.3f}, "
+        f"crop + encode + the rest {where['crop_encode_rest_s']:.3f}", flush=True)
 
     # 3. the detection copy's size
     peer_counts = peer_faces(peer.mtcnn, rgbs, detector.crop.threshold)
@@ -247,8 +251,8 @@ def run(args: Any) -> dict[str, Any]:
                      if m.shape == d.boxes.shape and m.size), default=0.0)
         cascade[p] = {"detect_s": _bench.stats(t_casc[p]), "faces": cascade_counts(c, small),
                       "same_counts_as_sdk": same_counts, "max_box_difference_px": moved}
-        print(f"prototype cascade, {p} pyramid: {_bench.fmt(cascade[p]['detect_s'], 3)} s against the SDK's MTCNN "
-              f"calls {_bench.fmt(cascade['sdk_mtcnn_s'], 3)} s on the same detection copies; faces "
+        print(f"prototype cascade, {p} pyramid: {_bench.fmt(cascade[p]['detect_s'], 3)} s against the SDK's "
+              f"MTCNN calls {_bench.fmt(cascade['sdk_mtcnn_s'], 3)} s on the same detection copies; faces "
               f"{cascade[p]['faces']}, boxes move by up to {moved:.2g} px against the SDK's", flush=True)
 
     # 6. JPEG drafts
@@ -265,9 +269,11 @@ def run(args: Any) -> dict[str, Any]:
     imfdb_result: dict[str, Any] = {"images": len(imfdb), "facenet_faces": sum(peer_imfdb)}
     for name, counts in [("sdk", ours_imfdb)] + [(f"prototype_{p}", cascade_counts(c, imfdb))
                                                   for p, c in cascades.items()]:
-        imfdb_result[name] = {"faces": sum(counts),
-                              "images_where_counts_differ": sum(a != b for a, b in zip(counts, peer_imfdb, strict=True))}
-        print(f"IMFDB ({len(imfdb)} stills), {name}: faces {sum(counts)} (facenet-pytorch {sum(peer_imfdb)}); "
+        imfdb_result[name] = {
+            "faces": sum(counts),
+            "images_where_counts_differ": sum(a != b for a, b in zip(counts, peer_imfdb, strict=True))}
+        print(f"IMFDB ({len(imfdb)} stills), {name}: faces {sum(counts)} "
+              f"(facenet-pytorch {sum(peer_imfdb)}); "
               f"counts differ on {imfdb_result[name]['images_where_counts_differ']} images", flush=True)
 
     achieved = min(p["ratio"] for p in pipelines.values())
@@ -283,7 +289,8 @@ def run(args: Any) -> dict[str, Any]:
         "prototype_cascade": cascade,
         "jpeg_draft": drafts,
         "imfdb_faces": imfdb_result,
-        "goal": {"what": f"photos end to end at least {GOAL_RATIO:.0f}x facenet-pytorch (photos and the 1080p frame)",
+        "goal": {"what": f"photos end to end at least {GOAL_RATIO:.0f}x facenet-pytorch (photos and the "
+                         "1080p frame)",
                  "achieved": achieved, "target": GOAL_RATIO, "met": achieved >= GOAL_RATIO},
     }
 

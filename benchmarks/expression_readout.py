@@ -9,7 +9,8 @@ Adam lr 1e-3, 20 epochs). Each layout puts the texture and shape latents ``[Z_t,
 the two feature encoders' block maps (block 3: 8x8, block 4: 4x4), average-pooled to a grid, and
 optionally the pose and light encoders' block-4 maps. ``latentface_sdk.expression.EXPRESSION_READOUT``
 (what ``FaceEncoder.expression_features`` returns) is the ``shipped`` row; ``--flip`` also averages each
-of its features with the mirrored crop's (``expression_features(..., mirror=True)``). PublicTest is the validation split: the layout was chosen on it.
+of its features with the mirrored crop's (``expression_features(..., mirror=True)``). PublicTest is the
+validation split: the layout was chosen on it.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ LAYOUTS: dict[str, list[tuple[str, int, int]]] = {
     "latents + block 4 @4x4": [("t", 0, 0), ("s", 0, 0), ("t", 4, 4), ("s", 4, 4)],
     "latents + block 3 @2x2 + block 4 @4x4": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2), ("s", 3, 2), ("t", 4, 4),
                                                ("s", 4, 4)],
-    "... + pose/light encoders' block 4 @2x2": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2), ("s", 3, 2), ("t", 4, 4),
-                                                 ("s", 4, 4), ("p", 4, 2), ("l", 4, 2)],
-    "... + pose/light encoders' block 4 @4x4": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2), ("s", 3, 2), ("t", 4, 4),
-                                                 ("s", 4, 4), ("p", 4, 4), ("l", 4, 4)],
-    "... + pose/light encoders' block 3 @2x2 + block 4 @2x2": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2), ("s", 3, 2),
-                                                                ("t", 4, 4), ("s", 4, 4), ("p", 3, 2), ("l", 3, 2),
-                                                                ("p", 4, 2), ("l", 4, 2)],
+    "... + pose/light encoders' block 4 @2x2": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2), ("s", 3, 2),
+                                                ("t", 4, 4), ("s", 4, 4), ("p", 4, 2), ("l", 4, 2)],
+    "... + pose/light encoders' block 4 @4x4": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2), ("s", 3, 2),
+                                                ("t", 4, 4), ("s", 4, 4), ("p", 4, 4), ("l", 4, 4)],
+    "... + pose/light encoders' block 3 @2x2 + block 4 @2x2": [("t", 0, 0), ("s", 0, 0), ("t", 3, 2),
+                                                               ("s", 3, 2), ("t", 4, 4), ("s", 4, 4),
+                                                               ("p", 3, 2), ("l", 3, 2), ("p", 4, 2),
+                                                               ("l", 4, 2)],
     "shipped (EXPRESSION_READOUT)": [("t", 0, 0), ("s", 0, 0)]
     + [(r.encoder[0], r.block, r.grid) for r in EXPRESSION_READOUT],
 }
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model name or folder (default: the bundled model)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/expression_readout"))
-    parser.add_argument("--flip", action="store_true", help="also: the shipped layout averaged with the mirror")
+    parser.add_argument("--flip", action="store_true",
+                        help="also: the shipped layout averaged with the mirror")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         shipped = LAYOUTS["shipped (EXPRESSION_READOUT)"]
         mirrored = {k: read_parts(encoder, c, set(shipped), flip=True) for k, c in crops.items()}
         score("shipped, averaged with the mirrored crop",
-              *(np.concatenate([(feats[k][p] + mirrored[k][p]) / 2 for p in shipped], 1) for k in ("train", "test")))
+              *(np.concatenate([(feats[k][p] + mirrored[k][p]) / 2 for p in shipped], 1)
+                for k in ("train", "test")))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model or "bundled", "command": " ".join(sys.argv),

@@ -58,10 +58,12 @@ def rdm_flops(enc: Any, batch: int, steps: int) -> dict[str, float]:
                 rdm.sample(z, steps=steps, noise=torch.randn(batch, dim))
     e, r = (c.get_total_flops() / batch for c in (c_enc, c_rdm))
     time_params = {id(p) for rdm in (enc.rdm_texture, enc.rdm_shape) for m in
-                   [rdm.denoiser.time_mlp, *(layer.emb for layer in rdm.denoiser.residual_layers())] for p in m.parameters()}
+                   [rdm.denoiser.time_mlp, *(layer.emb for layer in rdm.denoiser.residual_layers())]
+                   for p in m.parameters()}
     weight_bytes = sum(p.numel() * p.element_size() for rdm in (enc.rdm_texture, enc.rdm_shape)
                        for p in rdm.denoiser.parameters() if id(p) not in time_params)
-    return {"encode": e, "rdm_sampling": r, "rdm_over_encode": r / e, "rdm_weight_bytes_per_step": float(weight_bytes),
+    return {"encode": e, "rdm_sampling": r, "rdm_over_encode": r / e,
+            "rdm_weight_bytes_per_step": float(weight_bytes),
             "rdm_weight_bytes_per_image": weight_bytes * steps / batch,
             "rdm_weight_bytes_per_image_at_256_rows": weight_bytes * steps / 256}
 
@@ -86,10 +88,13 @@ def run(args: Any) -> dict[str, Any]:
 
     def compare(what: str, encode: Any, disentangle: Any, images: int) -> dict[str, Any]:
         t_enc, t_dis = alternate(encode, disentangle)
-        out: dict[str, Any] = {"images": images, "batch_size": batch, "encode_images_per_s": _bench.rate(images, t_enc),
-                               "disentangle_images_per_s": _bench.rate(images, t_dis), "added": _added(t_enc, t_dis)}
+        out: dict[str, Any] = {"images": images, "batch_size": batch,
+                               "encode_images_per_s": _bench.rate(images, t_enc),
+                               "disentangle_images_per_s": _bench.rate(images, t_dis),
+                               "added": _added(t_enc, t_dis)}
         print(f"{what}: encode {_bench.fmt(out['encode_images_per_s'])} img/s, disentangle "
-              f"{_bench.fmt(out['disentangle_images_per_s'])} img/s, added {out['added']['median']:.1%}", flush=True)
+              f"{_bench.fmt(out['disentangle_images_per_s'])} img/s, added {out['added']['median']:.1%}",
+              flush=True)
         return out
 
     chunks = [crops[s:s + batch] for s in range(0, n, batch)]
@@ -98,7 +103,8 @@ def run(args: Any) -> dict[str, Any]:
                            lambda: enc.disentangle(crops, detect=False, seed=0, batch_size=batch), n)
     calls_result = compare(f"crops ({n}, one call per {batch})",
                            lambda: [enc.encode(c, detect=False, batch_size=batch) for c in chunks],
-                           lambda: [enc.disentangle(c, detect=False, seed=0, batch_size=batch) for c in chunks], n)
+                           lambda: [enc.disentangle(c, detect=False, seed=0, batch_size=batch)
+                                    for c in chunks], n)
     photos_result = compare(f"photos ({len(photos)}, detect=True)",
                             lambda: enc.encode(photos, batch_size=batch),
                             lambda: enc.disentangle(photos, seed=0, batch_size=batch), len(photos))
@@ -110,9 +116,9 @@ def run(args: Any) -> dict[str, Any]:
     dis_top = _bench.top_functions(pstats.Stats(prof), rows=10)
 
     flops = rdm_flops(enc, batch, steps=5)
-    print(f"flops/image: encode {flops['encode'] / 1e6:.0f} M, 2 RDMs x 5 steps {flops['rdm_sampling'] / 1e6:.0f} M "
-          f"({flops['rdm_over_encode']:.0%} of encode); the denoisers' weights read per image "
-          f"{flops['rdm_weight_bytes_per_image'] / 1e6:.2f} MB at {batch} rows, "
+    print(f"flops/image: encode {flops['encode'] / 1e6:.0f} M, 2 RDMs x 5 steps "
+          f"{flops['rdm_sampling'] / 1e6:.0f} M ({flops['rdm_over_encode']:.0%} of encode); the denoisers' "
+          f"weights read per image {flops['rdm_weight_bytes_per_image'] / 1e6:.2f} MB at {batch} rows, "
           f"{flops['rdm_weight_bytes_per_image_at_256_rows'] / 1e6:.2f} MB at 256", flush=True)
 
     one = crops[:1]
@@ -129,7 +135,8 @@ def run(args: Any) -> dict[str, Any]:
         "batch16_with_pil_images_ms": _bench.stats([t * 1000 for t in t_16_pil]),
     }
     print(f"frontalize: one face {_bench.fmt(front['one_face_ms'])} ms, batch of 16 "
-          f"{_bench.fmt(front['batch16_ms'])} ms ({front['batch16_ms_per_face']['median']:.1f} ms/face)", flush=True)
+          f"{_bench.fmt(front['batch16_ms'])} ms ({front['batch16_ms_per_face']['median']:.1f} ms/face)",
+          flush=True)
     added = crops_result["added"]["median"]
     return {
         "benchmark": "latent_ops",
@@ -142,7 +149,8 @@ def run(args: Any) -> dict[str, Any]:
         "disentangle_cprofile": dis_top,
         "flops_per_image": flops,
         "frontalize": front,
-        "goal": {"what": f"disentangle adds at most {GOAL_ADDED:.0%} to encode (pre-cropped faces, batch_size 32, one call)",
+        "goal": {"what": f"disentangle adds at most {GOAL_ADDED:.0%} to encode (pre-cropped faces, "
+                         "batch_size 32, one call)",
                  "achieved": added, "target": GOAL_ADDED, "met": added <= GOAL_ADDED},
     }
 

@@ -63,11 +63,13 @@ def model_args() -> tuple[list[str], str]:
 
         torch.manual_seed(0)
         FaceEncoder.from_config().save_pretrained(folder)
-    return ["--model", str(folder)], "random weights (FaceEncoder.from_config(ModelConfig()) saved to a folder)"
+    return (["--model", str(folder)],
+            "random weights (FaceEncoder.from_config(ModelConfig()) saved to a folder)")
 
 
 def run_cli(inputs: Path, threads: int, extra: list[str]) -> dict[str, Any]:
-    """One ``latentface encode`` process under ``/usr/bin/time -v``: peak RSS (MiB), wall seconds, exit code."""
+    """One ``latentface encode`` process under ``/usr/bin/time -v``: peak RSS (MiB), wall seconds, exit
+    code."""
     out = WORK / f"out-{inputs.name}.npz"
     for p in (out, Path(str(out) + ".parts")):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
@@ -117,8 +119,8 @@ def run(args: Any) -> dict[str, Any]:
                  "seconds": _bench.stats([r["seconds"] for r in runs]),
                  "images_per_s": _bench.rate(n, [r["seconds"] for r in runs])}
         points.append(point)
-        print(f"N={n}: peak RSS {_bench.fmt(point['peak_rss_mib'], 0)} MiB, {_bench.fmt(point['seconds'])} s, "
-              f"{point['images_per_s']['median']:.0f} img/s", flush=True)
+        print(f"N={n}: peak RSS {_bench.fmt(point['peak_rss_mib'], 0)} MiB, {_bench.fmt(point['seconds'])} "
+              f"s, {point['images_per_s']['median']:.0f} img/s", flush=True)
     ns = np.array([p["n"] for p in points], dtype=float)
     ts = np.array([p["seconds"]["median"] for p in points])
     slope, intercept = np.polyfit(ns, ts, 1)
@@ -126,8 +128,9 @@ def run(args: Any) -> dict[str, Any]:
            "max_relative_deviation": float(np.max(np.abs(ts - (intercept + slope * ns)) / ts))}
     rss = [p["peak_rss_mib"]["median"] for p in points]
     growth = rss[-1] / rss[0] - 1.0
-    print(f"time = {intercept:.2f} s + {slope * 1000:.2f} ms x N (max deviation {fit['max_relative_deviation']:.1%}); "
-          f"peak RSS growth {sizes[0]} -> {sizes[-1]}: {growth:+.1%}", flush=True)
+    print(f"time = {intercept:.2f} s + {slope * 1000:.2f} ms x N (max deviation "
+          f"{fit['max_relative_deviation']:.1%}); peak RSS growth {sizes[0]} -> {sizes[-1]}: {growth:+.1%}",
+          flush=True)
     return {
         "benchmark": "memory",
         "command": _bench.command(),
@@ -139,7 +142,8 @@ def run(args: Any) -> dict[str, Any]:
         "import_peak_rss_mib": imports,
         "points": points,
         "linear_fit": fit,
-        "goal": {"what": f"peak RSS independent of N (growth from N={sizes[0]} to N={sizes[-1]} <= {GOAL_GROWTH:.0%})",
+        "goal": {"what": f"peak RSS independent of N (growth from N={sizes[0]} to N={sizes[-1]} <= "
+                         f"{GOAL_GROWTH:.0%})",
                  "achieved": growth, "target": GOAL_GROWTH, "met": growth <= GOAL_GROWTH},
     }
 

@@ -53,7 +53,8 @@ def _calls(fn: Any, crops: Any, batch: int) -> Any:
     return run
 
 
-def worker(backend: str, threads: int, faces: int, repeats: int, data: Path, onnx_dir: Path) -> dict[str, Any]:
+def worker(backend: str, threads: int, faces: int, repeats: int, data: Path,
+           onnx_dir: Path) -> dict[str, Any]:
     """Time every (task, level, batch) in this process; returns ms per face of each timed run."""
     import numpy as np
     import torch
@@ -80,7 +81,8 @@ def worker(backend: str, threads: int, faces: int, repeats: int, data: Path, onn
 
         fns = {("encode", "network"): t_encode, ("disentangle", "network"): t_disentangle,
                ("encode", "api"): lambda c: enc.encode(list(c), detect=False, batch_size=32),
-               ("disentangle", "api"): lambda c: enc.disentangle(list(c), detect=False, batch_size=32, init="zero")}
+               ("disentangle", "api"): lambda c: enc.disentangle(list(c), detect=False, batch_size=32,
+                                                                 init="zero")}
     else:
         from latentface_sdk import OnnxFaceEncoder
 
@@ -96,7 +98,8 @@ def worker(backend: str, threads: int, faces: int, repeats: int, data: Path, onn
 
         fns = {("encode", "network"): o_encode, ("disentangle", "network"): o_disentangle,
                ("encode", "api"): lambda c: oenc.encode(list(c), detect=False, batch_size=32),
-               ("disentangle", "api"): lambda c: oenc.disentangle(list(c), detect=False, batch_size=32, init="zero")}
+               ("disentangle", "api"): lambda c: oenc.disentangle(list(c), detect=False, batch_size=32,
+                                                                  init="zero")}
     rows = []
     for (task, level), fn in fns.items():
         for batch in BATCHES:
@@ -119,9 +122,9 @@ def measure(args: argparse.Namespace, onnx_dir: Path) -> list[dict[str, Any]]:
             time.sleep(1.0)
             for threads in args.threads_list:
                 for backend in BACKENDS:
-                    cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(threads), "--faces",
-                           str(args.faces), "--repeats", str(args.repeats), "--data", str(args.data),
-                           "--onnx-dir", str(onnx_dir)]
+                    cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(threads),
+                           "--faces", str(args.faces), "--repeats", str(args.repeats), "--data",
+                           str(args.data), "--onnx-dir", str(onnx_dir)]
                     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
                     if proc.returncode != 0:
                         raise SystemExit(f"worker {backend}/{threads} failed:\n{proc.stderr[-2000:]}")
@@ -140,10 +143,12 @@ def measure(args: argparse.Namespace, onnx_dir: Path) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]], level: str) -> str:
-    """Markdown: one row per (task, batch, threads, load), PyTorch and ONNX Runtime ms per face side by side."""
+    """Markdown: one row per (task, batch, threads, load), PyTorch and ONNX Runtime ms per face side by
+    side."""
     out = ["| task | batch | threads | load | PyTorch ms/face | ONNX Runtime ms/face | ONNX / PyTorch |",
            "|---|---:|---:|---|---:|---:|---:|"]
-    keys = dict.fromkeys((r["task"], r["batch"], r["threads"], r["load"]) for r in rows if r["level"] == level)
+    keys = dict.fromkeys((r["task"], r["batch"], r["threads"], r["load"]) for r in rows
+                         if r["level"] == level)
     for task, batch, threads, load in keys:
         got = {r["backend"]: r["median_ms"] for r in rows if r["level"] == level and (r["task"], r["batch"],
                r["threads"], r["load"]) == (task, batch, threads, load)}
@@ -167,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--onnx-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, int(args.threads), args.faces, args.repeats, args.data, args.onnx_dir)))
+        print(json.dumps(worker(args.worker, int(args.threads), args.faces, args.repeats, args.data,
+                                args.onnx_dir)))
         return 0
     if args.quick:
         args.faces, args.repeats, args.loads, args.threads = 32, 1, "0", "1"

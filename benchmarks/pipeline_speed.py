@@ -147,7 +147,8 @@ def run(args: Any) -> dict[str, Any]:
         "facenet_stage_seconds_celeba": peer_split,
         "stage_seconds_photos": photos_split,
         "ours_cprofile_celeba": ours_top,
-        "goal": {"what": f"end-to-end images/s at least {GOAL_RATIO:.0f}x facenet-pytorch's (celeba + photos)",
+        "goal": {"what": f"end-to-end images/s at least {GOAL_RATIO:.0f}x facenet-pytorch's "
+                         "(celeba + photos)",
                  "achieved": combined["ratio"], "target": GOAL_RATIO, "met": combined["ratio"] >= GOAL_RATIO},
     }
 
@@ -172,7 +173,8 @@ def split_ours(enc: Any, paths: Sequence[Path], repeats: int) -> dict[str, Any]:
 
     rgbs = [to_rgb(p) for p in paths]
     found = enc.detector.detect_batch(rgbs)
-    crops = [crop_face(r, select_faces(f)[0].box, enc.config.crop) for r, f in zip(rgbs, found, strict=True) if f]
+    crops = [crop_face(r, select_faces(f)[0].box, enc.config.crop) for r, f in zip(rgbs, found, strict=True)
+             if f]
     import numpy as np
 
     stacked = np.stack(crops)
@@ -182,7 +184,8 @@ def split_ours(enc: Any, paths: Sequence[Path], repeats: int) -> dict[str, Any]:
         "crop": _bench.stats(_bench.time_runs(
             lambda: [crop_face(r, select_faces(f)[0].box, enc.config.crop)
                      for r, f in zip(rgbs, found, strict=True) if f], repeats, warmup=0)),
-        "encode": _bench.stats(_bench.time_runs(lambda: enc.encode(stacked, detect=False), repeats, warmup=0)),
+        "encode": _bench.stats(_bench.time_runs(lambda: enc.encode(stacked, detect=False), repeats,
+                                                warmup=0)),
     }
 
 

@@ -1,6 +1,7 @@
 """Does stage 1 mean what its names say? Pose, frontalization, light and reconstruction on held-out faces.
 
-    python benchmarks/pose_check.py --model weights/latentface-cpu-small --json benchmarks/results/pose_check.json
+    python benchmarks/pose_check.py --model weights/latentface-cpu-small \
+        --json benchmarks/results/pose_check.json
 
 Faces the model never trained on: the UTKFace rows held out of ``shared:utkface-train`` (every 40th
 file) and the celeba10k ``verify`` rows (a fixed sample). Every face is cropped with MTCNN as in
@@ -131,14 +132,16 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
     t, p = torch.cat(light_true).numpy(), torch.cat(light_pred).numpy()
     out["light_r2"] = float(1.0 - ((p - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
     for i, part in enumerate(("azimuth", "elevation")):
-        out[f"light_r2_{part}"] = float(1.0 - ((p[:, i] - t[:, i]) ** 2).sum() / ((t[:, i] - t[:, i].mean()) ** 2).sum())
+        out[f"light_r2_{part}"] = float(1.0 - ((p[:, i] - t[:, i]) ** 2).sum()
+                                        / ((t[:, i] - t[:, i].mean()) ** 2).sum())
     if pits:
         out["keypoint_pit_over_relief"] = float(torch.cat(pits).mean())
     tex = torch.cat(textures)
     perm = torch.randperm(len(tex), generator=torch.Generator().manual_seed(seed))
     between = (tex - tex[perm]).norm(dim=1)[perm != torch.arange(len(tex))]
     out["texture_move_relit_over_between_people"] = float(torch.cat(tex_move).mean() / between.mean())
-    # Frontalization: MTCNN on the frontal renders of turned faces (2x upsampled: 64 px is near MTCNN's limit).
+    # Frontalization: MTCNN on the frontal renders of turned faces (2x upsampled: 64 px is near MTCNN's
+    # limit).
     turned = np.flatnonzero(np.abs(yaw_lm) >= 0.2)
     out["turned_faces"] = float(len(turned))
     if len(turned):
@@ -158,8 +161,10 @@ def measure(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, det
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def rolled_copies(paths: list[str], folder: Path, seed: int, max_deg: float = 30.0) -> tuple[list[str], np.ndarray]:
-    """Each photo turned in its plane by a seeded angle (degrees, counter-clockwise as PIL turns), saved as PNG.
+def rolled_copies(paths: list[str], folder: Path, seed: int,
+                  max_deg: float = 30.0) -> tuple[list[str], np.ndarray]:
+    """Each photo turned in its plane by a seeded angle (degrees, counter-clockwise as PIL turns), saved as
+    PNG.
 
     The photo is first padded by its own mirror image (a quarter of its size on each side), turned, and
     cut back to its size, so that the corners the turn uncovers hold picture rather than black wedges
@@ -183,7 +188,8 @@ def rolled_copies(paths: list[str], folder: Path, seed: int, max_deg: float = 30
 
 
 @torch.no_grad()
-def measure_rolled(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray, angles: np.ndarray) -> dict[str, float]:
+def measure_rolled(ae: LatentAutoencoder, crops: np.ndarray, landmarks: np.ndarray,
+                   angles: np.ndarray) -> dict[str, float]:
     """Model roll against the landmark eye-line angle and the known turn on rolled photos."""
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
     roll = torch.cat([ae.encode(x[i:i + 64]).pose[:, 5] for i in range(0, len(x), 64)]).numpy()
@@ -204,7 +210,8 @@ def measure_held_out(ae: LatentAutoencoder, crop: CropConfig, data: Path, n_cele
         ok = cs.ok & np.isfinite(cs.landmarks).all(axis=(1, 2))
         results[subset] = measure(ae, cs.crops[ok], cs.landmarks[ok], detector, seed)
         rolled, angles = rolled_copies(paths, cache_dir / f"{subset}_rolled_mirror_pad", seed)
-        rs = prepare_crops(rolled, crop, detect=True, fallback="none", cache_file=cache_dir / f"{subset}_rolled_mirror_pad_{len(paths)}.npz",
+        rs = prepare_crops(rolled, crop, detect=True, fallback="none",
+                           cache_file=cache_dir / f"{subset}_rolled_mirror_pad_{len(paths)}.npz",
                            progress=False)
         ok = rs.ok & np.isfinite(rs.landmarks).all(axis=(1, 2))
         results[subset].update({k: round(v, 4) for k, v in
@@ -219,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-celeba", type=int, default=600, help="celeba10k verify rows to sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "latentface" / "pose_check")
+    parser.add_argument("--cache-dir", type=Path,
+                        default=Path.home() / ".cache" / "latentface" / "pose_check")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(at {args.usd_per_core_hour}/core-hour) |")
     print("|---|---:|---:|---:|---:|")
     for config, r in results.items():
-        print(f"| {config} | {r['images_per_s']:.1f} | {r['fixed_seconds']:.1f} | {r['core_hours_per_million']:.0f} "
-              f"| {r['usd_per_million']:.2f} |")
+        print(f"| {config} | {r['images_per_s']:.1f} | {r['fixed_seconds']:.1f} | "
+              f"{r['core_hours_per_million']:.0f} | {r['usd_per_million']:.2f} |")
     print(f"({args.images} and {args.small} CelebA photos; load average at the end {load[0]:.2f})")
     if args.json:
         payload: dict[str, Any] = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -80,7 +80,8 @@ def pair_distances(features: np.ndarray, labels: np.ndarray) -> dict[str, float]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--model", type=Path, required=True, help="model folder with stage-1 and stage-2 weights")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (default: %(default)s)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="shared data folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the DDIM noise")
     p.add_argument("--num-samples", type=int, default=1, help="RDM samples averaged per image")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
@@ -168,14 +169,15 @@ def format_table(results: dict[str, Any]) -> str:
     """The results as a plain-text table."""
     lines = [
         f"celeba10k verify: {results['images']} images of {results['identities']} identities "
-        f"(DDIM {results['steps']} steps from {results['init']}, {results['num_samples']} sample(s), seed {results['seed']}, "
-        f"{results['features']} latents)",
+        f"(DDIM {results['steps']} steps from {results['init']}, {results['num_samples']} sample(s), seed "
+        f"{results['seed']}, {results['features']} latents)",
         f"{'feature':<14} {'latent':<6} {'same':>8} {'different':>10} {'ratio':>7} {'auc':>7}",
     ]
     for name, f in results["results"].items():
         for key in ("z_exp", "z_id"):
             s = f[key]
-            lines.append(f"{name:<14} {key:<6} {s['same']:8.4f} {s['different']:10.4f} {s['ratio']:7.4f} {s['auc']:7.4f}")
+            lines.append(f"{name:<14} {key:<6} {s['same']:8.4f} {s['different']:10.4f} {s['ratio']:7.4f} "
+                         f"{s['auc']:7.4f}")
         lines.append(f"{name:<14} gain (ratio Z_exp / ratio Z_id) = {f['gain']:.3f}")
     return "\n".join(lines)
 

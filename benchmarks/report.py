@@ -263,21 +263,26 @@ def t_goals(R: Results) -> str:
                f"{pct(g['achieved'])} | {verdict(g)} |")
     g, sets = pipe["goal"], pipe["sets"]
     photos = sets["photos"]["ratio_ours_over_facenet"]
-    short = "" if photos >= 2 else f" overall; on the photos alone {1 - photos / 2:.1%} short (MTCNN-bound, see §2)"
-    out.append(f"| end-to-end images/s over facenet-pytorch's (celeba + photos) | ≥ 2× | {g['achieved']:.2f}× "
-               f"(celeba {sets['celeba']['ratio_ours_over_facenet']:.2f}×, photos {photos:.2f}×, 1080p photo "
-               f"{sets['photo_1080p']['ratio_ours_over_facenet']:.2f}×) | {verdict(g)}{short} |")
+    short = ("" if photos >= 2
+             else f" overall; on the photos alone {1 - photos / 2:.1%} short (MTCNN-bound, see §2)")
+    out.append("| end-to-end images/s over facenet-pytorch's (celeba + photos) | ≥ 2× | "
+               f"{g['achieved']:.2f}× (celeba {sets['celeba']['ratio_ours_over_facenet']:.2f}×, photos "
+               f"{photos:.2f}×, 1080p photo {sets['photo_1080p']['ratio_ours_over_facenet']:.2f}×) | "
+               f"{verdict(g)}{short} |")
     if R.has("detection_levers"):
         lv = R.get("detection_levers")
         ratios = ", ".join(f"{k} {p['ratio']:.2f}×" for k, p in lv["pipelines"].items())
-        out.append("| photos end to end over facenet-pytorch, same faces (issue 15; its own run, §2) | ≥ 3× | "
-                   f"{ratios} | {'met' if lv['goal']['met'] else 'missed (MTCNN-bound; every lever measured in §2)'} |")
+        out.append("| photos end to end over facenet-pytorch, same faces (issue 15; its own run, §2) "
+                   f"| ≥ 3× | {ratios} | "
+                   f"{'met' if lv['goal']['met'] else 'missed (MTCNN-bound; every lever measured in §2)'} |")
     g = lat["goal"]
     calls = lat["disentangle_vs_encode_crops_one_call_per_batch"]["added"]["median"]
     detect = lat["disentangle_vs_encode_photos"]["added"]["median"]
-    over = "met" if g["met"] else f"missed ({pct(g['achieved'] - g['target'])} of encode time over the target)"
-    out.append(f"| `disentangle` adds to `encode` (pre-cropped faces, batch 32) | ≤ 25% | +{pct(g['achieved'])} "
-               f"(one call per 32 faces +{pct(calls)}; +{pct(detect)} with detection) | {over} |")
+    over = ("met" if g["met"]
+            else f"missed ({pct(g['achieved'] - g['target'])} of encode time over the target)")
+    out.append("| `disentangle` adds to `encode` (pre-cropped faces, batch 32) | ≤ 25% | "
+               f"+{pct(g['achieved'])} (one call per 32 faces +{pct(calls)}; +{pct(detect)} with detection) "
+               f"| {over} |")
     g, pts = mem["goal"], mem["points"]
     out.append(f"| peak memory independent of N | flat | {pts[0]['peak_rss_mib']['median']:.0f} MiB at "
                f"N={pts[0]['n']:,} → {pts[-1]['peak_rss_mib']['median']:.0f} MiB at N={pts[-1]['n']:,} "
@@ -287,37 +292,40 @@ def t_goals(R: Results) -> str:
 
 def t_encode(R: Results) -> str:
     rows = R.get("encode")["rows"]
-    out = ["| batch | images | sdk fast (img/s) | sdk plain (img/s) | network fast (img/s) | sdk fast GFLOP/s | "
-           "share of peak |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| batch | images | sdk fast (img/s) | sdk plain (img/s) | network fast (img/s) | sdk fast "
+           "GFLOP/s | share of peak |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for bs in sorted({r["batch_size"] for r in rows}):
         def pick(layout: str, call: str, bs: int = bs) -> dict[str, Any]:
-            return next(r for r in rows if r["batch_size"] == bs and r["layout"] == layout and r["call"] == call)
+            return next(r for r in rows if r["batch_size"] == bs and r["layout"] == layout
+                        and r["call"] == call)
         sf, sp, nf = pick("fast", "sdk"), pick("plain", "sdk"), pick("fast", "network")
-        out.append(f"| {bs} | {sf['images']} | {fmt_range(sf['images_per_s'])} | {fmt_range(sp['images_per_s'])} | "
-                   f"{fmt_range(nf['images_per_s'])} | {sf['gflops']['median']:.1f} | {pct(sf['fraction_of_peak'])} |")
+        out.append(f"| {bs} | {sf['images']} | {fmt_range(sf['images_per_s'])} | "
+                   f"{fmt_range(sp['images_per_s'])} | {fmt_range(nf['images_per_s'])} | "
+                   f"{sf['gflops']['median']:.1f} | {pct(sf['fraction_of_peak'])} |")
     return "\n".join(out)
 
 
 def t_pipeline(R: Results) -> str:
     pipe = R.get("pipeline")
-    out = ["| images | n | sizes | ours (img/s) | ours, plain (img/s) | facenet-pytorch (img/s) | ours / facenet | "
-           "faces found (ours, theirs) |", "|---|---:|---|---:|---:|---:|---:|---|"]
+    out = ["| images | n | sizes | ours (img/s) | ours, plain (img/s) | facenet-pytorch (img/s) | ours / "
+           "facenet | faces found (ours, theirs) |", "|---|---:|---|---:|---:|---:|---:|---|"]
     for name, s in pipe["sets"].items():
         ips = s["images_per_s"]
         out.append(f"| {name} | {s['images']} | {', '.join(s['image_sizes'])} | {fmt_range(ips['ours'])} | "
                    f"{fmt_range(ips['ours_plain'])} | {fmt_range(ips['facenet'])} | "
-                   f"**{s['ratio_ours_over_facenet']:.2f}×** | {s['faces_found']['ours']}, {s['faces_found']['facenet']} |")
+                   f"**{s['ratio_ours_over_facenet']:.2f}×** | {s['faces_found']['ours']}, "
+                   f"{s['faces_found']['facenet']} |")
     c = pipe["combined_celeba_plus_photos"]
-    out.append(f"| celeba + photos | {c['images']} | | {c['ours_images_per_s']:.1f} | | {c['facenet_images_per_s']:.1f} | "
-               f"**{c['ratio']:.2f}×** | |")
+    out.append(f"| celeba + photos | {c['images']} | | {c['ours_images_per_s']:.1f} | | "
+               f"{c['facenet_images_per_s']:.1f} | **{c['ratio']:.2f}×** | |")
     return "\n".join(out)
 
 
 def t_levers_pipelines(R: Results) -> str:
     out = ["| images | ours (s) | facenet-pytorch (s) | ours / facenet |", "|---|---:|---:|---:|"]
     for name, p in R.get("detection_levers")["pipelines"].items():
-        out.append(f"| {name} ({p['images']}) | {fmt_range(p['ours_s'], 3)} | {fmt_range(p['facenet_s'], 3)} | "
-                   f"**{p['ratio']:.2f}×** |")
+        out.append(f"| {name} ({p['images']}) | {fmt_range(p['ours_s'], 3)} | {fmt_range(p['facenet_s'], 3)} "
+                   f"| **{p['ratio']:.2f}×** |")
     return "\n".join(out)
 
 
@@ -325,8 +333,9 @@ def t_levers_time(R: Results) -> str:
     w = R.get("detection_levers")["where_our_time_goes_photos_s"]
     parts = [("decode", w["decode"]["median"]), ("detection copy (PIL downscale)", w["downscale"]["median"]),
              ("MTCNN pyramid (area resampling)", w["pyramid"]["median"]), ("P-net", w["pnet"]["median"]),
-             ("cutting R-net/O-net candidates", w["candidate_cuts"]["median"]), ("R-net", w["rnet"]["median"]),
-             ("O-net", w["onet"]["median"]), ("rest of the cascade (NMS, boxes, Python)", w["cascade_rest_s"]),
+             ("cutting R-net/O-net candidates", w["candidate_cuts"]["median"]),
+             ("R-net", w["rnet"]["median"]), ("O-net", w["onet"]["median"]),
+             ("rest of the cascade (NMS, boxes, Python)", w["cascade_rest_s"]),
              ("crop, encode and the rest", w["crop_encode_rest_s"])]
     total = sum(v for _, v in parts)
     out = ["| stage | seconds | share |", "|---|---:|---:|"]
@@ -337,16 +346,20 @@ def t_levers_time(R: Results) -> str:
 def t_levers(R: Results) -> str:
     r = R.get("detection_levers")
     peer = r["facenet_faces_full_images"]
-    out = ["| lever | detection (s) | faces per photo | same faces as facenet-pytorch |", "|---|---:|---|---|"]
+    out = ["| lever | detection (s) | faces per photo | same faces as facenet-pytorch |",
+           "|---|---:|---|---|"]
     for s in r["max_side"]:
         out.append(f"| detection copy ≤ {s['max_side']} px{' (the SDK)' if s['max_side'] == 1280 else ''} | "
-                   f"{fmt_range(s['detect_s'], 3)} | {s['faces']} | {'yes' if s['faces_equal_to_facenet'] else '**no**'} |")
+                   f"{fmt_range(s['detect_s'], 3)} | {s['faces']} | "
+                   f"{'yes' if s['faces_equal_to_facenet'] else '**no**'} |")
     c = r["prototype_cascade"]
-    out.append(f"| the SDK's MTCNN calls on the same detection copies | {fmt_range(c['sdk_mtcnn_s'], 3)} | | |")
+    out.append("| the SDK's MTCNN calls on the same detection copies | "
+               f"{fmt_range(c['sdk_mtcnn_s'], 3)} | | |")
     for key, label in (("full", "R-net/O-net batched across sizes (prototype)"),
                        ("chained", "… and a chained pyramid (prototype)")):
         out.append(f"| {label} | {fmt_range(c[key]['detect_s'], 3)} | {c[key]['faces']} | "
-                   f"{'yes' if c[key]['faces'] == peer else '**no**'} (boxes move ≤ {c[key]['max_box_difference_px']:.2g} px) |")
+                   f"{'yes' if c[key]['faces'] == peer else '**no**'} (boxes move ≤ "
+                   f"{c[key]['max_box_difference_px']:.2g} px) |")
     return "\n".join(out)
 
 
@@ -354,7 +367,8 @@ def t_latent_ops(R: Results) -> str:
     lat = R.get("latent_ops")
     out = ["| input | n | encode (img/s) | disentangle (img/s) | added cost |", "|---|---:|---:|---:|---:|"]
     for label, key in (("pre-cropped faces (`detect=False`), one call", "disentangle_vs_encode_crops"),
-                       ("pre-cropped faces, one call per 32 faces", "disentangle_vs_encode_crops_one_call_per_batch"),
+                       ("pre-cropped faces, one call per 32 faces",
+                        "disentangle_vs_encode_crops_one_call_per_batch"),
                        ("celeba10k photos (`detect=True`)", "disentangle_vs_encode_photos")):
         r = lat[key]
         out.append(f"| {label} | {r['images']} | {fmt_range(r['encode_images_per_s'])} | "
@@ -404,22 +418,25 @@ def c_suite_command(R: Results) -> str:
     """The command of the suite run behind sections 1-5 (recorded by the runner; older runs: run_all.py)."""
     enc = R.get("encode")
     suite = enc.get("suite", {})
-    return str(suite.get("command") or f"python benchmarks/run_all.py --threads {enc['machine']['torch_threads']}")
+    return str(suite.get("command")
+               or f"python benchmarks/run_all.py --threads {enc['machine']['torch_threads']}")
 
 
 def c_machine_load(R: Results) -> str:
     if all(R.get(k)["machine"]["bench_ok_marker"] for k in CORE):
         return "The machine was otherwise idle (training and evaluation had finished)."
-    return ("**Machine load:** a training job of the project was still running on this machine during the run "
-            "(the marker that says the machine is free was absent), so absolute numbers are lower and noisier "
-            "than on an idle machine; ratios are measured in the same run, side by side, and are less affected.")
+    return ("**Machine load:** a training job of the project was still running on this machine during the "
+            "run (the marker that says the machine is free was absent), so absolute numbers are lower and "
+            "noisier than on an idle machine; ratios are measured in the same run, side by side, and are "
+            "less affected.")
 
 
 def c_finish_times(R: Results) -> str:
     def load(m: dict[str, Any]) -> float:
         return float((m["loadavg"] if "loadavg" in m else m["loadavg_at_start"])[0])
 
-    return ", ".join(f"{k} {R.get(k)['machine']['when_utc'][11:16]} ({load(R.get(k)['machine']):.1f})" for k in CORE)
+    return ", ".join(f"{k} {R.get(k)['machine']['when_utc'][11:16]} ({load(R.get(k)['machine']):.1f})"
+                     for k in CORE)
 
 
 def c_run_seconds(R: Results) -> str:
@@ -432,7 +449,8 @@ def c_run_seconds(R: Results) -> str:
 
 
 def c_encode_conv_share(R: Results) -> float:
-    return float(next(r["share"] for r in R.get("encode")["profile_batch32"]["fast"] if "convolution" in r["op"]))
+    return float(next(r["share"] for r in R.get("encode")["profile_batch32"]["fast"]
+                      if "convolution" in r["op"]))
 
 
 def c_pipeline_mtcnn_share(R: Results) -> float:
@@ -462,7 +480,8 @@ def _cascade_ratio(R: Results, key: str) -> float:
 
 def c_levers_imfdb(R: Results) -> str:
     im = R.get("detection_levers")["imfdb_faces"]
-    return "; ".join(f"{k.replace('_', ' ')} {v['faces']} (counts differ on {v['images_where_counts_differ']} images)"
+    return "; ".join(f"{k.replace('_', ' ')} {v['faces']} (counts differ on "
+                     f"{v['images_where_counts_differ']} images)"
                      for k, v in im.items() if isinstance(v, dict))
 
 
@@ -480,7 +499,8 @@ def c_train_rasterize_s(R: Results) -> float:
 
 
 def c_video_machine(R: Results) -> str:
-    """`` (date UTC, N torch threads, load average at the end L)`` when the video results carry the machine."""
+    """`` (date UTC, N torch threads, load average at the end L)`` when the video results carry the
+    machine."""
     m = R.get("video_speed").get("machine")
     if not m:
         return ""

@@ -1,9 +1,12 @@
-"""Stage-1 levers for expression (issue 24, goals 1-4): each change of the expression recipe alone, and two new ones.
+"""Stage-1 levers for expression (issue 24, goals 1-4): each change of the expression recipe alone, and
+two new ones.
 
     OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py prepare --runs runs/stage1_levers
     OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py train --runs runs/stage1_levers --arms recipe,...
     OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py score --runs runs/stage1_levers \
         --json benchmarks/results/stage1_expression_levers.json
+    python benchmarks/stage1_levers.py merge --runs runs/stage1_levers --parts A.json B.json \
+        --json benchmarks/results/stage1_expression_levers.json   # scores of runs made side by side
 
 A continuation screen: every arm starts from the bundled model's stage 1 and trains ``--steps`` more steps
 (default 300, batch 16, one process, lr 1e-4) of ``latentface_sdk/train/configs/stage1_expression.json`` on
@@ -101,7 +104,8 @@ def train_arm(arm: str, runs: Path, data: CropDataset, steps: int) -> Path:
 
 
 def encoder_folder(arm_model: Path, out: Path) -> Path:
-    """The bundled model with the arm's autoencoder (float32) beside the bundled RDMs: a FaceEncoder folder."""
+    """The bundled model with the arm's autoencoder (float32) beside the bundled RDMs: a FaceEncoder
+    folder."""
     if (out / "model.safetensors").is_file():
         return out
     config, tensors = load_model_folder(resolve(None))
@@ -127,8 +131,9 @@ def score(arm: str, model: Path, runs: Path, data: Path) -> dict[str, Any]:
     _eval(["verify", "--pairs", str(data / "celeba10k" / "pairs_verify.txt"), "--out", str(out / "verify"),
            "--features", "latentface", *common])
     pose = out / "pose_check.json"
-    subprocess.run([sys.executable, str(_bench.REPO_ROOT / "benchmarks" / "pose_check.py"), "--model", str(model),
-                    "--data", str(data), "--cache-dir", str(runs / "pose-cache"), "--json", str(pose)],
+    subprocess.run([sys.executable, str(_bench.REPO_ROOT / "benchmarks" / "pose_check.py"),
+                    "--model", str(model), "--data", str(data), "--cache-dir", str(runs / "pose-cache"),
+                    "--json", str(pose)],
                    check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=_bench.REPO_ROOT)
     fer = {r["feature"]: r for r in json.loads((out / "fer" / "fer.json").read_text())["results"]}
     ver = {r["feature"]: r for r in json.loads((out / "verify" / "verification.json").read_text())["results"]}
@@ -158,12 +163,31 @@ def pose_metrics(pose: dict[str, Any]) -> dict[str, Any]:
         return [round(float(v), 4) for v in vals] if vals else None
 
     return {"recon_l1": pick("recon_masked_l1"), "yaw_r": pick("yaw_r"),
-            "light_r2_elevation": pick("light_r2_elevation"), "keypoint_pits": pick("keypoint_pit_over_relief")}
+            "light_r2_elevation": pick("light_r2_elevation"),
+            "keypoint_pits": pick("keypoint_pit_over_relief")}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as the markdown table of docs/training.md."""
+
+    def pair(v: list[float] | None, fmt: str) -> str:
+        return " / ".join(format(x, fmt) for x in v) if v else ""
+
+    lines = ["| arm | FER `Z_exp` | FER `expression_features` (macro-F1) | verify `Z_exp` | recon L1 | yaw r | "
+             "light elevation R² | keypoint pits |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['fer_z_exp']:.2f} | {r['fer_expression_features']:.2f} "
+                     f"({r['fer_expression_features_macro_f1']:.2f}) | {r['verify_z_exp']:.2f} ± {r['verify_z_exp_sem']:.2f} "
+                     f"| {pair(r.get('recon_l1'), '.4f')} | {pair(r.get('yaw_r'), '.3f')} "
+                     f"| {pair(r.get('light_r2_elevation'), '.3f')} | {pair(r.get('keypoint_pits'), '.3f')} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("prepare", "train", "score"))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=("prepare", "train", "score", "merge"))
+    p.add_argument("--parts", nargs="*", type=Path, default=[],
+                   help="merge: score JSON files of separate score runs (one arm set each) to join into --json")
     p.add_argument("--data", type=Path, default=_bench.DEFAULT_DATA)
     p.add_argument("--runs", type=Path, default=Path("runs/stage1_levers"), help="arm folders (kept; reused)")
     p.add_argument("--arms", default=",".join(ARMS))
@@ -187,6 +211,21 @@ def main(argv: list[str] | None = None) -> int:
         for arm in arms:
             if arm != "bundled":
                 print(f"{arm}: {train_arm(arm, args.runs, crops, args.steps)}", flush=True)
+        return 0
+    if args.what == "merge":
+        rows: dict[str, Any] = {}
+        for part in args.parts:
+            for row in json.loads(part.read_text()).get("rows", []):
+                folder = args.runs / ("bundled" if row["arm"] == "bundled" else slug(row["arm"]))
+                pose = folder / "pose_check.json"
+                if pose.is_file():  # the pose measures as the current pose_metrics() reads them
+                    row.update(pose_metrics(json.loads(pose.read_text())))
+                rows[row["arm"]] = row
+        order = ["bundled", *ARMS]
+        merged = [rows[a] for a in order if a in rows]
+        _bench.write_json(args.json, {"command": _bench.command(), "machine": _bench.machine(1),
+                                      "steps": args.steps, "photos": args.photos, "seed": args.seed, "rows": merged})
+        print(table(merged))
         return 0
     done: dict[str, Any] = {}
     if args.json and args.json.is_file():

@@ -97,12 +97,12 @@ def train_arm(arm: str, out: Path, steps: list[int], stage1: Path, cache: Path) 
         train_rdms(latents, groups, run_cfg, out, resume=resume, progress=False, data_key=arm)
         shutil.copy(out / "checkpoint" / "rdm.safetensors", out / f"rdm-{s}.safetensors")
         print(f"{arm}: {s} steps", flush=True)
-    return {"trained": True, "seconds": round(time.perf_counter() - t0, 1), "images": int(latents["texture"].shape[0]),
-            "groups": len(groups)}
+    return {"trained": True, "seconds": round(time.perf_counter() - t0, 1),
+            "images": int(latents["texture"].shape[0]), "groups": len(groups)}
 
 
-def fer_latents(encoder: FaceEncoder, data: Path, cache: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
-                                                                      list[str]]:
+def fer_latents(encoder: FaceEncoder, data: Path,
+                cache: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """``Z_exp`` (N, 512) and labels of FER-2013 Training and PublicTest, with the eval's crops."""
     train = read_split(data, "Training")
     test = read_split(data, "PublicTest", train.classes)
@@ -120,7 +120,8 @@ def identity(encoder: FaceEncoder, state: dict[str, torch.Tensor], z: np.ndarray
     """``Z_id`` of ``Z_exp`` rows with the RDM weights ``state`` (``z_T = 0``, the model's DDIM steps)."""
     for which, rdm in (("texture", encoder.rdm_texture), ("shape", encoder.rdm_shape)):
         prefix = f"rdm_{which}."
-        rdm.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=False)
+        rdm.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                            strict=False)
     d = z.shape[1] // 2
     with torch.inference_mode():
         zt, zs = torch.from_numpy(z[:, :d]), torch.from_numpy(z[:, d:])
@@ -155,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             state = load_file(str(args.runs / arm.replace(" ", "-") / f"rdm-{s}.safetensors"))
             feats = {k: np.concatenate([z[k] - identity(encoder, state, z[k]), z[k]], 1) for k in z}
             r = evaluate_fer(feats["train"], y["train"], feats["test"], y["test"], classes, name=arm)
-            row = {"arm": arm, "steps": s, "accuracy": round(100 * r.accuracy, 2), "macro_f1": round(100 * r.macro_f1, 2),
+            row = {"arm": arm, "steps": s, "accuracy": round(100 * r.accuracy, 2),
+                   "macro_f1": round(100 * r.macro_f1, 2),
                    "gain": round(100 * (r.accuracy - base.accuracy), 2)}
             rows.append(row)
-            print(f"| {arm} | {s} | {row['accuracy']:.2f} | {row['macro_f1']:.2f} | {row['gain']:+.2f} |", flush=True)
-    _bench.write_json(args.json, {"rows": rows, "training": training, "recipe": str(RECIPE.relative_to(_bench.REPO_ROOT)),
+            print(f"| {arm} | {s} | {row['accuracy']:.2f} | {row['macro_f1']:.2f} | {row['gain']:+.2f} |",
+                  flush=True)
+    _bench.write_json(args.json, {"rows": rows, "training": training,
+                                  "recipe": str(RECIPE.relative_to(_bench.REPO_ROOT)),
                                   "machine": _bench.machine(1), "command": _bench.command()})
     return 0
 

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvalSettings(out_dir=args.out, context=FeatureContext(model=args.model),
                             progress=not args.no_progress)
     report = run_fer(train, test, parse_feature_names(args.features), settings,
-                     title=f"Taiwan corpus: {len(train)} images of 24 performers -> {len(test)} of 5 held out")
+                     title=f"Taiwan corpus: {len(train)} images of 24 performers -> {len(test)} "
+                     "of 5 held out")
     print(report.table)
     return 0
 

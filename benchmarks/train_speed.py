@@ -85,7 +85,8 @@ def stage1(args: Any, crops: Any) -> dict[str, Any]:
         out[backend]["cprofile_one_step"] = _bench.top_functions(pstats.Stats(cprof), rows=8)
         print(f"stage 1, {backend:9s} renderer: {_bench.fmt(out[backend]['images_per_s'])} images/s "
               f"({_bench.fmt(out[backend]['step_seconds'], 2)} s/step)", flush=True)
-    out["fast_over_pytorch3d"] = out["fast"]["images_per_s"]["median"] / out["pytorch3d"]["images_per_s"]["median"]
+    out["fast_over_pytorch3d"] = (out["fast"]["images_per_s"]["median"]
+                                  / out["pytorch3d"]["images_per_s"]["median"])
     return out
 
 

@@ -5,10 +5,10 @@ against encoding the same frames written as JPEG files (what a user had to do be
 
 The clip: ``--frames`` frames (default 120) at 25 fps, 640 px wide, made from the photos of
 ``../shared/data/photos`` (each photo held for a few frames, drifting sideways so detection and the tracker
-see motion), MPEG-4. Both paths detect with MTCNN, encode every frame (``faces="all"``) and keep the same rows;
-the image-file path also pays for writing and reading the JPEGs, the video path for decoding. Also recorded:
-the faces found and tracks linked, and the peak memory growth of the video path (frames are decoded one at a
-time, so it does not grow with the clip's length).
+see motion), MPEG-4. Both paths detect with MTCNN, encode every frame (``faces="all"``) and keep the same
+rows; the image-file path also pays for writing and reading the JPEGs, the video path for decoding. Also
+recorded: the faces found and tracks linked, and the peak memory growth of the video path (frames are decoded
+one at a time, so it does not grow with the clip's length).
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     assert result is not None
     for mode, secs, faces in (("video", video_s, len(result)), ("image files", files_s, faces_images)):
         med = float(np.median(secs))
-        rows.append({"mode": mode, "frames": frames, "seconds": round(med, 3), "frames_per_s": round(frames / med, 1),
-                     "faces": faces})
-        print(f"{mode:12} {frames} frames: {med:.2f} s, {frames / med:.1f} frames/s, {faces} faces", flush=True)
+        rows.append({"mode": mode, "frames": frames, "seconds": round(med, 3),
+                     "frames_per_s": round(frames / med, 1), "faces": faces})
+        print(f"{mode:12} {frames} frames: {med:.2f} s, {frames / med:.1f} frames/s, {faces} faces",
+              flush=True)
     rows[0]["tracks"] = int(result.track.unique().numel()) if len(result) else 0
     rows[0]["peak_rss_growth_mb"] = round((rss1 - rss0) / 1024, 1)
     _bench.write_json(args.json, {"command": _bench.command(), "machine": _bench.machine(args.threads),

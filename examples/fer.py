@@ -15,9 +15,9 @@ API an expression user needs: ``FaceEncoder.expression_features(...)`` gives one
 an expression classifier (the texture and shape latents beside the encoders' pooled intermediate
 maps, which keep more of the mouth, eyes and brows than the latents: docs/results.md), and
 ``FaceEncoder.disentangle(...)`` splits the latents into identity and expression (``Δexp``, the latent
-minus the identity the representation diffusion model generates); the eval package's ``read_split`` and ``run_fer`` run the
-protocol (MTCNN crops, cached features, a BatchNorm + Linear probe trained on the Training split and
-tested on PublicTest, the validation split; nothing trains on it) with baselines side by side.
+minus the identity the representation diffusion model generates); the eval package's ``read_split`` and
+``run_fer`` run the protocol (MTCNN crops, cached features, a BatchNorm + Linear probe trained on the Training
+split and tested on PublicTest, the validation split; nothing trains on it) with baselines side by side.
 
 Every option (other data sets, CSV inputs, RDM settings): ``python -m latentface_sdk.eval fer --help``.
 """
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     face = test.paths[0]
     encoder = FaceEncoder.from_pretrained()
     x = encoder.expression_features(face, detect=False)  # FER-2013 faces are pre-cropped
-    print(f"{face.name} ({test.classes[int(test.labels[0])]}): expression features {tuple(x.features.shape)}, "
-          f"parts {list(x.layout)}")
+    print(f"{face.name} ({test.classes[int(test.labels[0])]}): expression features "
+          f"{tuple(x.features.shape)}, parts {list(x.layout)}")
     d = encoder.disentangle(face, detect=False, seed=0)
     print(f"  expression texture norm {float(d.expression_texture.norm()):.2f}, "
           f"identity texture norm {float(d.identity_texture.norm()):.2f}")

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for i, name in enumerate(args.images):
         yaw, pitch, roll = pose[i, 3:]
-        print(f"{name}: yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f} deg; light ambient {light[i, 0]:.2f} "
-              f"diffuse {light[i, 1]:.2f}; identity {id_t.shape[1]}+{id_s.shape[1]}, "
+        print(f"{name}: yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f} deg; light ambient "
+              f"{light[i, 0]:.2f} diffuse {light[i, 1]:.2f}; identity {id_t.shape[1]}+{id_s.shape[1]}, "
               f"expression |Δexp| {np.linalg.norm(exp_t[i]):.2f}")
     if len(crops) > 1:
         ident = np.concatenate([id_t, id_s], axis=1)

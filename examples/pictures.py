@@ -104,8 +104,10 @@ def _turn(yaw: float, pitch: float) -> torch.Tensor:
     """The rotation (3, 3) in the mesh's axes (y up, facing +z) that shows a viewer in front (+z) the face
     from ``yaw`` degrees to the face's left and ``pitch`` degrees above."""
     y, p = math.radians(yaw), math.radians(pitch)
-    turn_y = torch.tensor([[math.cos(y), 0.0, -math.sin(y)], [0.0, 1.0, 0.0], [math.sin(y), 0.0, math.cos(y)]])
-    tilt_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(p), -math.sin(p)], [0.0, math.sin(p), math.cos(p)]])
+    turn_y = torch.tensor([[math.cos(y), 0.0, -math.sin(y)], [0.0, 1.0, 0.0],
+                           [math.sin(y), 0.0, math.cos(y)]])
+    tilt_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(p), -math.sin(p)],
+                           [0.0, math.sin(p), math.cos(p)]])
     return tilt_x @ turn_y
 
 
@@ -173,14 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--celeba", type=Path, default=Path("../shared/data/celeba10k"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data (UTKFace)")
     parser.add_argument("--turned", type=int, default=8, help="turned faces in frontalize.png (even)")
-    parser.add_argument("--out", type=Path, help="output folder (default docs/images; runs/pictures-quick with --quick)")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default docs/images; runs/pictures-quick with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="4 faces, 2 sweeps, 4 turned faces, 8 people, 2 meshes")
     parser.add_argument("--only", nargs="+", choices=PICTURES, metavar="PICTURE",
                         help=f"write only these pictures ({', '.join(PICTURES)})")
     parser.add_argument("--faces", type=int, default=12, help="faces in the reconstruction grid")
     parser.add_argument("--sweep-faces", type=int, default=4)
-    parser.add_argument("--people", type=int, default=24, help="held-out people in people.png (multiple of 4)")
+    parser.add_argument("--people", type=int, default=24,
+                        help="held-out people in people.png (multiple of 4)")
     parser.add_argument("--mesh-faces", type=int, default=3, help="faces in mesh.png")
     parser.add_argument("--scale", type=int, default=2, help="upscaling factor of the PNGs")
     parser.add_argument("--device", default="auto")
@@ -195,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     written: list[str] = []
 
     # the held-out CelebA faces of the reconstruction grid, the yaw sweep and the meshes: detected once
-    need = max(args.faces if "reconstructions" in wanted else 0, args.sweep_faces if "yaw_sweep" in wanted else 0,
-               args.mesh_faces if "mesh" in wanted else 0)
+    need = max(args.faces if "reconstructions" in wanted else 0,
+               args.sweep_faces if "yaw_sweep" in wanted else 0, args.mesh_faces if "mesh" in wanted else 0)
     faces = np.zeros((0, 64, 64, 3), dtype=np.uint8)
     if need:
         paths = held_out_faces(args.celeba, need)
@@ -211,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             rec = reconstruct(encoder.autoencoder, encoder.renderer, x.to(encoder.device))
             grid = reconstruction_grid(x.to(encoder.device), rec, encoder.renderer)
         upscale(grid, args.scale).save(args.out / "reconstructions.png")
-        written.append(f"{args.out / 'reconstructions.png'} ({len(grid_faces)} faces: input | reconstruction | "
-                       "albedo | depth | shading | frontal)")
+        written.append(f"{args.out / 'reconstructions.png'} ({len(grid_faces)} faces: input | reconstruction "
+                       "| albedo | depth | shading | frontal)")
 
     if "yaw_sweep" in wanted:
         sweep_faces = [faces[i] for i in range(min(args.sweep_faces, len(faces)))]

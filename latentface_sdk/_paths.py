@@ -39,7 +39,8 @@ def bundled_weights_dir() -> Path:
 
 
 def list_bundled() -> list[str]:
-    """Names of the bundled checkpoints: the sub-folders of :func:`bundled_weights_dir` with a ``config.json``.
+    """Names of the bundled checkpoints: the sub-folders of :func:`bundled_weights_dir` with a
+    ``config.json``.
 
     Sorted, so the answer does not depend on the file system's listing order; empty when none ship.
     """

@@ -41,8 +41,10 @@ def atomic_path(path: str | os.PathLike[str], *, mode: int = FILE_MODE) -> Itera
             os.unlink(tmp)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, mode: int = FILE_MODE) -> Path:
-    """Call ``write(fh)`` on a binary file handle and put the result at ``path`` atomically; returns the path."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *,
+                 mode: int = FILE_MODE) -> Path:
+    """Call ``write(fh)`` on a binary file handle and put the result at ``path`` atomically; returns the
+    path."""
     with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as fh:
         write(fh)
     return Path(path)

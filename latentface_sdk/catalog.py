@@ -92,7 +92,8 @@ def list_pretrained(cache_dir: str | os.PathLike[str] | None = None) -> list[Pre
     for repo in repos:
         snapshots = repo / "snapshots"
         try:
-            folders = [p for p in snapshots.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()]
+            folders = [p for p in snapshots.iterdir() if (p / CONFIG_NAME).is_file()
+                       and (p / WEIGHTS_NAME).is_file()]
         except OSError:
             continue
         if folders:

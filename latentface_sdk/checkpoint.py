@@ -48,7 +48,8 @@ def save_model_folder(folder: str | Path, config: ModelConfig, state: dict[str, 
     return out
 
 
-def load_model_folder(folder: str | Path, *, verify_checksum: bool = True) -> tuple[ModelConfig, dict[str, Tensor]]:
+def load_model_folder(folder: str | Path, *,
+                      verify_checksum: bool = True) -> tuple[ModelConfig, dict[str, Tensor]]:
     """Read a model folder; raise :class:`WeightsError` subclasses that name the file and the problem."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -60,7 +61,8 @@ def load_model_folder(folder: str | Path, *, verify_checksum: bool = True) -> tu
     weights = root / WEIGHTS_NAME
     if not weights.is_file():
         others = pickled_files(root)
-        hint = f" (found {others}: pickled weights are refused; convert them to safetensors)" if others else ""
+        hint = (f" (found {others}: pickled weights are refused; convert them to safetensors)" if others
+                else "")
         raise WeightsError(f"{weights}: missing weights file{hint}")
     with open(weights, "rb") as fh:
         head = fh.read(8)
@@ -104,15 +106,18 @@ def load_part(module: torch.nn.Module, state: dict[str, Tensor], prefix: str, so
         if missing:
             lines.append(f"missing {[prefix + k for k in missing[:5]]}{' ...' if len(missing) > 5 else ''}")
         if unexpected:
-            lines.append(f"unexpected {[prefix + k for k in unexpected[:5]]}{' ...' if len(unexpected) > 5 else ''}")
+            lines.append("unexpected "
+                         f"{[prefix + k for k in unexpected[:5]]}{' ...' if len(unexpected) > 5 else ''}")
         if shapes:
             lines.append("shape mismatch " + "; ".join(shapes[:5]))
         raise WeightsError(f"{source}: tensors do not match the model: " + ", ".join(lines))
-    broken = [prefix + k for k in sorted(part) if part[k].is_floating_point() and not torch.isfinite(part[k]).all()]
+    broken = [prefix + k for k in sorted(part) if part[k].is_floating_point()
+              and not torch.isfinite(part[k]).all()]
     if broken:
         raise WeightsError(
-            f"{source}: tensors hold NaN or infinite values: {broken[:5]}{' ...' if len(broken) > 5 else ''}; "
-            f"the weights are broken (saved from a diverged run?) and would give NaN outputs"
+            f"{source}: tensors hold NaN or infinite values: "
+            f"{broken[:5]}{' ...' if len(broken) > 5 else ''}; the weights are broken (saved from a diverged "
+            "run?) and would give NaN outputs"
         )
     module.load_state_dict(part, strict=True)
 

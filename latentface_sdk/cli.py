@@ -27,8 +27,9 @@ With ``--engine ray`` (``pip install 'latentface-sdk[ray]'``), ``encode`` and ``
 Data (:mod:`latentface_sdk.integrations.ray`): a local Ray with ``--workers`` model copies, or the cluster
 at ``--address``; the rows, with the columns of the ``.npz``, are written as Parquet files into the folder
 OUT_DIR. Ray retries failed tasks; an interrupted run starts again. ``latentface demo``
-(``pip install 'latentface-sdk[demo]'``) starts the Gradio demo page (:mod:`latentface_sdk.integrations.demo`). ``latentface export-onnx``
-(``pip install 'latentface-sdk[onnx]'``) writes the model as ONNX graphs (:mod:`latentface_sdk.deploy`).
+(``pip install 'latentface-sdk[demo]'``) starts the Gradio demo page
+(:mod:`latentface_sdk.integrations.demo`). ``latentface export-onnx`` (``pip install 'latentface-sdk[onnx]'``)
+writes the model as ONNX graphs (:mod:`latentface_sdk.deploy`).
 
 Exit codes: 0 every input gave a face; 1 some input failed (unreadable, or no face), the others are
 written and the failures listed on stderr; 2 usage error (bad option, no input found, model cannot load);
@@ -189,8 +190,8 @@ def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int
     last = None
     try:
         for part in enc.encode_video_parts(video, every=args.every, fps=args.fps, features=features,
-                                           faces=args.faces, batch_size=args.batch_size, progress=args.progress,
-                                           min_iou=args.min_iou, seed=args.seed):
+                                           faces=args.faces, batch_size=args.batch_size,
+                                           progress=args.progress, min_iou=args.min_iou, seed=args.seed):
             arrays = part.numpy()
             arrays.pop("verification_features", None)
             arrays.pop("fer_features", None)
@@ -224,7 +225,8 @@ def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int
     print(f"latentface video: {video}: {sampled} frame(s) sampled, {rows} face row(s) in {tracks} track(s) "
           f"written to {out}")
     if error is not None:
-        print(f"latentface video: error: {error} (the rows of the frames before it are written)", file=sys.stderr)
+        print(f"latentface video: error: {error} (the rows of the frames before it are written)",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -272,8 +274,9 @@ def _run_mesh(args: argparse.Namespace, enc: FaceEncoder, inputs: list[InputFile
     suffix = out.suffix.lower()
     single = suffix in MESH_SUFFIXES and not out.is_dir()
     if single and (len(inputs) != 1 or args.faces != "largest"):
-        raise UsageError(f"{out}: an output ending in {out.suffix} is one mesh, for one input and its largest face "
-                         f"(got {len(inputs)} input(s)); give a folder to write one mesh per face")
+        raise UsageError(f"{out}: an output ending in {out.suffix} is one mesh, for one input and its "
+                         f"largest face (got {len(inputs)} input(s)); "
+                         "give a folder to write one mesh per face")
     if not single and out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file; give a .obj or .ply file for one face, or a folder")
     written, failed = 0, 0
@@ -297,8 +300,8 @@ def _run_mesh(args: argparse.Namespace, enc: FaceEncoder, inputs: list[InputFile
                 files = mesh.save(target)
                 written += 1
                 if single:
-                    print(f"latentface mesh: wrote {', '.join(str(p) for p in files)} ({len(mesh.vertices)} vertices, "
-                          f"{len(mesh.faces)} triangles; y up, facing +z)", file=sys.stderr)
+                    print(f"latentface mesh: wrote {', '.join(str(p) for p in files)} ({len(mesh.vertices)} "
+                          f"vertices, {len(mesh.faces)} triangles; y up, facing +z)", file=sys.stderr)
             bar.update(len(chunk))
     if not single:
         print(f"latentface mesh: {written} mesh(es) in {out}, {failed} input(s) without a face or unreadable",
@@ -306,7 +309,8 @@ def _run_mesh(args: argparse.Namespace, enc: FaceEncoder, inputs: list[InputFile
     return 1 if failed else 0
 
 
-def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inputs: list[InputFile]) -> int:
+def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str,
+                    inputs: list[InputFile]) -> int:
     out = Path(args.output)
     if out.suffix.lower() in _IMAGE_OUTPUTS and not out.is_dir():
         return _frontalize_one(args, enc, inputs)
@@ -346,8 +350,10 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str, i
                             depth = 1.0 - (d - d.min()) / (d.max() - d.min()).clamp(min=1e-6)
                             runfiles.write_png(out / f"{stem}_albedo.png", _to_uint8(r.albedo[i]))
                             runfiles.write_png(out / f"{stem}_depth.png", _to_uint8(depth[None]))
-                            runfiles.write_png(out / f"{stem}_normal.png", _to_uint8((r.normal[i] + 1.0) / 2.0))
-                            runfiles.write_png(out / f"{stem}_shading.png", _to_uint8(r.shading[i].clamp(0, 1)))
+                            runfiles.write_png(out / f"{stem}_normal.png",
+                                               _to_uint8((r.normal[i] + 1.0) / 2.0))
+                            runfiles.write_png(out / f"{stem}_shading.png",
+                                               _to_uint8(r.shading[i].clamp(0, 1)))
                     rows.append(row)
                 data = json.dumps(rows).encode()
                 atomic_write(part, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
@@ -390,9 +396,9 @@ def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
                                "revision": args.revision, "local_files_only": args.local_files_only or None}
     if args.command == "disentangle":
         options.update(steps=args.steps, seed=args.seed, num_samples=args.samples, init=args.init)
-    encode_files([f.path for f in inputs], out, operation=args.command, model=args.model, workers=args.workers,
-                 address=args.address, batch_size=args.batch_size, threads=args.threads or 1,
-                 device=args.device, progress=args.progress, **options)
+    encode_files([f.path for f in inputs], out, operation=args.command, model=args.model,
+                 workers=args.workers, address=args.address, batch_size=args.batch_size,
+                 threads=args.threads or 1, device=args.device, progress=args.progress, **options)
     import pyarrow.parquet as pq
 
     table = pq.read_table(out, columns=["names", "ok", "errors"])
@@ -419,7 +425,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    """``latentface models``: the bundled models and those in the local Hub cache, with their cards' summaries."""
+    """``latentface models``: the bundled models and those in the local Hub cache, with their cards'
+    summaries."""
     from .catalog import list_pretrained
 
     models = list_pretrained()
@@ -452,8 +459,8 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     except (LatentFaceError, ValueError) as exc:
         raise UsageError(f"cannot export the model: {exc}") from exc
     card = done.config
-    print(f"latentface export-onnx: {card['model']['name']} -> {done.folder} ({ENCODER_SUMMARY}; opset {card['opset']})",
-          file=sys.stderr)
+    print(f"latentface export-onnx: {card['model']['name']} -> {done.folder} ({ENCODER_SUMMARY}; opset "
+          f"{card['opset']})", file=sys.stderr)
     return 0
 
 
@@ -494,10 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, out_help: str) -> None:
-        p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders (searched recursively)")
+        p.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="image files and folders (searched recursively)")
         p.add_argument("-o", "--output", required=True, help=out_help)
         p.add_argument("--model", default=None,
-                       help="bundled model name, model folder or Hugging Face Hub id (default: the bundled default)")
+                       help="bundled model name, model folder or Hugging Face Hub id "
+                       "(default: the bundled default)")
         p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hub id")
         p.add_argument("--local-files-only", action="store_true", help="never use the network for Hub ids")
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -520,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=_positive, default=None,
                        help="--engine ray: model copies at once (default: the cluster's CPUs / threads)")
         p.add_argument("--address", default=None,
-                       help="--engine ray: the Ray cluster to join (auto, ray://HEAD:10001; default: a local Ray)")
+                       help="--engine ray: the Ray cluster to join (auto, ray://HEAD:10001; "
+                       "default: a local Ray)")
 
     enc = sub.add_parser("encode", help="texture, shape, pose and light latents to one .npz",
                          description="Write texture (N,256), shape (N,256), pose (N,6), light (N,4), boxes, "
@@ -528,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog="examples:\n  latentface encode photos/ -o features.npz\n"
                          "  latentface encode group.jpg --faces all -o faces.npz\n"
                          "  latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops\n"
-                         "  latentface encode photos/ -o features/ --engine ray --workers 2   # Parquet files",
+                         "  latentface encode photos/ -o features/ --engine ray --workers 2   "
+                         "# Parquet files",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     common(enc, "the .npz file to write (with --engine ray: a folder for Parquet files)")
     engine_options(enc)
@@ -559,27 +570,31 @@ def build_parser() -> argparse.ArgumentParser:
     common(front, "the folder to write PNGs into, or one image file (.png, .jpg, ...) for one input")
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
-    front.add_argument("--maps", action="store_true", help="also write albedo, depth, normal and shading PNGs")
+    front.add_argument("--maps", action="store_true",
+                       help="also write albedo, depth, normal and shading PNGs")
     mesh = sub.add_parser("mesh", help="each face as a textured 3D mesh (.obj + .mtl + .png, or .ply)",
-                          description="Reconstruct each face's depth and albedo and write it as a textured mesh of "
-                          "the face region: y up, facing +z, in the renderer's depth units. A .obj comes with its "
-                          ".mtl and the albedo as a PNG texture; a .ply carries vertex colours.",
+                          description="Reconstruct each face's depth and albedo and write it as a textured "
+                          "mesh of the face region: y up, facing +z, in the renderer's depth units. "
+                          "A .obj comes with its .mtl and the albedo as a PNG texture; a .ply carries "
+                          "vertex colours.",
                           epilog="examples:\n  latentface mesh photo.jpg -o face.obj\n"
                                  "  latentface mesh photos/ -o meshes/ --format ply --view photo",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     common(mesh, "one .obj or .ply file (one input, its largest face), or a folder for one mesh per face")
     mesh.add_argument("--view", choices=("frontal", "photo"), default="frontal",
                       help="frontal (default) or turned by the head rotation seen in the photo")
-    mesh.add_argument("--format", choices=("obj", "ply"), default="obj", help="file type in a folder (default obj)")
+    mesh.add_argument("--format", choices=("obj", "ply"), default="obj",
+                      help="file type in a folder (default obj)")
     vid = sub.add_parser("video", help="every face of a video file, frame by frame, to one .npz "
                          "(pip install 'latentface-sdk[video]')",
-                         description="Decode a video file (PyAV), keep every N-th frame or F frames per second, "
-                         "and write one row per face per sampled frame: frame, time (s), track (faces linked "
-                         "across frames by box overlap), boxes and the encode (or disentangle) arrays. A file "
-                         "that stops decoding part way keeps the rows before it (exit code 1, the file and "
-                         "frame named on stderr).",
+                         description="Decode a video file (PyAV), keep every N-th frame or F frames per "
+                         "second, and write one row per face per sampled frame: frame, time (s), track "
+                         "(faces linked across frames by box overlap), boxes and the encode (or disentangle) "
+                         "arrays. A file that stops decoding part way keeps the rows before it (exit code 1, "
+                         "the file and frame named on stderr).",
                          epilog="examples:\n  latentface video clip.mp4 -o rows.npz --fps 5\n"
-                                "  latentface video interview.mov -o rows.npz --every 10 --disentangle --track-means",
+                                "  latentface video interview.mov -o rows.npz --every 10 --disentangle "
+                                "--track-means",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     vid.add_argument("input", metavar="VIDEO", help="one video file (any format FFmpeg reads)")
     vid.add_argument("-o", "--output", required=True, help="the .npz file to write")
@@ -590,21 +605,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="every face of a frame (default) or the largest")
     vid.add_argument("--disentangle", action="store_true", help="also identity and expression latents")
     vid.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise with --disentangle")
-    vid.add_argument("--min-iou", type=float, default=0.3, help="box overlap that continues a track (default 0.3)")
+    vid.add_argument("--min-iou", type=float, default=0.3,
+                     help="box overlap that continues a track (default 0.3)")
     vid.add_argument("--track-means", action="store_true",
                      help="also OUT.tracks.npz: one row per track with its mean features, start and end")
     vid.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
     vid.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     vid.add_argument("--batch-size", type=_positive, default=64, help="faces per network call (default 64)")
-    vid.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: free cores)")
+    vid.add_argument("--threads", type=_positive, default=None,
+                     help="torch CPU threads (default: free cores)")
     vid.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     demo = sub.add_parser("demo", help="the Gradio demo page (pip install 'latentface-sdk[demo]')",
-                          description="Start a web page where a photo is uploaded and its face found, albedo, "
-                          "depth, shading, frontal view, yaw sweep and latents are shown.",
-                          epilog="examples:\n  latentface demo\n  latentface demo --port 8080 --model my-model/",
+                          description="Start a web page where a photo is uploaded and its face found, "
+                          "albedo, depth, shading, frontal view, yaw sweep and latents are shown.",
+                          epilog="examples:\n  latentface demo\n"
+                                 "  latentface demo --port 8080 --model my-model/",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     demo.add_argument("--port", type=_positive, default=7860, help="port (default 7860)")
     demo.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     models = sub.add_parser("models", help="list the bundled models and those in the local Hub cache",
@@ -613,17 +632,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "first sentence of its model card.",
                             epilog="examples:\n  latentface models\n  latentface models --json",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    models.add_argument("--json", action="store_true", help="name, source, path, checksum and summary as JSON")
+    models.add_argument("--json", action="store_true",
+                        help="name, source, path, checksum and summary as JSON")
     onnx = sub.add_parser("export-onnx", help="the encoders and the disentangle path as ONNX graphs "
                           "(pip install 'latentface-sdk[onnx]')",
-                          description="Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, light), "
-                          "disentangle.onnx (latents and noise -> identity and expression, DDIM steps unrolled), "
-                          "config.json and README.md (inputs, outputs, preprocessing) into one folder.",
+                          description="Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, "
+                          "light), disentangle.onnx (latents and noise -> identity and expression, DDIM "
+                          "steps unrolled), config.json and README.md (inputs, outputs, preprocessing) into "
+                          "one folder.",
                           epilog="examples:\n  latentface export-onnx --out latentface-onnx/\n"
-                                 "  latentface export-onnx --model my-model/ --out my-model-onnx/ --overwrite",
+                                 "  latentface export-onnx --model my-model/ --out my-model-onnx/ "
+                                 "--overwrite",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    onnx.add_argument("--model", default=None, help="bundled model name, model folder or Hub id (default: bundled)")
-    onnx.add_argument("--out", required=True, help="the folder to write (new, empty, or an export to replace)")
+    onnx.add_argument("--model", default=None,
+                      help="bundled model name, model folder or Hub id (default: bundled)")
+    onnx.add_argument("--out", required=True,
+                      help="the folder to write (new, empty, or an export to replace)")
     onnx.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     return parser
 

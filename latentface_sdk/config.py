@@ -247,7 +247,8 @@ class ModelConfig:
         if not isinstance(name, str):
             raise ConfigError(f"{source}: name: expected a string, got {name!r}")
         if checksum is not None and not (
-            isinstance(checksum, str) and len(checksum) == 64 and all(c in "0123456789abcdef" for c in checksum)
+            isinstance(checksum, str) and len(checksum) == 64
+            and all(c in "0123456789abcdef" for c in checksum)
         ):
             raise ConfigError(f"{source}: checksum: expected a SHA-256 hex string or null, got {checksum!r}")
         if not isinstance(metadata, dict):
@@ -256,7 +257,8 @@ class ModelConfig:
             cfg = cls(
                 name=name,
                 version=CONFIG_VERSION,
-                autoencoder=build_config(AutoencoderConfig, data.get("autoencoder", {}), f"{source}: autoencoder"),
+                autoencoder=build_config(AutoencoderConfig, data.get("autoencoder", {}),
+                                         f"{source}: autoencoder"),
                 rdm=build_config(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
                 crop=build_config(CropConfig, data.get("crop", {}), f"{source}: crop"),
                 checksum=checksum,
@@ -324,7 +326,8 @@ def _field_default(f: dataclasses.Field[Any]) -> Any:
 
 
 def _scalar_type(hint: Any, default: Any) -> Any:
-    """The plain type a field holds (``int``, ``float``, ``str``, ``bool``, ``tuple``), or None when unknown."""
+    """The plain type a field holds (``int``, ``float``, ``str``, ``bool``, ``tuple``), or None when
+    unknown."""
     if default is not None and default is not dataclasses.MISSING:
         return type(default)
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
@@ -396,7 +399,8 @@ def build_config(kind: type[_T], data: Any, source: str = "config") -> _T:
 
 
 def config_from_dict(kind: type[_T], data: Any, source: str = "config") -> _T:
-    """:func:`build_config`, then ``validate()`` when ``kind`` has it (its errors prefixed with ``source``)."""
+    """:func:`build_config`, then ``validate()`` when ``kind`` has it (its errors prefixed with
+    ``source``)."""
     cfg = build_config(kind, data, source)
     validate = getattr(cfg, "validate", None)
     if callable(validate):

@@ -4,10 +4,10 @@ The data flows one way: image -> face crop -> stage-1 latents -> (RDM) -> identi
 latents -> canonical maps -> render.
 
 Inputs
-    A path, the bytes of an image file, a PIL image, a numpy ``HxWxC`` array, a torch ``CxHxW`` tensor, or a list of these; a 4-D
-    ``BxCxHxW`` tensor or ``BxHxWxC`` array is a batch of ``B`` images. Every conversion and refusal is
-    :mod:`latentface_sdk.images`'s (grey, RGBA and palette images are converted; bad inputs get a typed
-    :class:`~latentface_sdk.errors.InvalidImageError` naming the input and the reason).
+    A path, the bytes of an image file, a PIL image, a numpy ``HxWxC`` array, a torch ``CxHxW`` tensor, or a
+    list of these; a 4-D ``BxCxHxW`` tensor or ``BxHxWxC`` array is a batch of ``B`` images. Every conversion
+    and refusal is :mod:`latentface_sdk.images`'s (grey, RGBA and palette images are converted; bad inputs get
+    a typed :class:`~latentface_sdk.errors.InvalidImageError` naming the input and the reason).
 
 Faces
     ``detect=True`` (default): MTCNN finds the faces and :func:`latentface_sdk.detection.crop_face` cuts
@@ -101,7 +101,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         enc = FaceEncoder.from_pretrained()              # bundled weights; device="auto"
         r = enc.encode("photo.jpg")                      # Encoding: texture, shape (1, 256), pose, light
         d = enc.disentangle(["a.jpg", "b.jpg"])          # identity (Z_id) and expression (Δexp) latents
-        x = enc.expression_features("photo.jpg")         # ExpressionFeatures: what an emotion classifier reads
+        x = enc.expression_features("photo.jpg")         # ExpressionFeatures: what an emotion
+                                                         # classifier reads
         enc.frontalize("photo.jpg").images[0].save("front.png")   # the face seen from the front, 64x64
     """
 
@@ -186,7 +187,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
     @property
     def render_backend(self) -> Literal["pytorch3d", "fast"]:
-        """The rasteriser ``render`` uses: PyTorch3D's on CUDA, the vectorised one on the CPU (as in training)."""
+        """The rasteriser ``render`` uses: PyTorch3D's on CUDA, the vectorised one on the CPU (as in
+        training)."""
         return "pytorch3d" if self.device.type == "cuda" else "fast"
 
     def _pipeline(self) -> FacePipeline:
@@ -212,8 +214,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
         Raises (single input only): :class:`InvalidImageError`, :class:`NoFaceError`.
         """
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="encode", max_pixels=max_pixels)
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="encode", max_pixels=max_pixels)
         return assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
 
     def disentangle(
@@ -230,7 +232,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         progress: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Disentangled:
-        """Identity latents ``Z_id`` (by representation diffusion), expression ``Δexp = Z_exp - Z_id``, and ``Z_exp``.
+        """Identity latents ``Z_id`` (by representation diffusion), expression ``Δexp = Z_exp - Z_id``, and
+        ``Z_exp``.
 
         Each RDM runs ``steps`` DDIM steps (default: the model's ``rdm.sample_steps``, 5) from ``z_T``:
         ``init="noise"`` draws it from a Gaussian (the paper), ``"zero"`` starts from the prior's mode
@@ -258,9 +261,9 @@ class FaceEncoder(PretrainedMixin, nn.Module):
             return sample_identity(self.rdm_texture, self.rdm_shape, batch, steps=steps, init=init,
                                    num_samples=num_samples, seed=base)
 
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="disentangle", max_pixels=max_pixels, work=identity,
-                                    work_rows=IDENTITY_ROWS)
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="disentangle", max_pixels=max_pixels,
+                                    work=identity, work_rows=IDENTITY_ROWS)
         dim = self.config.autoencoder.latent_dim
         return assemble_disentangled(done, assemble_encoding([b for b, _ in done], dim), dim)
 
@@ -288,8 +291,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         def read(batch: CropBatch) -> ExpressionMaps:
             return read_expression(self.autoencoder, batch, mirror=mirror)
 
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="expression", max_pixels=max_pixels, work=read)
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="expression", max_pixels=max_pixels, work=read)
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_expression(done, enc, readout_layout(self.autoencoder, EXPRESSION_READOUT))
 
@@ -334,7 +337,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         desc: str = "render",
     ) -> Frontalized:
-        """Re-render each face from another view: rotated by ``yaw``, ``pitch``, ``roll`` (degrees) about its centre.
+        """Re-render each face from another view: rotated by ``yaw``, ``pitch``, ``roll`` (degrees) about its
+        centre.
 
         ``yaw=pitch=roll=0`` is :meth:`frontalize`. The face is decoded to canonical albedo and depth,
         shaded (see ``light`` in :meth:`frontalize`) and rendered with the model's camera (no
@@ -347,11 +351,11 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
         def draw(batch: CropBatch) -> RenderedViews:
             assert batch.latents is not None
-            return render_views(self.autoencoder, self.renderer, batch.latents, angles=angles, light=fixed_light,
-                                maps=maps, backend=self.render_backend)
+            return render_views(self.autoencoder, self.renderer, batch.latents, angles=angles,
+                                light=fixed_light, maps=maps, backend=self.render_backend)
 
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc=desc, max_pixels=max_pixels, work=draw)
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc=desc, max_pixels=max_pixels, work=draw)
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_frontalized(done, enc, self.config.autoencoder.image_size, maps=maps,
                                     return_tensors=return_tensors)
@@ -381,8 +385,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
             assert batch.latents is not None
             return decode_maps(self.autoencoder, batch.latents)
 
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="mesh", max_pixels=max_pixels, work=decode)
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="mesh", max_pixels=max_pixels, work=decode)
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_meshes(done, enc, self.renderer, view=view)
 
@@ -466,7 +470,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         try:
             for part in self.encode_video_parts(path, every=every, fps=fps, features=features, faces=faces,
                                                 frames_per_batch=frames_per_batch, batch_size=batch_size,
-                                                min_iou=min_iou, max_gap=max_gap, seed=seed, progress=progress):
+                                                min_iou=min_iou, max_gap=max_gap, seed=seed,
+                                                progress=progress):
                 parts.append(part)
         except VideoDecodeError as exc:
             exc.partial = (concat_video(parts) if parts
@@ -477,7 +482,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         return concat_video(parts)
 
     def forward(self, images: Tensor) -> Latents:
-        """Stage-1 latents of face crops ``(B, 3, 64, 64)`` in ``[0, 1]`` already on the model's device (no detection)."""
+        """Stage-1 latents of face crops ``(B, 3, 64, 64)`` in ``[0, 1]`` already on the model's device (no
+        detection)."""
         return self.autoencoder.encode(images)
 
     def extra_repr(self) -> str:

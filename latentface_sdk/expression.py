@@ -28,9 +28,9 @@ __all__ = ["EXPRESSION_READOUT", "MapReadout", "expression_features", "readout_l
 
 @dataclass(frozen=True)
 class MapReadout:
-    """One pooled encoder map: ``encoder`` (``"texture"``, ``"shape"``, ``"pose"`` or ``"light"``), its strided
-    ``block`` (1-4, block ``k`` has ``width * 2**(k-1)`` channels at ``64 / 2**k`` px) average-pooled to
-    ``grid`` x ``grid``."""
+    """One pooled encoder map: ``encoder`` (``"texture"``, ``"shape"``, ``"pose"`` or ``"light"``), its
+    strided ``block`` (1-4, block ``k`` has ``width * 2**(k-1)`` channels at ``64 / 2**k`` px) average-pooled
+    to ``grid`` x ``grid``."""
 
     encoder: str
     block: int
@@ -94,7 +94,8 @@ def readout_layout(autoencoder: LatentAutoencoder,
 
 
 def expression_features(autoencoder: LatentAutoencoder, images: Tensor,
-                        readout: Sequence[MapReadout] = EXPRESSION_READOUT, *, mirror: bool = False) -> Tensor:
+                        readout: Sequence[MapReadout] = EXPRESSION_READOUT, *,
+                        mirror: bool = False) -> Tensor:
     """Expression features ``(B, D)`` of face crops ``images`` (B, 3, 64, 64) in ``[0, 1]``.
 
     ``[Z_t, Z_s]`` followed by each :class:`MapReadout`'s pooled map (channels outermost, then grid rows

@@ -31,7 +31,8 @@ from .checkpoint import pickled_files
 from .config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
 from .errors import OfflineError, WeightsError
 
-__all__ = ["DEFAULT_MODEL", "HUB_FILES", "resolve", "hub_cache_dir", "is_offline", "model_card", "push_folder"]
+__all__ = ["DEFAULT_MODEL", "HUB_FILES", "resolve", "hub_cache_dir", "is_offline", "model_card",
+           "push_folder"]
 
 #: The checkpoint used when no name is given.
 DEFAULT_MODEL = "latentface-cpu-small"
@@ -51,7 +52,8 @@ def is_offline() -> bool:
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The Hub cache folder that would be used: ``cache_dir``, ``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or the default."""
+    """The Hub cache folder that would be used: ``cache_dir``, ``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or the
+    default."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     if os.environ.get("HF_HUB_CACHE"):
@@ -127,7 +129,8 @@ def resolve(
     except (OSError, RuntimeError, ValueError) as exc:
         # a name the file system refuses outright (too long, NUL byte, '~user' without that user)
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise WeightsError(f"{shown!r}: not a usable model name or folder ({why}); {_bundled_hint()}") from None
+        raise WeightsError(f"{shown!r}: not a usable model name or folder ({why}); "
+                           f"{_bundled_hint()}") from None
     if is_dir:
         return _check_folder(path, "folder")
     if exists:
@@ -222,9 +225,9 @@ def model_card(config: ModelConfig, repo_id: str) -> str:
         f'enc = FaceEncoder.from_pretrained("{repo_id}")\n'
         'r = enc.encode("photo.jpg")   # latents of the largest face\n'
         "```\n\n"
-        f"Input: {ae.image_size}x{ae.image_size} face crops (MTCNN, margin {config.crop.margin}); latents: texture "
-        f"{ae.latent_dim}, shape {ae.latent_dim}, pose {ae.pose_dim}, light {ae.light_dim}. Weights: `model.safetensors` (SHA-256 in "
-        "`config.json`).\n"
+        f"Input: {ae.image_size}x{ae.image_size} face crops (MTCNN, margin {config.crop.margin}); latents: "
+        f"texture {ae.latent_dim}, shape {ae.latent_dim}, pose {ae.pose_dim}, light {ae.light_dim}. Weights: "
+        "`model.safetensors` (SHA-256 in `config.json`).\n"
     )
 
 

@@ -50,7 +50,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageTooLargeError, InvalidImageError, LatentFaceError
 
 #: What the SDK accepts as one image.
-ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray | torch.Tensor
+ImageInput: TypeAlias = (str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
+                         | torch.Tensor)
 
 #: Images above this many pixels are refused (50 megapixels: a 8660x5773 photo still passes).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -128,7 +129,8 @@ def split_inputs(images: ImageInput | Sequence[ImageInput]) -> tuple[list[Any], 
 
 
 def input_name(item: object, index: int, single: bool) -> str:
-    """How results and errors name an input: its path, ``"image"`` for one other input, else ``"item {index}"``."""
+    """How results and errors name an input: its path, ``"image"`` for one other input, else
+    ``"item {index}"``."""
     if isinstance(item, (str, os.PathLike)):
         return os.fspath(item)
     return "image" if single else f"item {index}"

@@ -63,7 +63,8 @@ def canonical_keypoints(points: np.ndarray, max_abs_yaw: float = 0.05) -> np.nda
 
     Faces whose :func:`yaw_estimate` is within ``max_abs_yaw`` and whose landmarks are finite are
     averaged (when there are none, the most frontal tenth of the faces); the mean and its mirror image
-    are averaged again, so the result is exactly left-right symmetric (eyes and mouth corners mirror each other, the nose lies on ``u = 0``).
+    are averaged again, so the result is exactly left-right symmetric (eyes and mouth corners mirror each
+    other, the nose lies on ``u = 0``).
     """
     p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
     finite = np.asarray(np.isfinite(p).all(axis=(1, 2)), dtype=bool)

@@ -36,8 +36,8 @@ class FaceMesh:
     """A face as a triangle mesh (see the module docstring for axes and units).
 
     ``vertices`` float32 ``(V, 3)``; ``faces`` int64 ``(F, 3)`` indices into ``vertices``; ``uvs`` float32
-    ``(V, 2)`` in ``[0, 1]`` (v up) into ``texture``; ``colors`` float32 ``(V, 3)`` in ``[0, 1]`` (the albedo at
-    each vertex); ``texture`` uint8 ``(H, W, 3)``, the albedo map; ``grid`` int64 ``(V, 2)``, the ``(row,
+    ``(V, 2)`` in ``[0, 1]`` (v up) into ``texture``; ``colors`` float32 ``(V, 3)`` in ``[0, 1]`` (the albedo
+    at each vertex); ``texture`` uint8 ``(H, W, 3)``, the albedo map; ``grid`` int64 ``(V, 2)``, the ``(row,
     column)`` of the depth-map pixel each vertex comes from.
     """
 
@@ -58,7 +58,8 @@ class FaceMesh:
         out = Path(path)
         suffix = out.suffix.lower()
         if suffix not in MESH_SUFFIXES:
-            raise ValueError(f"{out}: a mesh is written as {' or '.join(MESH_SUFFIXES)} (got {out.suffix or 'no suffix'!r})")
+            raise ValueError(f"{out}: a mesh is written as {' or '.join(MESH_SUFFIXES)} (got "
+                             f"{out.suffix or 'no suffix'!r})")
         out.parent.mkdir(parents=True, exist_ok=True)
         verts = torch.from_numpy(self.vertices)
         faces = torch.from_numpy(self.faces)
@@ -71,7 +72,8 @@ class FaceMesh:
         return [out]
 
     def __repr__(self) -> str:
-        return f"FaceMesh(vertices={len(self.vertices)}, faces={len(self.faces)}, texture={self.texture.shape[:2]})"
+        return (f"FaceMesh(vertices={len(self.vertices)}, faces={len(self.faces)}, "
+                f"texture={self.texture.shape[:2]})")
 
 
 def to_camera(vertices: np.ndarray | Tensor, centre_depth: float) -> Tensor:
@@ -81,8 +83,8 @@ def to_camera(vertices: np.ndarray | Tensor, centre_depth: float) -> Tensor:
     return torch.stack([v[:, 0], -v[:, 1], centre_depth - v[:, 2]], dim=1)
 
 
-def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: float, rotation: Tensor | None = None,
-              region_min: float = 0.5) -> FaceMesh:
+def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: float,
+              rotation: Tensor | None = None, region_min: float = 0.5) -> FaceMesh:
     """One face's mesh from its canonical ``depth`` ``(H, W)`` and ``albedo`` ``(3, H, W)`` in ``[0, 1]``.
 
     Vertices where :func:`~latentface_sdk.render.geometry.face_region` is below ``region_min`` are dropped,
@@ -91,7 +93,8 @@ def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: floa
     Pure function of its inputs.
     """
     if depth.dim() != 2 or albedo.shape != (3, *depth.shape):
-        raise ValueError(f"expected depth (H, W) and albedo (3, H, W); got {tuple(depth.shape)} and {tuple(albedo.shape)}")
+        raise ValueError(f"expected depth (H, W) and albedo (3, H, W); got {tuple(depth.shape)} and "
+                         f"{tuple(albedo.shape)}")
     h, w = depth.shape
     d = depth.detach().to("cpu", torch.float32)
     points = geo.depth_to_points(d[None], focal)  # (1, H, W, 3), camera space
@@ -113,7 +116,8 @@ def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: floa
     rows, cols = kept // w, kept % w
     uvs = torch.stack([(cols.float() + 0.5) / w, 1.0 - (rows.float() + 0.5) / h], dim=1)
     colors = albedo.detach().to("cpu", torch.float32).clamp(0, 1).reshape(3, -1).t()[kept]
-    texture = (albedo.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8)
+    texture = (albedo.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0)
+               * 255).round().to(torch.uint8)
     return FaceMesh(
         vertices=verts[kept].numpy().astype(np.float32),
         faces=index[tri].numpy().astype(np.int64),

@@ -32,9 +32,10 @@ from .pipeline import CropBatch, crops_to_input
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 
-__all__ = ["IDENTITY_ROWS", "CanonicalMaps", "ExpressionMaps", "assemble_meshes", "decode_maps", "IdentityLatents", "identity_noise", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
-           "assemble_disentangled", "assemble_expression", "assemble_frontalized", "parse_light", "read_expression",
-           "render_views", "sample_identity"]
+__all__ = ["IDENTITY_ROWS", "CanonicalMaps", "ExpressionMaps", "assemble_meshes", "decode_maps",
+           "IdentityLatents", "identity_noise", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
+           "assemble_disentangled", "assemble_expression", "assemble_frontalized", "parse_light",
+           "read_expression", "render_views", "sample_identity"]
 
 #: ``"same"`` (the light estimated from each input), ``"neutral"`` (:data:`NEUTRAL_LIGHT`) or 4 numbers
 #: ``(ambient, diffuse, dx, dy)``.
@@ -61,8 +62,8 @@ class IdentityLatents:
 
 @dataclass
 class CanonicalMaps:
-    """Decoded canonical maps of a batch's crops: ``albedo`` ``(M, 3, S, S)`` in [0, 1], ``depth`` ``(M, S, S)``
-    and each face's ``pose`` ``(M, 6)``."""
+    """Decoded canonical maps of a batch's crops: ``albedo`` ``(M, 3, S, S)`` in [0, 1], ``depth``
+    ``(M, S, S)`` and each face's ``pose`` ``(M, 6)``."""
 
     albedo: Tensor
     depth: Tensor
@@ -75,8 +76,8 @@ def decode_maps(autoencoder: LatentAutoencoder, latents: Latents) -> CanonicalMa
     return CanonicalMaps(albedo=m.albedo, depth=m.depth, pose=latents.pose)
 
 
-def assemble_meshes(done: Sequence[tuple[CropBatch, CanonicalMaps | None]], enc: Encoding, renderer: FaceRenderer,
-                    *, view: Literal["frontal", "photo"]) -> FaceMeshes:
+def assemble_meshes(done: Sequence[tuple[CropBatch, CanonicalMaps | None]], enc: Encoding,
+                    renderer: FaceRenderer, *, view: Literal["frontal", "photo"]) -> FaceMeshes:
     """One :class:`~latentface_sdk.mesh.FaceMesh` per ok row (None elsewhere), in row order."""
     meshes: list[FaceMesh | None] = [None] * len(enc)
     row = 0
@@ -114,7 +115,8 @@ class ExpressionMaps:
 
 
 def read_expression(autoencoder: LatentAutoencoder, batch: CropBatch,
-                    readout: Sequence[MapReadout] = EXPRESSION_READOUT, *, mirror: bool = False) -> ExpressionMaps:
+                    readout: Sequence[MapReadout] = EXPRESSION_READOUT, *,
+                    mirror: bool = False) -> ExpressionMaps:
     """The expression features of a batch's crops, on the autoencoder's device and dtype."""
     p = next(autoencoder.parameters())
     x = crops_to_input(batch.crops, p.device, p.dtype)
@@ -125,8 +127,9 @@ def _seed_from(*parts: bytes | str | int) -> int:
     return seed_digest(b"".join((p if isinstance(p, bytes) else str(p).encode()) + b"|" for p in parts))
 
 
-def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion, batch: CropBatch, *,
-                    steps: int, init: Literal["noise", "zero"], num_samples: int, seed: int) -> IdentityLatents:
+def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion,
+                    batch: CropBatch, *, steps: int, init: Literal["noise", "zero"], num_samples: int,
+                    seed: int) -> IdentityLatents:
     """``Z_id`` of each crop of ``batch``: the mean of ``num_samples`` DDIM samples (one with ``init="zero"``:
     the deterministic start makes all samples equal, so the mean costs one)."""
     assert batch.latents is not None
@@ -144,9 +147,9 @@ def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: Representat
 
 def identity_noise(crops: np.ndarray, which: str, *, seed: int, num_samples: int,
                    dim: int) -> Tensor:
-    """The starting noise ``z_T`` of the ``which`` RDM for uint8 ``crops`` (M, S, S, 3): ``(num_samples * M, dim)``,
-    sample-major (``which``: ``"texture"`` or ``"shape"``). Each crop's rows come from a generator seeded by ``seed``,
-    ``which`` and the crop's SHA-256, so
+    """The starting noise ``z_T`` of the ``which`` RDM for uint8 ``crops`` (M, S, S, 3):
+    ``(num_samples * M, dim)``, sample-major (``which``: ``"texture"`` or ``"shape"``). Each crop's rows come
+    from a generator seeded by ``seed``, ``which`` and the crop's SHA-256, so
     a face gets the same noise whatever batch it comes in (and in every backend that draws it here)."""
     digests = [bytes.fromhex(bytes_digest(c.tobytes())) for c in crops]
     noise = torch.empty(num_samples, len(digests), dim)
@@ -188,7 +191,8 @@ def render_views(autoencoder: LatentAutoencoder, renderer: FaceRenderer, latents
     view = renderer.render_face(shaded.image, m.depth, pose, backend=backend)
     views = RenderedViews(image=view.image.clamp(0.0, 1.0), mask=view.mask, pose=pose, light=lt)
     if maps:
-        views.albedo, views.depth, views.normal, views.shading = m.albedo, m.depth, shaded.normals, shaded.shading
+        views.albedo, views.depth, views.normal, views.shading = (m.albedo, m.depth, shaded.normals,
+                                                                  shaded.shading)
     return views
 
 
@@ -198,7 +202,8 @@ def assemble_disentangled(done: Sequence[tuple[CropBatch, IdentityLatents | None
     id_t = torch.cat([b.scatter(r.texture if r else None, (latent_dim,)) for b, r in done])
     id_s = torch.cat([b.scatter(r.shape if r else None, (latent_dim,)) for b, r in done])
     return Disentangled(texture=enc.texture, shape=enc.shape, identity_texture=id_t, identity_shape=id_s,
-                        expression_texture=enc.texture - id_t, expression_shape=enc.shape - id_s, encoding=enc)
+                        expression_texture=enc.texture - id_t, expression_shape=enc.shape - id_s,
+                        encoding=enc)
 
 
 def assemble_expression(done: Sequence[tuple[CropBatch, ExpressionMaps | None]], enc: Encoding,
@@ -228,8 +233,8 @@ def assemble_frontalized(done: Sequence[tuple[CropBatch, RenderedViews | None]],
             else:
                 pil.append(None)
     return Frontalized(
-        tensor=image, mask=mask, pose=gather("pose", (6,)), light=gather("light", (4,)), encoding=enc, images=pil,
-        albedo=gather("albedo", (3, size, size)) if maps else None,
+        tensor=image, mask=mask, pose=gather("pose", (6,)), light=gather("light", (4,)), encoding=enc,
+        images=pil, albedo=gather("albedo", (3, size, size)) if maps else None,
         depth=gather("depth", (size, size)) if maps else None,
         normal=gather("normal", (3, size, size)) if maps else None,
         shading=gather("shading", (1, size, size)) if maps else None,

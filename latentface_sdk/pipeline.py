@@ -34,7 +34,8 @@ from .models.autoencoder import LatentAutoencoder, Latents
 from .results import Encoding
 from .threads import Threads, thread_scope
 
-__all__ = ["CropBatch", "FacePolicy", "crops_to_input", "FacePipeline", "Row", "assemble_encoding", "crop_inputs", "encode_crops", "split_rows", "to_cpu"]
+__all__ = ["CropBatch", "FacePolicy", "crops_to_input", "FacePipeline", "Row", "assemble_encoding",
+           "crop_inputs", "encode_crops", "split_rows", "to_cpu"]
 
 #: ``"largest"``: the largest face of each input; ``"all"``: every face, one row each.
 FacePolicy: TypeAlias = Literal["largest", "all"]
@@ -78,7 +79,8 @@ class CropBatch:
 def to_cpu(x: T) -> T:
     """A dataclass of tensors (or ``None`` fields) with every tensor detached, on the CPU, in float32."""
     values = {f.name: getattr(x, f.name) for f in fields(x)}  # type: ignore[arg-type]
-    moved = {k: v.detach().to("cpu", torch.float32) if isinstance(v, Tensor) else v for k, v in values.items()}
+    moved = {k: v.detach().to("cpu", torch.float32) if isinstance(v, Tensor) else v
+             for k, v in values.items()}
     return type(x)(**moved)
 
 
@@ -221,8 +223,9 @@ class FacePipeline:
         with thread_scope(self.threads) as refresh, \
                 tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar:
             for start in range(0, len(items), batch_size):
-                batch = crop_inputs(items[start:start + batch_size], start=start, single=single, detect=detect,
-                                    faces=faces, crop=self.crop, detect_batch=lambda r: self.detector().detect_batch(r),
+                batch = crop_inputs(items[start:start + batch_size], start=start, single=single,
+                                    detect=detect, faces=faces, crop=self.crop,
+                                    detect_batch=lambda r: self.detector().detect_batch(r),
                                     max_pixels=max_pixels)
                 if batch.crops.shape[0]:
                     batch.latents = self.encoder(batch.crops, batch_size)
@@ -246,10 +249,12 @@ def _merge(batches: Sequence[CropBatch]) -> CropBatch:
 
 
 def split_rows(result: T, sizes: Sequence[int]) -> list[T]:
-    """A dataclass of per-crop tensors (``None`` fields allowed) cut into consecutive parts of ``sizes`` rows."""
+    """A dataclass of per-crop tensors (``None`` fields allowed) cut into consecutive parts of ``sizes``
+    rows."""
     values = {f.name: getattr(result, f.name) for f in fields(result)}  # type: ignore[arg-type]
     cut = {k: v.split(list(sizes)) for k, v in values.items() if isinstance(v, Tensor)}
-    return [type(result)(**{k: (cut[k][i] if k in cut else values[k]) for k in values}) for i in range(len(sizes))]
+    return [type(result)(**{k: (cut[k][i] if k in cut else values[k]) for k in values})
+            for i in range(len(sizes))]
 
 
 def assemble_encoding(batches: Sequence[CropBatch], latent_dim: int) -> Encoding:
@@ -262,7 +267,8 @@ def assemble_encoding(batches: Sequence[CropBatch], latent_dim: int) -> Encoding
     for b in batches:
         for key, out in parts.items():
             out.append(b.scatter(getattr(b.latents, key) if b.latents is not None else None, widths[key]))
-        boxes.append(torch.tensor([r.box or nan4 for r in b.rows], dtype=torch.float32).reshape(len(b.rows), 4))
+        boxes.append(torch.tensor([r.box or nan4 for r in b.rows],
+                                  dtype=torch.float32).reshape(len(b.rows), 4))
     ok: list[bool] = []
     for b in batches:
         good = set(b.crop_rows)

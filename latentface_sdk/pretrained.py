@@ -43,7 +43,8 @@ class PretrainedMixin:
         def __init__(self, config: ModelConfig) -> None: ...
 
     @classmethod
-    def from_config(cls: type[M], config: ModelConfig | None = None, *, device: str | torch.device = "cpu") -> M:
+    def from_config(cls: type[M], config: ModelConfig | None = None, *,
+                    device: str | torch.device = "cpu") -> M:
         """A model with randomly initialised weights (seeded by torch's global RNG) for ``config``."""
         cfg = copy.deepcopy(config) if config is not None else ModelConfig()
         cfg.checksum = None
@@ -79,7 +80,8 @@ class PretrainedMixin:
         """
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch dtype (got {dtype!r})")
-        folder = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        folder = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir,
+                             local_files_only=local_files_only)
         config, state = load_model_folder(folder)
         model = cls(config)
         model.load_tensors(state, source=str(folder / WEIGHTS_NAME))
@@ -102,10 +104,13 @@ class PretrainedMixin:
             load_part(module, state, prefix, source)
 
     def _parts(self) -> list[tuple[str, nn.Module]]:
-        return [("autoencoder.", self.autoencoder), ("rdm_texture.", self.rdm_texture), ("rdm_shape.", self.rdm_shape)]
+        return [("autoencoder.", self.autoencoder), ("rdm_texture.", self.rdm_texture),
+                ("rdm_shape.", self.rdm_shape)]
 
-    def save_pretrained(self, folder: str | os.PathLike[str], *, storage_dtype: torch.dtype | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``folder`` (the inverse of :meth:`from_pretrained`).
+    def save_pretrained(self, folder: str | os.PathLike[str], *,
+                        storage_dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``folder`` (the inverse of
+        :meth:`from_pretrained`).
 
         The weights file is written atomically and its SHA-256 recorded in the config (and in
         ``self.config.checksum``). ``storage_dtype=torch.float16`` stores floating-point tensors at half
@@ -138,7 +143,8 @@ class PretrainedMixin:
         create_pr: bool = False,
         api: Any = None,
     ) -> Any:
-        """Upload this model to the Hugging Face Hub as ``repo_id`` (``owner/name``); returns the ``CommitInfo``.
+        """Upload this model to the Hugging Face Hub as ``repo_id`` (``owner/name``); returns the
+        ``CommitInfo``.
 
         Writes :meth:`save_pretrained` (``storage_dtype`` as there) and a ``README.md`` model card
         (``model_card``, else :func:`latentface_sdk.hub.model_card`: the Hub's YAML metadata and how to

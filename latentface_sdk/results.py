@@ -44,7 +44,8 @@ def _short_repr(obj: object, ok: Tensor, errors: list[str | None]) -> str:
     return f"{type(obj).__name__}(n={n}, ok={int(ok.sum())}, {', '.join(shapes)}{tail})"
 
 
-def _row_arrays(names: list[str], ok: Tensor, errors: list[str | None], source: Tensor) -> dict[str, np.ndarray]:
+def _row_arrays(names: list[str], ok: Tensor, errors: list[str | None],
+                source: Tensor) -> dict[str, np.ndarray]:
     return {
         "names": np.asarray(names, dtype=str),
         "ok": _np(ok).astype(bool),
@@ -257,7 +258,8 @@ class Frontalized(_RowsOfEncoding):
         return int(self.tensor.shape[0])
 
     def numpy(self) -> dict[str, np.ndarray]:
-        """Renders (``images`` as ``uint8 (N, 64, 64, 3)``), masks, pose, light and maps when present, plus rows."""
+        """Renders (``images`` as ``uint8 (N, 64, 64, 3)``), masks, pose, light and maps when present, plus
+        rows."""
         rgb = (self.tensor.nan_to_num(0.0).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
         out = {"images": _np(rgb), "mask": _np(self.mask), "pose": _np(self.pose), "light": _np(self.light)}
         for k in ("albedo", "depth", "normal", "shading"):
@@ -270,7 +272,8 @@ class Frontalized(_RowsOfEncoding):
 
 @dataclass(frozen=True, repr=False)
 class FaceMeshes(_RowsOfEncoding):
-    """Faces as textured 3D meshes (:meth:`FaceEncoder.mesh`): one :class:`~latentface_sdk.mesh.FaceMesh` per row.
+    """Faces as textured 3D meshes (:meth:`FaceEncoder.mesh`): one :class:`~latentface_sdk.mesh.FaceMesh` per
+    row.
 
     Attributes:
         meshes: one mesh per row (``None`` for rows that are not ok); ``meshes[i].save("face.obj")``

@@ -62,7 +62,8 @@ def _own_running() -> int:
 
 
 def free_cores() -> int | None:
-    """Cores not taken by other processes' running threads (at least 1), or None where the system does not say."""
+    """Cores not taken by other processes' running threads (at least 1), or None where the system does not
+    say."""
     running = _runnable()
     if running is None:
         return None
@@ -96,7 +97,8 @@ def thread_scope(setting: Threads) -> Iterator[Callable[[], None]]:
     def refresh() -> None:
         chosen = choose_threads(setting, cap=before)  # capped by the setting the block started with
         if chosen is not None and chosen != torch.get_num_threads():
-            logger.debug("latentface_sdk: %d torch CPU thread(s) for this batch (threads=%r)", chosen, setting)
+            logger.debug("latentface_sdk: %d torch CPU thread(s) for this batch (threads=%r)", chosen,
+                         setting)
             torch.set_num_threads(chosen)
 
     refresh()

@@ -57,7 +57,8 @@ class VideoDecodeError(DataError):
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """One decoded, upright frame: its index in the video (from 0), its time in seconds, RGB uint8 (H, W, 3)."""
+    """One decoded, upright frame: its index in the video (from 0), its time in seconds, RGB uint8 (H, W,
+    3)."""
 
     index: int
     time: float
@@ -154,7 +155,8 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
                                    "(truncated?)")
         duration = container.duration / 1e6 if container.duration else 0.0  # in AV_TIME_BASE units
         if not declared and rate and duration > 1.0 and index / rate < 0.9 * duration:
-            raise VideoDecodeError(name, index, f"the file ends at {index / rate:.2f} s of its {duration:.2f} s "
+            raise VideoDecodeError(name, index,
+                                   f"the file ends at {index / rate:.2f} s of its {duration:.2f} s "
                                    "(truncated?)")
 
 
@@ -255,7 +257,8 @@ class VideoEncoding:
 
     def track_means(self) -> dict[str, np.ndarray]:
         """One row per track: ``track``, ``faces`` (rows), ``start``/``end`` (seconds) and the mean of each
-        float feature of :meth:`numpy` over the track's rows (the mean pose of a track is its mean head pose)."""
+        float feature of :meth:`numpy` over the track's rows (the mean pose of a track is its mean head
+        pose)."""
         return track_means(self.numpy())
 
 
@@ -264,9 +267,12 @@ def track_means(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ``start``/``end`` in seconds and the mean of every 2-D float column but ``boxes``."""
     ids = np.unique(arrays["track"])
     rows = [arrays["track"] == t for t in ids]
-    out: dict[str, np.ndarray] = {"track": ids, "faces": np.asarray([int(r.sum()) for r in rows], dtype=np.int64),
-                                  "start": np.asarray([arrays["time"][r].min() for r in rows], dtype=np.float64),
-                                  "end": np.asarray([arrays["time"][r].max() for r in rows], dtype=np.float64)}
+    out: dict[str, np.ndarray] = {"track": ids,
+                                  "faces": np.asarray([int(r.sum()) for r in rows], dtype=np.int64),
+                                  "start": np.asarray([arrays["time"][r].min() for r in rows],
+                                                      dtype=np.float64),
+                                  "end": np.asarray([arrays["time"][r].max() for r in rows],
+                                                    dtype=np.float64)}
     for key, value in arrays.items():
         if key == "boxes" or value.dtype.kind != "f" or value.ndim != 2:
             continue
@@ -400,13 +406,13 @@ def empty_video(path: str, features: str, latent_dim: int, frames_decoded: int =
     """A result with no rows (a video without faces)."""
     z = torch.zeros(0, latent_dim)
     enc = Encoding(texture=z, shape=z.clone(), pose=torch.zeros(0, 6), light=torch.zeros(0, 4),
-                   boxes=torch.zeros(0, 4), scores=torch.zeros(0), ok=torch.zeros(0, dtype=torch.bool), errors=[],
-                   names=[], source=torch.zeros(0, dtype=torch.int64))
+                   boxes=torch.zeros(0, 4), scores=torch.zeros(0), ok=torch.zeros(0, dtype=torch.bool),
+                   errors=[], names=[], source=torch.zeros(0, dtype=torch.int64))
     dis = None
     if features == "disentangle":
         dis = Disentangled(texture=z, shape=z.clone(), identity_texture=z.clone(), identity_shape=z.clone(),
                            expression_texture=z.clone(), expression_shape=z.clone(), encoding=enc)
     empty = torch.zeros(0, dtype=torch.int64)
-    return VideoEncoding(path=path, frame=empty, time=torch.zeros(0, dtype=torch.float64), track=empty.clone(),
-                         encoding=enc, disentangled=dis, frames_decoded=frames_decoded,
+    return VideoEncoding(path=path, frame=empty, time=torch.zeros(0, dtype=torch.float64),
+                         track=empty.clone(), encoding=enc, disentangled=dis, frames_decoded=frames_decoded,
                          frames_sampled=frames_sampled)

@@ -6,8 +6,9 @@
 
 ``argparse.ArgumentParser.parse_args`` is wrapped: when a parser accepts the arguments, this prints
 ``PARSED-OK <prog>`` and exits 0 before any work starts; a parser that refuses them exits 2 as usual.
-A target that parses no arguments runs to its end and prints ``RAN-TO-END``. So a documented long job (a training run, a full benchmark) is checked for a script or module that
-exists, imports that work and flags that its parser accepts, in a second.
+A target that parses no arguments runs to its end and prints ``RAN-TO-END``. So a documented long job (a
+training run, a full benchmark) is checked for a script or module that exists, imports that work and flags
+that its parser accepts, in a second.
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ def outputs(shared: Path) -> dict[str, np.ndarray]:
                depth=f.depth.numpy(), render_yaw30=r.tensor.numpy())
     ok = e.ok.numpy()
     rows = [i for i in range(len(ok)) if ok[i]]
-    faces = [crop_face(np.asarray(Image.open(inputs[int(e.source[i])]).convert("RGB")), tuple(e.boxes[i].tolist()),
-                       enc.config.crop) for i in rows]
+    faces = [crop_face(np.asarray(Image.open(inputs[int(e.source[i])]).convert("RGB")),
+                       tuple(e.boxes[i].tolist()), enc.config.crop) for i in rows]
     out["crops_texture"] = enc.encode(faces, detect=False).texture.numpy()
     out["errors_ok"] = np.asarray([err is None for err in e.errors])
     out["checksum"] = np.asarray(enc.config.checksum or "")
@@ -56,7 +56,8 @@ def main() -> int:
         return 2
     arrays = outputs(REPO.parent / "shared" / "data")
     PINNED.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(PINNED, **{k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in arrays.items()})
+    np.savez_compressed(PINNED, **{k: v.astype(np.float16) if v.dtype == np.float32 else v
+                                   for k, v in arrays.items()})
     print(f"wrote {PINNED} ({PINNED.stat().st_size} bytes, weights {arrays['checksum']})")
     return 0
 

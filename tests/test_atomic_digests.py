@@ -59,7 +59,8 @@ def test_digests_see_content_not_order(tmp_path: Path) -> None:
     lin = nn.Linear(2, 2)
     assert modules_digest(lin) == modules_digest([lin]) != modules_digest([lin, lin])
     arr = np.arange(6, dtype=np.uint8)
-    assert array_digest(arr) != array_digest(arr.reshape(2, 3)) and array_digest(arr) == array_digest(arr.copy())
+    assert (array_digest(arr) != array_digest(arr.reshape(2, 3))
+            and array_digest(arr) == array_digest(arr.copy()))
     assert parts_digest("ab", "c") != parts_digest("a", "bc")
     f = tmp_path / "f.txt"
     f.write_text("hello")

@@ -33,7 +33,8 @@ def test_rotation_moves_the_pixels_where_the_landmarks_go() -> None:
         out, moved = rotate_crops(img, pts, torch.tensor([deg]))
         su, sv = _spot(out)
         assert moved is not None
-        assert abs(su - float(moved[0, 0, 0])) < 0.06 and abs(sv - float(moved[0, 0, 1])) < 0.06, (deg, su, sv, moved[0, 0])
+        assert abs(su - float(moved[0, 0, 0])) < 0.06 and abs(sv - float(moved[0, 0, 1])) < 0.06, (
+            deg, su, sv, moved[0, 0])
         # the spot really moved (not an identity transform)
         assert abs(su - u) + abs(sv - v) > 0.2
 
@@ -107,7 +108,8 @@ def test_low_resolution_draws_leave_the_earlier_draws_as_they_were() -> None:
     after = augment_plan(7, 16, 0, roll_deg=25.0, grey_p=0.2, low_res_p=0.5)
     assert before.low_res is None
     assert torch.equal(before.degrees, after.degrees) and torch.equal(before.grey, after.grey)
-    assert after.low_res is not None and ((after.low_res == 0) | ((after.low_res >= 24) & (after.low_res <= 48))).all()
+    assert after.low_res is not None and (
+        (after.low_res == 0) | ((after.low_res >= 24) & (after.low_res <= 48))).all()
     assert 0 < int((after.low_res > 0).sum()) < 16
     halves = [augment_plan(7, 8, 0, r, world=2, low_res_p=0.5).low_res for r in (0, 1)]
     whole = augment_plan(7, 16, 0, low_res_p=0.5).low_res

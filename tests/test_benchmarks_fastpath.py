@@ -30,7 +30,8 @@ def enc() -> FaceEncoder:
 
 def _encoder_weights(enc: FaceEncoder) -> list[torch.Tensor]:
     ae = enc.autoencoder
-    return [p for m in ae.encoders() for p in m.parameters() if p.ndim == 4 and p.shape[2] * p.shape[3] > 1]  # 1x1 kernels: both layouts
+    # 1x1 kernels: both layouts
+    return [p for m in ae.encoders() for p in m.parameters() if p.ndim == 4 and p.shape[2] * p.shape[3] > 1]
 
 
 def _both(enc: FaceEncoder, fn):  # type: ignore[no-untyped-def]
@@ -48,7 +49,8 @@ def _both(enc: FaceEncoder, fn):  # type: ignore[no-untyped-def]
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> None:
     assert a.shape == b.shape
     assert torch.equal(a.isnan(), b.isnan())
-    assert torch.allclose(a.nan_to_num(0.0), b.nan_to_num(0.0), rtol=1e-4, atol=atol), (a - b).abs().nan_to_num(0).max()
+    assert torch.allclose(a.nan_to_num(0.0), b.nan_to_num(0.0), rtol=1e-4, atol=atol), (
+        (a - b).abs().nan_to_num(0).max())
 
 
 def test_fast_path_is_the_default_and_switches_the_layout(enc: FaceEncoder) -> None:
@@ -97,7 +99,8 @@ def test_saved_weights_do_not_depend_on_the_layout(enc: FaceEncoder, tmp_path: P
         enc.save_pretrained(tmp_path / "plain")
     finally:
         enc.use_channels_last(True)
-    assert (tmp_path / "fast" / "model.safetensors").read_bytes() == (tmp_path / "plain" / "model.safetensors").read_bytes()
+    assert ((tmp_path / "fast" / "model.safetensors").read_bytes()
+            == (tmp_path / "plain" / "model.safetensors").read_bytes())
     loaded = FaceEncoder.from_pretrained(tmp_path / "fast", device="cpu")
     assert loaded.channels_last
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in _encoder_weights(loaded))

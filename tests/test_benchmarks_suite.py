@@ -68,7 +68,8 @@ def test_lookup_by_name_script_or_results_name() -> None:
 def test_the_page_is_what_the_template_and_the_results_make() -> None:
     rendered = report.render()
     committed = report.DOC.read_text(encoding="utf-8")
-    assert rendered == committed, "docs/benchmarks.md is stale or edited by hand: run `python -m benchmarks report`"
+    assert rendered == committed, ("docs/benchmarks.md is stale or edited by hand: "
+                                   "run `python -m benchmarks report`")
     # the headings other pages link to
     for heading in ("## 6. On a busy machine: thread settings beside competing processes",
                     "## 7. ONNX Runtime against PyTorch", "## 8. Video"):
@@ -105,7 +106,8 @@ def test_a_missing_results_file_fails_clearly(tmp_path: Path) -> None:
 def test_unknown_names_and_keys_fail_clearly(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"a": {"b": 1}}))
     for template, message in (("{{ value:x.a.c }}", "no key 'c'"), ("{{ table:nope }}", "no table 'nope'"),
-                              ("{{ calc:nope }}", "no calc 'nope'"), ("{{ value:x.a.b | nofilter }}", "filter"),
+                              ("{{ calc:nope }}", "no calc 'nope'"),
+                              ("{{ value:x.a.b | nofilter }}", "filter"),
                               ("{{ if:x }}\nopen\n", "without {{ end }}"), ("{{ end }}", "without {{ if")):
         with pytest.raises(report.TemplateError, match=re.escape(message)):
             _render(template + "\n", tmp_path)
@@ -115,16 +117,19 @@ def test_values_filters_and_sections(tmp_path: Path) -> None:
     data: dict[str, Any] = {
         "command": "python benchmarks/x.py", "stamp": "2026-11-26 08:41:07",
         "t": {"median": 1.234, "min": 1.0, "max": 1.5}, "imports": {"latentface_sdk.encoder": 781.7},
-        "rows": [{"mode": "video", "frames": 120, "frames_per_s": 30.5}, {"mode": "image files", "frames": 120,
-                                                                         "frames_per_s": 12.25}],
+        "rows": [{"mode": "video", "frames": 120, "frames_per_s": 30.5},
+                 {"mode": "image files", "frames": 120, "frames_per_s": 12.25}],
         "n": [1000, 10000], "share": 0.918,
     }
     (tmp_path / "x.json").write_text(json.dumps(data))
     out = _render("`{{ value:x.command }}` on {{ value:x.stamp | date }} at {{ value:x.stamp | hm }}\n"
-                  "{{ value:x.t | range }}, {{ value:x.t | range:2 }}, {{ value:x.t.median | scale:1000 | .0f }}\n"
-                  "{{ value:x.imports.latentface_sdk.encoder | .0f }} {{ value:x.n[-1] | , }} {{ value:x.share | pct }}\n"
+                  "{{ value:x.t | range }}, {{ value:x.t | range:2 }}, "
+                  "{{ value:x.t.median | scale:1000 | .0f }}\n"
+                  "{{ value:x.imports.latentface_sdk.encoder | .0f }} {{ value:x.n[-1] | , }} "
+                  "{{ value:x.share | pct }}\n"
                   "{{ value:x.rows[mode=image files].frames_per_s }} {{ value:x.rows | len }}\n"
-                  "{{ if:x.rows }}\nshown\n{{ if:y }}\nhidden\n{{ else }}\nno y\n{{ end }}\n{{ else }}\nnot shown\n{{ end }}\n"
+                  "{{ if:x.rows }}\nshown\n{{ if:y }}\nhidden\n{{ else }}\nno y\n{{ end }}\n"
+                  "{{ else }}\nnot shown\n{{ end }}\n"
                   "{{ if:y }}\nnot shown\n{{ end }}\n"
                   "{{ table:rows x.rows }}\n", tmp_path)
     assert out.splitlines()[:6] == [
@@ -152,8 +157,8 @@ def test_the_video_section_renders_when_its_results_exist(tmp_path: Path) -> Non
 
 
 def test_list_runs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "list"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "list"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for b in registry.BENCHMARKS:
         assert f"| {b.name} | `benchmarks/{b.script}` |" in proc.stdout
@@ -188,13 +193,16 @@ def test_run_passes_each_script_the_options_it_has(tmp_path: Path) -> None:
     gap = suite.commands(names["rdm_identity_gap"], _args("x", "--model", "runs/m"), tmp_path)
     assert gap[0].count("--model") == 1 and "runs/m" in gap[0]
     levers = suite.commands(names["stage1_levers"], _args("x", "--extra=--steps 10"), tmp_path)
-    assert [c[2] for c in levers] == ["prepare", "train", "score"] and all(c[-2:] == ["--steps", "10"] for c in levers)
+    assert ([c[2] for c in levers] == ["prepare", "train", "score"]
+            and all(c[-2:] == ["--steps", "10"] for c in levers))
 
 
 def test_run_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str]) -> None:
     for argv, message in ((["run"], "or --all"), (["run", "--all", "encode"], "or --all"),
-                          (["run", "train_log_summary"], "is a tool"), (["run", "pose_check", "--quick"], "no --quick"),
-                          (["run", "--all", "--extra=--x"], "exactly one"), (["run", "nope"], "no benchmark 'nope'")):
+                          (["run", "train_log_summary"], "is a tool"),
+                          (["run", "pose_check", "--quick"], "no --quick"),
+                          (["run", "--all", "--extra=--x"], "exactly one"),
+                          (["run", "nope"], "no benchmark 'nope'")):
         with pytest.raises(SystemExit):
             suite.main(argv)
         assert message in capsys.readouterr().err, argv
@@ -203,20 +211,22 @@ def test_run_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str]) -> No
 def test_paths_of_this_machine_become_relative() -> None:
     repo = str(registry.REPO_ROOT)
     shared = str(registry.REPO_ROOT.parent / "shared")
-    got = suite.relative_paths({"a": [f"--json {repo}/benchmarks/results/x.json", f"{shared}/data/photos", repo,
-                                      f"{repo}x/y", str(Path.home() / "cache"), 3]})
+    got = suite.relative_paths({"a": [f"--json {repo}/benchmarks/results/x.json", f"{shared}/data/photos",
+                                      repo, f"{repo}x/y", str(Path.home() / "cache"), 3]})
     assert got == {"a": ["--json benchmarks/results/x.json", "../shared/data/photos", ".", f"{repo}x/y",
                          "~/cache", 3]}
 
 
-def test_a_run_stamps_its_results_and_records_its_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_stamps_its_results_and_records_its_time(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
 
     def fake_call(cmd: list[str], env: dict[str, str]) -> int:  # what the script would write
         calls.append(cmd)
         assert env["OMP_NUM_THREADS"] == "2"
         out = registry.REPO_ROOT / cmd[cmd.index("--json") + 1]
-        out.write_text(json.dumps({"rows": [{"mode": "video", "file": f"{registry.REPO_ROOT}/runs/clip.mp4"}]}))
+        out.write_text(json.dumps({"rows": [{"mode": "video",
+                                             "file": f"{registry.REPO_ROOT}/runs/clip.mp4"}]}))
         return 0
 
     monkeypatch.setattr(suite, "call", fake_call)
@@ -226,6 +236,7 @@ def test_a_run_stamps_its_results_and_records_its_time(tmp_path: Path, monkeypat
     assert data["rows"][0]["file"] == "runs/clip.mp4"
     assert data["command"].startswith("python benchmarks/video_speed.py --threads 2 --json ")
     assert data["suite"]["command"].startswith("python -m benchmarks run video_speed --threads 2 --out ")
-    assert "git_commit" in data["suite"] and {"cpu", "cores", "when_utc", "git_commit"} <= set(data["machine"])
+    assert ("git_commit" in data["suite"]
+            and {"cpu", "cores", "when_utc", "git_commit"} <= set(data["machine"]))
     assert set(json.loads((tmp_path / "run_seconds.json").read_text())) == {"video_speed"}
     assert not (tmp_path / "benchmarks.md").exists()  # the other families' results are not there: no page

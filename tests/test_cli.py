@@ -84,7 +84,8 @@ def test_all_good_exits_0_and_rerun_is_a_no_op(
     folder: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "ok.npz"
-    args = ["encode", folder / "face0.png", folder / "face1.png", "-o", out, "--model", model_dir, "--no-detect"]
+    args = ["encode", folder / "face0.png", folder / "face1.png", "-o", out, "--model", model_dir,
+            "--no-detect"]
     assert _run(*args) == 0
     first = out.read_bytes()
     capsys.readouterr()
@@ -134,7 +135,8 @@ def test_interrupted_run_resumes_to_identical_bytes(
 
 
 def test_parts_of_another_run_are_discarded(
-    folder: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    folder: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "x.npz"
     common = ["--model", model_dir, "--no-detect", "--chunk-size", "2"]
@@ -155,7 +157,8 @@ def test_disentangle_arrays_match_the_api(folder: Path, model_dir: Path, tmp_pat
     enc = FaceEncoder.from_pretrained(model_dir, device="cpu")
     d = enc.disentangle(files, detect=False, seed=4)
     with np.load(out, allow_pickle=False) as z:
-        for key in ("identity_texture", "identity_shape", "expression_texture", "expression_shape", "texture"):
+        for key in ("identity_texture", "identity_shape", "expression_texture", "expression_shape",
+                    "texture"):
             np.testing.assert_allclose(z[key], getattr(d, key).numpy(), atol=1e-6, err_msg=key)
         ver = np.concatenate([z["identity_texture"], z["identity_shape"], z["texture"], z["shape"]], axis=1)
         np.testing.assert_allclose(ver, d.verification_features.numpy(), atol=1e-6)
@@ -202,7 +205,8 @@ def test_faces_all_in_frontalize_names_each_face(model_dir: Path, tmp_path: Path
     assert sorted(p.name for p in out.glob("*.png")) == ["two_people_face0.png", "two_people_face1.png"]
 
 
-def test_usage_errors_exit_2(folder: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2(folder: Path, model_dir: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
     assert _run("encode", tmp_path / "missing.jpg", "-o", tmp_path / "o.npz", "--model", model_dir) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert _run("encode", folder, "-o", tmp_path / "o.npz", "--model", tmp_path / "no-model") == 2

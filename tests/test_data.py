@@ -26,7 +26,8 @@ def test_taiwan_performers_are_split_into_train_and_held_out(shared_data: Path) 
     train = shared_source(shared_data, "taiwan-tcce-train")
     held = shared_source(shared_data, "taiwan-tcce-heldout")
     with open(shared_data / "taiwan_tcce" / "labels.csv", newline="") as fh:
-        who = {str(shared_data / "taiwan_tcce" / "images" / r["image"]): r["identity"] for r in csv.DictReader(fh)}
+        who = {str(shared_data / "taiwan_tcce" / "images" / r["image"]): r["identity"]
+               for r in csv.DictReader(fh)}
     assert set(train).isdisjoint(held) and len(train) + len(held) == len(who)
     assert {who[p] for p in held} == set(TAIWAN_HOLDOUT)
     assert not {who[p] for p in train} & set(TAIWAN_HOLDOUT)

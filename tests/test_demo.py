@@ -71,7 +71,8 @@ def test_analyse_shows_the_face_its_maps_and_views(encoder: FaceEncoder, photo: 
     assert same is not None and np.allclose(same.vertices, r.mesh.vertices, atol=1e-5)
 
 
-def test_the_glb_the_page_shows_loads_with_pytorch3d(encoder: FaceEncoder, photo: Path, tmp_path: Path) -> None:
+def test_the_glb_the_page_shows_loads_with_pytorch3d(encoder: FaceEncoder, photo: Path,
+                                                     tmp_path: Path) -> None:
     from latentface_sdk.integrations.demo import vertex_normals
 
     mesh = analyse(encoder, photo, scale=1).mesh
@@ -165,7 +166,8 @@ def test_the_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
     browser = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         browser.get(served)
-        example = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#examples button, #examples tr.tr-body"),
+        example = _wait(lambda: browser.find_elements(By.CSS_SELECTOR,
+                                                      "#examples button, #examples tr.tr-body"),
                         "the example photo")
         example[0].click()
         frontal = _wait(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, "#frontal img")
@@ -174,7 +176,8 @@ def test_the_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
         # the 3D viewer: a canvas of non-zero size once the photo is processed, drawing the face when the
         # browser has WebGL
         canvas = _wait(lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, "#mesh canvas")
-                                if c.rect["width"] > 50 and c.rect["height"] > 50], "the 3D viewer's canvas")[0]
+                                if c.rect["width"] > 50 and c.rect["height"] > 50],
+                       "the 3D viewer's canvas")[0]
         webgl = browser.execute_script("const c = document.createElement('canvas');"
                                        "return !!(c.getContext('webgl2') || c.getContext('webgl'));")
         time.sleep(1.0)  # let the images paint

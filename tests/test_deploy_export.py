@@ -30,7 +30,8 @@ def test_card_describes_the_graphs(tiny_onnx: tuple[Path, Path]) -> None:
     assert card["model"]["checksum"] == json.loads((model_dir / "config.json").read_text())["checksum"]
     enc_graph = card["graphs"]["encoder"]
     assert [t["name"] for t in enc_graph["inputs"]] == ["crops"]
-    assert enc_graph["inputs"][0]["shape"] == ["batch", 64, 64, 3] and enc_graph["inputs"][0]["dtype"] == "uint8"
+    assert (enc_graph["inputs"][0]["shape"] == ["batch", 64, 64, 3]
+            and enc_graph["inputs"][0]["dtype"] == "uint8")
     assert [t["name"] for t in enc_graph["outputs"]] == ["texture", "shape", "pose", "light"]
     for key in ("encoder", "disentangle"):
         graph = onnx.load(str(out / card["graphs"][key]["file"]))
@@ -81,10 +82,12 @@ def test_unrolled_ddim_coefficients_come_from_the_scheduler(tiny_onnx: tuple[Pat
         u = UnrolledDDIM(enc.rdm_shape, steps)
         z, n = torch.randn(3, 256), torch.randn(3, 256)
         with torch.no_grad():
-            torch.testing.assert_close(u(z, n), enc.rdm_shape.sample(z, steps=steps, noise=n), atol=1e-5, rtol=0)
+            torch.testing.assert_close(u(z, n), enc.rdm_shape.sample(z, steps=steps, noise=n), atol=1e-5,
+                                       rtol=0)
 
 
-def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_onnx: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_onnx: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
     model_dir, _ = tiny_onnx
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
@@ -110,7 +113,8 @@ def test_read_card_refuses_other_folders(tmp_path: Path) -> None:
         read_card(tmp_path)
 
 
-def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, tiny_onnx: tuple[Path, Path], tmp_path: Path) -> None:
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, tiny_onnx: tuple[Path, Path],
+                                tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript now raises ImportError
     with pytest.raises(ImportError, match=r"latentface-sdk\[onnx\]"):
         export_onnx(str(tiny_onnx[0]), tmp_path / "out")

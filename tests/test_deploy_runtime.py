@@ -28,7 +28,8 @@ def crops() -> np.ndarray:
 
 def test_encode_matches_pytorch(tiny_onnx: tuple[Path, Path], crops: np.ndarray) -> None:
     model_dir, out = tiny_onnx
-    ref = FaceEncoder.from_pretrained(model_dir, device="cpu").use_channels_last(False).encode(list(crops), detect=False)
+    ref = FaceEncoder.from_pretrained(model_dir, device="cpu").use_channels_last(False).encode(
+        list(crops), detect=False)
     got = OnnxFaceEncoder.from_pretrained(out, threads=1).encode(list(crops), detect=False, batch_size=4)
     assert got.ok.all() and len(got.ok) == 6
     for name in ("texture", "shape", "pose", "light", "boxes"):
@@ -36,7 +37,8 @@ def test_encode_matches_pytorch(tiny_onnx: tuple[Path, Path], crops: np.ndarray)
 
 
 @pytest.mark.parametrize("init", ["zero", "noise"])
-def test_disentangle_with_a_seed_matches_pytorch(tiny_onnx: tuple[Path, Path], crops: np.ndarray, init: str) -> None:
+def test_disentangle_with_a_seed_matches_pytorch(tiny_onnx: tuple[Path, Path], crops: np.ndarray,
+                                                 init: str) -> None:
     model_dir, out = tiny_onnx
     torch_enc = FaceEncoder.from_pretrained(model_dir, device="cpu")
     onnx_enc = OnnxFaceEncoder.from_pretrained(out, threads=1)

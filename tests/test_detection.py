@@ -84,7 +84,8 @@ def test_crop_face_replicates_edges_outside_the_image() -> None:
     img[:, :10] = (255, 0, 0)  # red left border
     img[:, 10:] = (0, 0, 255)
     out = crop_face(img, (-50, 20, 30, 100), CropConfig(size=64, margin=0.0))
-    # the square spans x = -50..30: 60 of its 80 px (48 of 64 output columns) are red (border replicated, not black)
+    # the square spans x = -50..30: 60 of its 80 px (48 of 64 output columns) are red (border replicated, not
+    # black)
     assert (out[:, :46] == (255, 0, 0)).all()
     assert (out[:, 50:] == (0, 0, 255)).all()
     # a box entirely outside still works (all replicated border)

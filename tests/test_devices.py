@@ -10,7 +10,8 @@ import torch
 from latentface_sdk.devices import resolve_device
 
 
-def test_auto_and_cpu_log_the_choice_at_info(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_and_cpu_log_the_choice_at_info(caplog: pytest.LogCaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with caplog.at_level(logging.INFO, logger="latentface_sdk"):
         assert resolve_device("auto") == torch.device("cpu")
@@ -20,7 +21,8 @@ def test_auto_and_cpu_log_the_choice_at_info(caplog: pytest.LogCaptureFixture, m
     assert "using device cpu (1 torch CPU threads)" in caplog.records[0].getMessage()  # conftest: one thread
 
 
-def test_cpu_while_cuda_is_present_warns(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_while_cuda_is_present_warns(caplog: pytest.LogCaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with caplog.at_level(logging.INFO, logger="latentface_sdk"):
         assert resolve_device("cpu") == torch.device("cpu")

@@ -25,7 +25,8 @@ def test_two_process_stage1_trains_with_landmarks_and_light_cycle(shared_data: P
     with open(shared_data / "celeba10k" / "identity.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "train"][:16]
     manifest = tmp_path / "faces.csv"
-    manifest.write_text("path\n" + "".join(f"{shared_data / 'celeba10k' / 'images' / r['image']}\n" for r in rows))
+    manifest.write_text("path\n" + "".join(f"{shared_data / 'celeba10k' / 'images' / r['image']}\n"
+                                           for r in rows))
     recipe = {
         "sources": [str(manifest)], "model": {"width": 8, "decoder_width": 8, "depth_prior": 0.3},
         "batch_size": 4, "steps": 3, "log_every": 1, "grid_every": 3, "checkpoint_every": 3,
@@ -40,8 +41,8 @@ def test_two_process_stage1_trains_with_landmarks_and_light_cycle(shared_data: P
         pytest.skip(f"torchrun is not beside {sys.executable}")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "latentface_sdk.train", "stage1",
-         "--config", str(config), "--out", str(out), "--no-progress"],
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "latentface_sdk.train",
+         "stage1", "--config", str(config), "--out", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -58,8 +59,8 @@ def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess[str]:
     if not torchrun.is_file():
         pytest.skip(f"torchrun is not beside {sys.executable}")
     proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "latentface_sdk.train", *args,
-         "--no-progress"],
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "latentface_sdk.train",
+         *args, "--no-progress"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,7 +73,8 @@ def _celeba_train(shared_data: Path, identities: int, per_identity: int) -> list
     with open(shared_data / "celeba10k" / "identity.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             if r["split"] == "train":
-                by_id.setdefault(r["identity"], []).append(str(shared_data / "celeba10k" / "images" / r["image"]))
+                by_id.setdefault(r["identity"], []).append(
+                    str(shared_data / "celeba10k" / "images" / r["image"]))
     chosen = [k for k, v in sorted(by_id.items()) if len(v) >= per_identity][:identities]
     return [(p, k) for k in chosen for p in by_id[k][:per_identity]]
 
@@ -81,7 +83,8 @@ def _weights(folder: Path) -> dict[str, object]:
     return dict(load_model_folder(folder)[1])
 
 
-def test_two_process_stage1_resumes_to_a_straight_run_and_equals_one_process(shared_data: Path, tmp_path: Path) -> None:
+def test_two_process_stage1_resumes_to_a_straight_run_and_equals_one_process(shared_data: Path,
+                                                                             tmp_path: Path) -> None:
     """Two ranks x batch 2: a run stopped at step 2 and resumed ends with the straight run's weights, and
     one process with the global batch (4) logs the same losses and ends with the same weights (float
     noise aside): the ranks take slices of the global batch's data and draws, and the log holds the
@@ -107,9 +110,11 @@ def test_two_process_stage1_resumes_to_a_straight_run_and_equals_one_process(sha
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     one = tmp_path / "one.json"
     one.write_text(json.dumps({**recipe, "batch_size": 4}))
-    proc = subprocess.run([sys.executable, "-m", "latentface_sdk.train", "stage1", "--config", str(one), "--out",
-                           str(tmp_path / "one"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run([sys.executable, "-m", "latentface_sdk.train", "stage1", "--config", str(one),
+                           "--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "cache"),
+                           "--no-progress"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     two_log = [json.loads(line) for line in (tmp_path / "straight" / "train.log").read_text().splitlines()]
     one_log = [json.loads(line) for line in (tmp_path / "one" / "train.log").read_text().splitlines()]
@@ -128,7 +133,8 @@ def test_two_process_stage1_resumes_to_a_straight_run_and_equals_one_process(sha
     assert (flat_a - flat_c).norm() <= 1e-2 * flat_a.norm()
 
 
-def test_two_process_stage2_ranks_agree_and_resume_matches_a_straight_run(shared_data: Path, tmp_path: Path) -> None:
+def test_two_process_stage2_ranks_agree_and_resume_matches_a_straight_run(shared_data: Path,
+                                                                          tmp_path: Path) -> None:
     from _tiny import tiny_config
 
     from latentface_sdk import FaceEncoder
@@ -159,10 +165,11 @@ def test_two_process_stage2_ranks_agree_and_resume_matches_a_straight_run(shared
     # one process with the global batch (2 ranks x 2 groups = 4 groups): the same losses, the same weights
     one = tmp_path / "one.json"
     one.write_text(json.dumps({**recipe, "batch_groups": 4}))
-    proc = subprocess.run([sys.executable, "-m", "latentface_sdk.train", "stage2", "--config", str(one), "--stage1",
-                           str(stage1), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out",
-                           str(tmp_path / "one"), "--no-progress"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run([sys.executable, "-m", "latentface_sdk.train", "stage2", "--config", str(one),
+                           "--stage1", str(stage1), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+                           "--out", str(tmp_path / "one"), "--no-progress"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     def losses(run: str) -> list[tuple[float, float]]:

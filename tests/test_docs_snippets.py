@@ -35,7 +35,8 @@ INPUT_FLAGS = {"--config", "--pairs"}
 
 def fenced_blocks(markdown: str) -> list[tuple[str, str]]:
     """``(language, code)`` of each fenced block, in order."""
-    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", markdown, flags=re.S | re.M)]
+    return [(m.group(1), m.group(2))
+            for m in re.finditer(r"^```(\w*)\n(.*?)^```", markdown, flags=re.S | re.M)]
 
 
 def shell_commands(code: str) -> list[str]:
@@ -61,7 +62,8 @@ def _blocks(kind: str) -> list[tuple[str, int, str]]:
 def test_every_block_says_what_it_is() -> None:
     for doc in DOCS:
         for lang, code in fenced_blocks(doc.read_text(encoding="utf-8")):
-            assert lang in {"python", "bash", "text", "json"}, f"{doc.name}: block without a known language:\n{code}"
+            assert lang in {"python", "bash", "text", "json"}, (
+                f"{doc.name}: block without a known language:\n{code}")
 
 
 def _argv(command: str) -> tuple[dict[str, str], list[str]]:
@@ -123,11 +125,14 @@ def test_bash_snippets_parse(doc: str, index: int, code: str) -> None:
                 continue  # installing is what .ci/run does from nothing
             _check_inputs(words, REPO)
             proc = _run_parse_only(words, env, REPO)
-            assert proc.returncode == 0, f"{doc} block {index}: `{part}` failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+            assert proc.returncode == 0, (
+                f"{doc} block {index}: `{part}` failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
             ours = words[0].startswith("latentface") or (words[0] == "python" and (
-                words[1].endswith(".py") or words[1:3] == ["-m", words[2]] and words[2].startswith("latentface")))
+                words[1].endswith(".py")
+                or words[1:3] == ["-m", words[2]] and words[2].startswith("latentface")))
             if ours:  # the repository's own commands all parse arguments before working
-                assert "PARSED-OK" in proc.stdout or "RAN-TO-END" in proc.stdout, f"{doc}: `{part}` never parsed its arguments:\n{proc.stdout[-800:]}"
+                assert "PARSED-OK" in proc.stdout or "RAN-TO-END" in proc.stdout, (
+                    f"{doc}: `{part}` never parsed its arguments:\n{proc.stdout[-800:]}")
 
 
 def test_python_snippets_run_as_pasted(shared_data: Path, tmp_path: Path) -> None:
@@ -137,8 +142,8 @@ def test_python_snippets_run_as_pasted(shared_data: Path, tmp_path: Path) -> Non
     root.mkdir()
     (tmp_path / "shared").symlink_to(shared_data.parent)
     for doc, index, code in blocks:
-        proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "OMP_NUM_THREADS": "1",
+        proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1",
                                    "LATENTFACE_ONNX_CACHE": str(tmp_path / "onnx-cache")})
         assert proc.returncode == 0, f"{doc} python block {index} failed:\n{code}\n{proc.stderr[-2000:]}"
         if doc == "README.md":
@@ -148,7 +153,8 @@ def test_python_snippets_run_as_pasted(shared_data: Path, tmp_path: Path) -> Non
 
 def test_helpers() -> None:
     text = "intro\n```python\nprint(1)\n```\n```bash\nls \\\n  -l  # long\n# note\n```\n```text\ntree\n```\n"
-    assert fenced_blocks(text) == [("python", "print(1)\n"), ("bash", "ls \\\n  -l  # long\n# note\n"), ("text", "tree\n")]
+    assert fenced_blocks(text) == [("python", "print(1)\n"), ("bash", "ls \\\n  -l  # long\n# note\n"),
+                                   ("text", "tree\n")]
     assert shell_commands(fenced_blocks(text)[1][1]) == ["ls -l"]
     assert _argv("OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m pkg.mod --x 1") == (
         {"OMP_NUM_THREADS": "1"}, ["python", "-m", "pkg.mod", "--x", "1"])

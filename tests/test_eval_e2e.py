@@ -189,13 +189,15 @@ def test_eval_command_line(shared_data: Path, tmp_path: Path, capsys: pytest.Cap
 
     # two folds, ~220 images: the real prepare_crops with centre crops (no MTCNN) and a 2-epoch probe
     pairs = shared_data / "celeba10k" / "pairs_verify.txt"
-    args = ["verify", "--pairs", str(pairs), "--folds", "3,4", "--features", "raw", "--no-detect", "--no-progress"]
+    args = ["verify", "--pairs", str(pairs), "--folds", "3,4", "--features", "raw", "--no-detect",
+            "--no-progress"]
     assert main([*args, "--probe-epochs", "2", "--out", str(tmp_path / "v")]) == 0
     out = capsys.readouterr().out
     assert "| raw " in out and "440 pairs" in out
     assert _is_png(tmp_path / "v" / "roc-cosine.png")
     fer_args = ["fer", "--data", str(shared_data / "fer2013"), "--limit-per-class", "3", "--features", "raw"]
-    assert main([*fer_args, "--no-detect", "--no-progress", "--epochs", "2", "--out", str(tmp_path / "f")]) == 0
+    assert main([*fer_args, "--no-detect", "--no-progress", "--epochs", "2", "--out",
+                 str(tmp_path / "f")]) == 0
     assert "trained on 21 images, tested on 21 images" in capsys.readouterr().out
     assert _is_png(tmp_path / "f" / "confusion-raw.png")
     assert main([*fer_args, "--train-split", "PublicTest", "--out", str(tmp_path / "x")]) == 2
@@ -213,7 +215,7 @@ def test_eval_command_line(shared_data: Path, tmp_path: Path, capsys: pytest.Cap
 
 def test_eval_module_runs_and_every_command_shows_an_example() -> None:
     for command in ("verify", "fer", "features"):
-        proc = subprocess.run([sys.executable, "-m", "latentface_sdk.eval", command, "--help"], capture_output=True,
-                              text=True, timeout=120, cwd=REPO)
+        proc = subprocess.run([sys.executable, "-m", "latentface_sdk.eval", command, "--help"],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
         assert proc.returncode == 0, proc.stderr
         assert "example" in proc.stdout and f"python -m latentface_sdk.eval {command}" in proc.stdout

@@ -56,7 +56,8 @@ class _FakeEncoder:
                             progress: bool) -> Any:
         assert detect is False
         self.calls += 1
-        return SimpleNamespace(features=torch.cat([self._rows(images, 512, 7000), self._rows(images, 100, 7001)], 1))
+        return SimpleNamespace(features=torch.cat([self._rows(images, 512, 7000),
+                                                   self._rows(images, 100, 7001)], 1))
 
 
 def _context() -> tuple[FeatureContext, _FakeEncoder]:

@@ -65,13 +65,15 @@ def test_api_rows_match_the_pure_function_and_keep_bad_items(tiny: FaceEncoder) 
     assert out.ok.tolist() == [True, False, True] and "no/such/file.jpg" in (out.errors[1] or "")
     assert torch.isnan(out.features[1]).all() and not torch.isnan(out.features[[0, 2]]).any()
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
-    assert torch.allclose(out.features[[0, 2]], expression_features(tiny.autoencoder, x, mirror=True), atol=1e-4)
+    assert torch.allclose(out.features[[0, 2]], expression_features(tiny.autoencoder, x, mirror=True),
+                          atol=1e-4)
     plain = tiny.expression_features(list(crops), detect=False, mirror=False)
     assert torch.allclose(plain.features, expression_features(tiny.autoencoder, x), atol=1e-4)
     enc = tiny.encode(list(crops), detect=False)
     assert torch.allclose(plain.part("texture"), enc.texture, atol=1e-5)
     arrays = out.numpy()
-    assert arrays["features"].shape == tuple(out.features.shape) and arrays["ok"].tolist() == [True, False, True]
+    assert (arrays["features"].shape == tuple(out.features.shape)
+            and arrays["ok"].tolist() == [True, False, True])
     with pytest.raises(KeyError, match="texture.block3"):
         out.part("mouth")
 
@@ -90,7 +92,8 @@ def test_pose_and_light_maps_and_the_mirror_average(tiny: FaceEncoder) -> None:
     feats = expression_features(ae, images, readout)
     x = ae.normalize(images)
     assert torch.allclose(feats[:, slice(*layout["pose.block4@2x2"])],
-                          F.adaptive_avg_pool2d(ae.pose_encoder.forward_blocks(x)[1][3], 2).flatten(1), atol=1e-5)
+                          F.adaptive_avg_pool2d(ae.pose_encoder.forward_blocks(x)[1][3], 2).flatten(1),
+                          atol=1e-5)
     assert torch.allclose(feats[:, slice(*layout["light.block3@1x1"])],
                           ae.light_encoder.forward_blocks(x)[1][2].mean((2, 3)), atol=1e-5)
     both = expression_features(ae, images, readout, mirror=True)

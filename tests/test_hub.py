@@ -30,7 +30,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(2)
-    return FaceEncoder.from_config(tiny_config("tiny-hub", latent_dim=32)).save_pretrained(tmp_path_factory.mktemp("hub-model"))
+    return FaceEncoder.from_config(tiny_config("tiny-hub", latent_dim=32)).save_pretrained(
+        tmp_path_factory.mktemp("hub-model"))
 
 
 def _fake_cache(cache: Path, repo_id: str, model_dir: Path, commit: str = COMMIT, ref: str = "main") -> Path:
@@ -75,7 +76,8 @@ def test_unknown_names_list_the_bundled_ones(bundled: Path) -> None:
 
 def test_missing_default_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_paths, "PACKAGE_DIR", tmp_path / "site" / "latentface_sdk")
-    with pytest.raises(WeightsError, match="default model 'latentface-cpu-small' is not installed.*none are installed"):
+    with pytest.raises(WeightsError,
+                       match="default model 'latentface-cpu-small' is not installed.*none are installed"):
         hub.resolve()
 
 
@@ -88,7 +90,8 @@ def test_local_folders(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="lacks model.safetensors"):
         hub.resolve(half)
     (half / "pytorch_model.bin").write_bytes(b"not read")
-    with pytest.raises(WeightsError, match="pytorch_model.bin but no model.safetensors: pickled weights are refused"):
+    with pytest.raises(WeightsError,
+                       match="pytorch_model.bin but no model.safetensors: pickled weights are refused"):
         hub.resolve(half)
     with pytest.raises(WeightsError, match="is a file"):
         hub.resolve(model_dir / "config.json")
@@ -99,16 +102,19 @@ def test_hub_id_from_the_cache_with_local_files_only(model_dir: Path, tmp_path: 
     snap = _fake_cache(cache, "someone/latentface-test", model_dir)
     assert hub.resolve("someone/latentface-test", cache_dir=cache, local_files_only=True) == snap
     # A pinned commit resolves without refs; an unknown tag is not cached.
-    assert hub.resolve("someone/latentface-test", revision=COMMIT, cache_dir=cache, local_files_only=True) == snap
+    assert hub.resolve("someone/latentface-test", revision=COMMIT, cache_dir=cache,
+                       local_files_only=True) == snap
     with pytest.raises(OfflineError, match="revision 'v9'"):
         hub.resolve("someone/latentface-test", revision="v9", cache_dir=cache, local_files_only=True)
-    enc = FaceEncoder.from_pretrained("someone/latentface-test", cache_dir=cache, local_files_only=True, device="cpu")
+    enc = FaceEncoder.from_pretrained("someone/latentface-test", cache_dir=cache, local_files_only=True,
+                                      device="cpu")
     ref = FaceEncoder.from_pretrained(model_dir, device="cpu")
     x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     assert torch.equal(enc.encode(x, detect=False).texture, ref.encode(x, detect=False).texture)
 
 
-def test_hf_hub_offline_and_cache_env(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_hub_offline_and_cache_env(model_dir: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "env-cache"
     snap = _fake_cache(cache, "owner/model", model_dir)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -166,7 +172,8 @@ class _FileHub:
         self.created.append((repo_id, private))
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, *, repo_id: str, folder_path: str, allow_patterns: list[str], **kwargs: object) -> str:
+    def upload_folder(self, *, repo_id: str, folder_path: str, allow_patterns: list[str],
+                      **kwargs: object) -> str:
         import fnmatch
 
         files = sorted(p.name for p in Path(folder_path).iterdir()
@@ -219,8 +226,9 @@ def test_push_refuses_bad_ids_offline_mode_and_non_model_folders(model_dir: Path
     assert api.created == [] and api.uploads == []
 
 
-@pytest.mark.parametrize("name", ["a" * 5000, "x/" * 300, "bad\0name", "~no-such-user-here/model", "a" * 300 + "/b",
-                                  "C:\\weights\\model", "../../nowhere", "näme with spaces", "a/b/c", "  "])
+@pytest.mark.parametrize("name", ["a" * 5000, "x/" * 300, "bad\0name", "~no-such-user-here/model",
+                                  "a" * 300 + "/b", "C:\\weights\\model", "../../nowhere", "näme with spaces",
+                                  "a/b/c", "  "])
 def test_odd_names_give_a_weights_error_not_an_oserror(name: str, tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as info:
         hub.resolve(name, cache_dir=tmp_path, local_files_only=True)

@@ -1,4 +1,5 @@
-"""Input conversion: every accepted input becomes the same RGB uint8 array; every refusal is typed and named."""
+"""Input conversion: every accepted input becomes the same RGB uint8 array; every refusal is typed and
+named."""
 
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ from latentface_sdk.train.losses import (
 )
 
 #: A plausible frontal face in crop coordinates: eyes, nose, mouth corners.
-FRONTAL = np.array([[-0.33, -0.21], [0.33, -0.21], [0.0, 0.17], [-0.29, 0.45], [0.29, 0.45]], dtype=np.float32)
+FRONTAL = np.array([[-0.33, -0.21], [0.33, -0.21], [0.0, 0.17], [-0.29, 0.45], [0.29, 0.45]],
+                   dtype=np.float32)
 
 
 def test_landmarks_in_crop_maps_the_crop_square_to_minus_one_one() -> None:
@@ -115,7 +116,8 @@ def test_landmark_loss_recovers_a_head_turn_by_gradient_descent() -> None:
         loss.backward()
         opt.step()
     assert loss.item() < 0.003
-    assert pose[0, 3].item() == pytest.approx(25.0, abs=6.0) and pose[0, 5].item() == pytest.approx(8.0, abs=2.0)
+    assert (pose[0, 3].item() == pytest.approx(25.0, abs=6.0)
+            and pose[0, 5].item() == pytest.approx(8.0, abs=2.0))
 
 
 def test_landmark_loss_skips_faces_without_landmarks() -> None:

@@ -1,4 +1,5 @@
-"""latentface_sdk.train.losses: the expression-region weights, the weighted photometric loss, the blurred keypoint depth."""
+"""latentface_sdk.train.losses: the expression-region weights, the weighted photometric loss, the blurred
+keypoint depth."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def _fake_reconstruction(pred: torch.Tensor, conf: torch.Tensor) -> object:
 
     mask = torch.ones(pred.shape[0], 1, *pred.shape[-2:])
     rendered = SimpleNamespace(image=pred, mask=mask)
-    return SimpleNamespace(recon=rendered, recon_flip=rendered, conf_photo=conf, conf_feature=torch.ones_like(conf),
+    return SimpleNamespace(recon=rendered, recon_flip=rendered, conf_photo=conf,
+                           conf_feature=torch.ones_like(conf),
                            maps=SimpleNamespace(depth=torch.ones(pred.shape[0], 1, *pred.shape[-2:])))
 
 
@@ -96,8 +98,10 @@ def test_feature_loss_at_the_landmark_regions_counts_the_mouth_more() -> None:
     r, c = _pixel(0.0, 0.45, 32)  # the mouth's centre
     pred[..., r - 2 : r + 3, c - 2 : c + 3] += 0.5  # wrong only at the mouth
     conf = torch.ones(1, 2, 32, 32)
-    parts = [Stage1Loss(feature_region_weight=w)(_fake_reconstruction(pred, conf), images, torch.nn.Identity(),
-                                                 FACE)[1] for w in (0.0, 2.0)]  # type: ignore[arg-type]
-    floor = math.log(math.sqrt(2))  # the Laplacian's log(sqrt(2) sigma) at sigma = 1, the same for every pixel
+    parts = [Stage1Loss(feature_region_weight=w)(_fake_reconstruction(pred, conf), images,
+                                                 torch.nn.Identity(), FACE)[1]
+             for w in (0.0, 2.0)]  # type: ignore[arg-type]
+    # the Laplacian's log(sqrt(2) sigma) at sigma = 1, the same for every pixel
+    floor = math.log(math.sqrt(2))
     assert parts[1]["feat"] - floor > 1.5 * (parts[0]["feat"] - floor) > 0
     assert parts[1]["photo"] == parts[0]["photo"]  # the photometric loss is not touched

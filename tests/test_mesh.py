@@ -1,4 +1,5 @@
-"""latentface_sdk.mesh and FaceEncoder.mesh: the written files load back and render as the renderer renders."""
+"""latentface_sdk.mesh and FaceEncoder.mesh: the written files load back and render as the renderer
+renders."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def test_obj_and_ply_load_back(maps: tuple[torch.Tensor, torch.Tensor], tmp_path
         m.save(tmp_path / "face.stl")
 
 
-def test_rendering_the_loaded_mesh_gives_the_render(maps: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+def test_rendering_the_loaded_mesh_gives_the_render(maps: tuple[torch.Tensor, torch.Tensor],
+                                                    tmp_path: Path) -> None:
     """The .obj, read back and drawn with the project's rasteriser, is the renderer's image of the maps."""
     depth, albedo = maps
     r = FaceRenderer(S, 10.0, 1.0, backend="fast")
@@ -119,7 +121,8 @@ def test_face_encoder_mesh_rows_and_views(enc: FaceEncoder, tmp_path: Path) -> N
     front = enc.mesh(crops[0], view="frontal", detect=False).meshes[0]
     assert turned is not None and front is not None
     assert np.abs(turned.vertices - front.vertices).max() > 1e-3
-    np.testing.assert_allclose(np.linalg.norm(turned.vertices, axis=1), np.linalg.norm(front.vertices, axis=1),
+    np.testing.assert_allclose(np.linalg.norm(turned.vertices, axis=1),
+                               np.linalg.norm(front.vertices, axis=1),
                                atol=1e-5)  # a rotation about the origin keeps distances
     with pytest.raises(ValueError, match="view"):
         enc.mesh(crops[0], view="side", detect=False)  # type: ignore[arg-type]
@@ -135,9 +138,10 @@ def test_mesh_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert cli.main(["mesh", str(tmp_path / "c0.png"), "-o", str(one), "--no-detect", "--model", str(model),
                      "--no-progress"]) == 0
     assert one.is_file() and one.with_suffix(".mtl").is_file() and one.with_suffix(".png").is_file()
-    assert cli.main(["mesh", str(tmp_path / "c0.png"), str(tmp_path / "c1.png"), "-o", str(one), "--no-detect",
-                     "--model", str(model)]) == 2
+    assert cli.main(["mesh", str(tmp_path / "c0.png"), str(tmp_path / "c1.png"), "-o", str(one),
+                     "--no-detect", "--model", str(model)]) == 2
     assert "one mesh" in capsys.readouterr().err
-    assert cli.main(["mesh", str(tmp_path / "c0.png"), str(tmp_path / "c1.png"), "-o", str(tmp_path / "meshes"),
-                     "--no-detect", "--format", "ply", "--model", str(model), "--no-progress"]) == 0
+    assert cli.main(["mesh", str(tmp_path / "c0.png"), str(tmp_path / "c1.png"), "-o",
+                     str(tmp_path / "meshes"), "--no-detect", "--format", "ply", "--model", str(model),
+                     "--no-progress"]) == 0
     assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["c0.ply", "c1.ply"]

@@ -25,7 +25,8 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 def test_pyramid_scales_follow_mtcnn() -> None:
     scales = pyramid_scales(100, 200, 20)
-    assert scales[0] == pytest.approx(0.6) and all(b == pytest.approx(a * 0.709) for a, b in zip(scales, scales[1:], strict=False))
+    assert scales[0] == pytest.approx(0.6) and all(b == pytest.approx(a * 0.709)
+                                                   for a, b in zip(scales, scales[1:], strict=False))
     assert 100 * scales[-1] >= 12 > 100 * scales[-1] * 0.709
 
 
@@ -44,9 +45,12 @@ def test_full_pyramid_cascade_finds_facenet_pytorchs_faces() -> None:
         mine = cascade.detect([rgb])[0]
         ref_order = np.argsort(np.asarray(boxes[0])[:, 0])
         order = np.argsort(mine.boxes[:, 0])
-        np.testing.assert_allclose(mine.boxes[order], np.asarray(boxes[0], np.float32)[ref_order], atol=1e-3, rtol=0)
-        np.testing.assert_allclose(mine.scores[order], np.asarray(probs[0], np.float32)[ref_order], atol=1e-6, rtol=0)
-        np.testing.assert_allclose(mine.landmarks[order], np.asarray(points[0], np.float32)[ref_order], atol=1e-3, rtol=0)
+        np.testing.assert_allclose(mine.boxes[order], np.asarray(boxes[0], np.float32)[ref_order], atol=1e-3,
+                                   rtol=0)
+        np.testing.assert_allclose(mine.scores[order], np.asarray(probs[0], np.float32)[ref_order], atol=1e-6,
+                                   rtol=0)
+        np.testing.assert_allclose(mine.landmarks[order], np.asarray(points[0], np.float32)[ref_order],
+                                   atol=1e-3, rtol=0)
         total += len(order)
     assert total >= 4  # two people, one, one
     both = cascade.detect(images)  # R-net and O-net batched across the three sizes: same faces

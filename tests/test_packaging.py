@@ -1,4 +1,5 @@
-"""The distribution is what pyproject.toml says: one version, every sub-package, bundled weights, console scripts.
+"""The distribution is what pyproject.toml says: one version, every sub-package, bundled weights, console
+scripts.
 
 Also checks that `.ci/run` runs exactly the set-up and test commands that README.md shows a newcomer.
 """
@@ -80,11 +81,13 @@ def test_every_subpackage_is_listed(pyproject: dict[str, Any]) -> None:
 
 
 def test_optional_engines_stay_out_of_the_core(pyproject: dict[str, Any]) -> None:
-    """Ray and Gradio are extras: not core dependencies, and `import latentface_sdk` (or the CLI) never loads them."""
+    """Ray and Gradio are extras: not core dependencies, and `import latentface_sdk` (or the CLI) never loads
+    them."""
     core = " ".join(pyproject["project"]["dependencies"]).lower()
     assert "ray" not in core and "gradio" not in core
     extras = pyproject["project"]["optional-dependencies"]
-    assert any(d.startswith("ray[data]") for d in extras["ray"]) and any(d.startswith("gradio") for d in extras["demo"])
+    assert (any(d.startswith("ray[data]") for d in extras["ray"])
+            and any(d.startswith("gradio") for d in extras["demo"]))
     code = ("import sys, latentface_sdk, latentface_sdk.cli, latentface_sdk.integrations; "
             "print(sorted(m for m in ('ray', 'gradio', 'pyarrow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -291,7 +294,8 @@ def test_recipes_load_typed_with_clear_errors(tmp_path: Path) -> None:
 
     configs = Path(__file__).resolve().parents[1] / "latentface_sdk" / "train" / "configs"
     s1 = Stage1Config.load(configs / "stage1_default.json")
-    assert isinstance(s1.model, AutoencoderConfig) and s1.model.depth_prior == 0.3 and s1.model.latent_dim == 256
+    assert (isinstance(s1.model, AutoencoderConfig) and s1.model.depth_prior == 0.3
+            and s1.model.latent_dim == 256)
     assert isinstance(s1.crop, CropConfig) and s1.crop.margin == 0.1
     ft = Stage1Config.load(configs / "stage1_finetune.json")
     assert ft.model == s1.model and ft.augment_roll_deg == 25.0 and ft.init_from == "runs/stage1/model"

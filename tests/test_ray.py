@@ -23,7 +23,8 @@ from latentface_sdk.integrations.ray import FaceEncodeBatches, encode_batch, mod
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(5)
-    return FaceEncoder.from_config(tiny_config("tiny-ray")).save_pretrained(tmp_path_factory.mktemp("ray-model"))
+    return FaceEncoder.from_config(tiny_config("tiny-ray")).save_pretrained(
+        tmp_path_factory.mktemp("ray-model"))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def local_ray() -> Iterator[None]:
 
 
 def _sorted_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    order = np.lexsort((np.nan_to_num(arrays["boxes"][:, 0], nan=-1.0), np.asarray(arrays["names"], dtype=str)))
+    order = np.lexsort((np.nan_to_num(arrays["boxes"][:, 0], nan=-1.0),
+                        np.asarray(arrays["names"], dtype=str)))
     return {k: np.asarray(v)[order] for k, v in arrays.items()}
 
 
@@ -102,7 +104,8 @@ def test_encode_batch_names_rows_by_path_and_keeps_bad_inputs(model_dir: Path, f
 def test_the_callable_class_takes_ray_batches(model_dir: Path, folder: Path) -> None:
     batches = FaceEncodeBatches(str(model_dir), operation="disentangle")
     path = str(folder / "a_obama.jpg")
-    table = batches({"bytes": np.asarray([Path(path).read_bytes()], dtype=object), "path": np.asarray([path])})
+    table = batches({"bytes": np.asarray([Path(path).read_bytes()], dtype=object),
+                     "path": np.asarray([path])})
     assert table.num_rows == 1 and table.column("ok").to_pylist() == [True]
     assert "identity_texture" in table.column_names
     with pytest.raises(KeyError, match="include_paths"):

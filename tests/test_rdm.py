@@ -26,7 +26,8 @@ class _FakeDenoiser(RDMDenoiser):
     def modulations(self, steps: Tensor) -> list[Tensor]:
         return [steps[:, None].to(torch.float32)] * 6
 
-    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
+    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor],
+                index: Tensor | None = None) -> Tensor:
         t = mods[0] if index is None else mods[0][index]
         return 0.5 * cond + 0.1 * z_t + 1e-4 * t.to(z_t.dtype)
 
@@ -34,7 +35,8 @@ class _FakeDenoiser(RDMDenoiser):
 class _Oracle(RDMDenoiser):
     """Predicts the (standardised) condition itself."""
 
-    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
+    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor],
+                index: Tensor | None = None) -> Tensor:
         return cond
 
 
@@ -152,7 +154,8 @@ def test_num_samples_averages_independent_samples() -> None:
 def test_sample_is_safe_to_call_from_several_threads() -> None:
     rdm = RepresentationDiffusion(SMALL)
     cond = torch.randn(6, 8)
-    expected = {s: rdm.sample(cond, steps=3 + s % 3, generator=torch.Generator().manual_seed(s)) for s in range(6)}
+    expected = {s: rdm.sample(cond, steps=3 + s % 3, generator=torch.Generator().manual_seed(s))
+                for s in range(6)}
     results: dict[int, Tensor] = {}
 
     def work(seed: int) -> None:
@@ -189,7 +192,8 @@ def test_cached_modulations_give_the_uncached_sample_bit_for_bit() -> None:
     _perturb(rdm)
     cond, noise = torch.randn(6, 8), torch.randn(6, 8)
     for steps in (5, 3, 5):
-        assert torch.equal(rdm.sample(cond, steps=steps, noise=noise), _uncached_sample(rdm, cond, noise, steps))
+        assert torch.equal(rdm.sample(cond, steps=steps, noise=noise),
+                           _uncached_sample(rdm, cond, noise, steps))
     assert rdm.sampling_plan(5) is rdm.sampling_plan(5)  # cached per step count
     assert rdm.sampling_plan(5).timesteps == [999, 799, 599, 399, 199]
 
@@ -202,7 +206,8 @@ def test_sampling_plan_follows_weight_updates() -> None:
     before = rdm.sample(cond, noise=noise)
     opt = torch.optim.SGD(rdm.parameters(), lr=0.5)
     opt.zero_grad()
-    rdm.training_loss(torch.randn(16, 8), torch.randn(16, 8), generator=torch.Generator().manual_seed(0)).backward()
+    rdm.training_loss(torch.randn(16, 8), torch.randn(16, 8),
+                      generator=torch.Generator().manual_seed(0)).backward()
     opt.step()
     after_step = rdm.sample(cond, noise=noise)
     assert not torch.equal(after_step, before)

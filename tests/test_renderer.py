@@ -32,7 +32,8 @@ def random_poses(batch: int, seed: int = 1) -> torch.Tensor:
 
 def test_focal_matches_fov_definition() -> None:
     # Appendix D: 1 / f = 2 tan(FOV / 2) with the image width as unit; ours spans 2 units.
-    assert geo.focal_from_fov(10.0) == pytest.approx(2.0 / (2.0 * torch.tan(torch.deg2rad(torch.tensor(5.0))).item()))
+    assert geo.focal_from_fov(10.0) == pytest.approx(
+        2.0 / (2.0 * torch.tan(torch.deg2rad(torch.tensor(5.0))).item()))
 
 
 def test_pose_round_trip_points() -> None:
@@ -79,8 +80,8 @@ def test_fast_rasteriser_matches_pytorch3d_on_random_poses() -> None:
     ref = renderer.render(texture, depth, pose, backend="pytorch3d")
     fast = renderer.render(texture, depth, pose, backend="fast")
     # Stated tolerance: identical coverage; the same face on >= 95% of covered pixels, and there the
-    # same colour (1e-4) and depth (2e-4, float32 rounding). Elsewhere the two picked different faces at equal depth
-    # (|dz| < 1e-3): ties on a shared edge, inside PyTorch3D's 0.01-pixel edge tolerance.
+    # same colour (1e-4) and depth (2e-4, float32 rounding). Elsewhere the two picked different faces at equal
+    # depth (|dz| < 1e-3): ties on a shared edge, inside PyTorch3D's 0.01-pixel edge tolerance.
     assert torch.equal(ref.mask, fast.mask)
     covered = ref_raster.pix_to_face >= 0
     same = (ref_raster.pix_to_face == fast_raster.pix_to_face) & covered
@@ -101,7 +102,8 @@ def test_fast_rasteriser_gradients_agree_with_pytorch3d() -> None:
     grads = []
     for backend in ("pytorch3d", "fast"):
         depth = depth0.clone().requires_grad_(True)
-        renderer.render(texture, depth, pose, backend=backend).image.sum().backward()  # type: ignore[arg-type]
+        renderer.render(texture, depth, pose,
+                        backend=backend).image.sum().backward()  # type: ignore[arg-type]
         assert depth.grad is not None
         grads.append(depth.grad)
     cos = torch.nn.functional.cosine_similarity(grads[0].flatten(), grads[1].flatten(), dim=0)
@@ -125,7 +127,9 @@ def test_normals_point_towards_camera() -> None:
     assert torch.allclose(n.norm(dim=-1), torch.ones(1, 64, 64), atol=1e-5)
 
 
-def test_fast_rasteriser_chunking_and_off_screen_clipping_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_rasteriser_chunking_and_off_screen_clipping_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from latentface_sdk.render import rasterize
 
     renderer = FaceRenderer()

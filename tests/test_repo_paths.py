@@ -16,13 +16,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SUFFIXES = {".json", ".md", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".txt"}
 # An absolute POSIX path under a machine folder, or a Windows drive path; URLs (https://...) are not paths.
-ABSOLUTE = re.compile(r"(?<![\w.:/~-])(?:/(?:work|home|root|tmp|Users|mnt|opt|var|scratch|data)/[\w.-]+|[A-Za-z]:\\\\?[\w.-]+)")
+ABSOLUTE = re.compile(r"(?<![\w.:/~-])(?:/(?:work|home|root|tmp|Users|mnt|opt|var|scratch|data)/[\w.-]+"
+                      r"|[A-Za-z]:\\\\?[\w.-]+)")
 
 
 def tracked_files() -> list[Path]:
     """The repository's tracked files (a plain walk of the checkout when git is not available)."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True, timeout=60).stdout
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True,
+                             timeout=60).stdout
         return [REPO / name for name in out.decode().split("\0") if name]
     except (OSError, subprocess.SubprocessError):
         skip = {".git", ".venv", "runs", "node_modules"}
@@ -33,8 +35,8 @@ def test_the_pattern_finds_what_it_should() -> None:
     assert ABSOLUTE.search("--json /work/runs/idle/x.json")
     assert ABSOLUTE.search('"init_from": "/home/me/runs/s1ft/model"')
     assert ABSOLUTE.search("written to C:\\Users\\me")
-    for fine in ("https://huggingface.co/docs/work/x", "runs/cache", "../shared/data/photos", "weights/x/config.json",
-                 "~/.cache/latentface/onnx", "a/tmp/b"):
+    for fine in ("https://huggingface.co/docs/work/x", "runs/cache", "../shared/data/photos",
+                 "weights/x/config.json", "~/.cache/latentface/onnx", "a/tmp/b"):
         assert not ABSOLUTE.search(fine), fine
 
 

@@ -23,7 +23,8 @@ X_SHIFT = -0.05
 
 
 def _quad_verts() -> torch.Tensor:
-    """Four corners of a unit square in NDC (x in [-0.55, 0.45], y in [-0.5, 0.5]), on the plane z = 2 + 0.25 x."""
+    """Four corners of a unit square in NDC (x in [-0.55, 0.45], y in [-0.5, 0.5]), on the plane z = 2 + 0.25
+    x."""
     xy = torch.tensor([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) + torch.tensor([X_SHIFT, 0.0])
     z = PLANE_Z0 + PLANE_SLOPE * xy[:, :1]
     return torch.cat([xy, z], dim=1)
@@ -114,7 +115,8 @@ def test_mtcnn_finds_both_faces(shared_data: Path) -> None:
 
 
 class _Tiny(nn.Module):
-    """A module whose state dict mixes float32 weights, an int64 buffer (BatchNorm) and low-precision params."""
+    """A module whose state dict mixes float32 weights, an int64 buffer (BatchNorm) and low-precision
+    params."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -100,7 +100,8 @@ def _log(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
 
 
-def test_overfit_on_eight_real_faces_lowers_photometric_error(eight_faces: np.ndarray, tmp_path: Path) -> None:
+def test_overfit_on_eight_real_faces_lowers_photometric_error(eight_faces: np.ndarray,
+                                                              tmp_path: Path) -> None:
     cfg = Stage1Config.from_dict(dict(model=TINY, batch_size=8, lr=1e-3, steps=60, log_every=1, grid_every=60,
                        checkpoint_every=60, device="cpu"))
     train(cfg, tmp_path / "run", data=CropDataset(eight_faces, flip=False), progress=False)
@@ -115,7 +116,8 @@ def test_overfit_on_eight_real_faces_lowers_photometric_error(eight_faces: np.nd
 
 def test_resume_continues_with_the_same_loss(eight_faces: np.ndarray, tmp_path: Path) -> None:
     data = CropDataset(np.concatenate([eight_faces, eight_faces[:, :, ::-1]]), flip=True)
-    base = dict(model=TINY, batch_size=4, steps=6, log_every=1, grid_every=100, checkpoint_every=3, device="cpu")
+    base = dict(model=TINY, batch_size=4, steps=6, log_every=1, grid_every=100, checkpoint_every=3,
+                device="cpu")
     train(Stage1Config.from_dict(base), tmp_path / "straight", data=data, progress=False)
     train(Stage1Config.from_dict({**base, "steps": 3}), tmp_path / "split", data=data, progress=False)
     train(Stage1Config.from_dict(base), tmp_path / "split", data=data, resume=True, progress=False)
@@ -175,9 +177,10 @@ def eight_with_landmarks(shared_data: Path) -> CropDataset:
 def test_recipe_with_landmarks_and_light_cycle_trains_and_logs_pose_health(
     eight_with_landmarks: CropDataset, tmp_path: Path
 ) -> None:
-    cfg = Stage1Config.from_dict(dict(model={**TINY, "depth_prior": 0.3}, batch_size=8, lr=2e-3, steps=4, log_every=2,
-                       grid_every=4, checkpoint_every=4, device="cpu", lambda_landmark=10.0,
-                       lambda_light_cycle=1.0, light_cycle_count=4, lambda_smooth=0.02))
+    cfg = Stage1Config.from_dict(dict(model={**TINY, "depth_prior": 0.3}, batch_size=8, lr=2e-3, steps=4,
+                                      log_every=2, grid_every=4, checkpoint_every=4, device="cpu",
+                                      lambda_landmark=10.0, lambda_light_cycle=1.0, light_cycle_count=4,
+                                      lambda_smooth=0.02))
     train(cfg, tmp_path / "run", data=eight_with_landmarks, progress=False)
     log = _log(tmp_path / "run")
     for key in ("landmark", "cycle_light", "cycle_texture", "relief", "nose_relief", "yaw_r", "yaw_std"):
@@ -192,9 +195,11 @@ def test_landmark_loss_pulls_the_keypoints_onto_mtcnn_points(eight_with_landmark
     from latentface_sdk.train.stage1 import Stage1Trainer
 
     assert eight_with_landmarks.landmarks is not None
-    frontal = np.array([[[-0.33, -0.21], [0.33, -0.21], [0.0, 0.17], [-0.29, 0.45], [0.29, 0.45]]], np.float32)
+    frontal = np.array([[[-0.33, -0.21], [0.33, -0.21], [0.0, 0.17], [-0.29, 0.45], [0.29, 0.45]]],
+                       np.float32)
     keypoints = canonical_keypoints(np.concatenate([eight_with_landmarks.landmarks, frontal]))
-    cfg = Stage1Config.from_dict(dict(model={**TINY, "depth_prior": 0.3}, lr=2e-3, lambda_landmark=10.0, device="cpu"))
+    cfg = Stage1Config.from_dict(dict(model={**TINY, "depth_prior": 0.3}, lr=2e-3, lambda_landmark=10.0,
+                                      device="cpu"))
     trainer = Stage1Trainer(cfg, torch.device("cpu"), keypoints)
     x = torch.from_numpy(eight_with_landmarks.crops).permute(0, 3, 1, 2).float() / 255
     marks = torch.from_numpy(eight_with_landmarks.landmarks)

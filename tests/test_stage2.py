@@ -1,4 +1,5 @@
-"""Stage 2: identity-group readers, batch sampling, the RDM trainer (identity recovery, resume), model folders."""
+"""Stage 2: identity-group readers, batch sampling, the RDM trainer (identity recovery, resume), model
+folders."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def test_manifest_resolves_relative_paths_and_drops_small_groups(tmp_path: Path)
     _touch_images([tmp_path / "img" / f"{n}.png" for n in "abcde"])
     absolute = tmp_path / "img" / "e.png"
     (tmp_path / "m.csv").write_text(
-        f"path,group,extra\nimg/a.png,p1,x\nimg/b.png,p1,y\n\nimg/c.png,p2,z\nimg/d.png,p3,\n{absolute},p3,w\n"
+        "path,group,extra\nimg/a.png,p1,x\nimg/b.png,p1,y\n\nimg/c.png,p2,z\nimg/d.png,p3,\n"
+        f"{absolute},p3,w\n"
     )
     g = read_group_manifest(tmp_path / "m.csv", min_size=2)
     assert g.paths == [str(tmp_path / "img" / n) for n in ("a.png", "b.png", "d.png", "e.png")]
@@ -105,7 +107,8 @@ def test_celeba_groups_train_split_and_refuse_verify(tmp_path: Path) -> None:
     _celeba_tree(tmp_path)
     g = celeba_identity_groups(tmp_path)
     assert [Path(p).name for p in g.paths] == ["1.jpg", "2.jpg"] and set(g.groups) == {"celeba:7"}
-    assert len(celeba_identity_groups(tmp_path / "celeba10k", min_size=1)) == 3  # the data set folder works too
+    # the data set folder works too
+    assert len(celeba_identity_groups(tmp_path / "celeba10k", min_size=1)) == 3
     with pytest.raises(DataError, match="held out"):
         celeba_identity_groups(tmp_path, "verify")
     v = celeba_identity_groups(tmp_path, "verify", allow_verify=True)
@@ -159,7 +162,8 @@ def test_grouped_images_concat_and_length_check() -> None:
 
 def test_sample_batch_takes_k_distinct_frames_per_group_and_means_are_per_group() -> None:
     groups = [torch.arange(0, 3), torch.arange(3, 23), torch.arange(23, 25)]
-    rows, owner = sample_batch(groups, batch_groups=3, frames_per_group=16, generator=torch.Generator().manual_seed(0))
+    rows, owner = sample_batch(groups, batch_groups=3, frames_per_group=16,
+                               generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(owner).tolist()
     chosen_sizes = sorted(counts)
     assert chosen_sizes == [2, 3, 16]  # min(k, size)
@@ -170,16 +174,19 @@ def test_sample_batch_takes_k_distinct_frames_per_group_and_means_are_per_group(
     values = torch.randn(25, 4)
     means = _group_means(values[rows], owner, 3)
     for pos in range(3):
-        assert torch.allclose(means[owner == pos], values[rows[owner == pos]].mean(0).expand(counts[pos], 4), atol=1e-6)
+        assert torch.allclose(means[owner == pos], values[rows[owner == pos]].mean(0).expand(counts[pos], 4),
+                              atol=1e-6)
     # more groups asked for than exist: sampled with replacement, still valid
-    rows2, owner2 = sample_batch(groups, batch_groups=5, frames_per_group=2, generator=torch.Generator().manual_seed(1))
+    rows2, owner2 = sample_batch(groups, batch_groups=5, frames_per_group=2,
+                                 generator=torch.Generator().manual_seed(1))
     assert int(owner2.max()) == 4 and rows2.numel() == 10
 
 
 # ------------------------------------------------------------------------------------------ training
 
 
-def _synthetic(groups: int, frames: int, seed: int, dim: int = 16, expr_dim: int = 4, expr_scale: float = 1.5):
+def _synthetic(groups: int, frames: int, seed: int, dim: int = 16, expr_dim: int = 4,
+               expr_scale: float = 1.5):
     """Latents = identity + expression: identities span one subspace, expressions (per frame) another."""
     q = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(123)))[0]
     expr_basis, id_basis = q[:, :expr_dim], q[:, expr_dim:]
@@ -227,7 +234,8 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
     groups = [np.arange(i * 8, (i + 1) * 8) for i in range(32)]
     cfg6 = _tiny_cfg(steps=6, checkpoint_every=3, batch_groups=4)
     straight, hist = train_rdms(latents, groups, cfg6, tmp_path / "a", progress=False)
-    train_rdms(latents, groups, _tiny_cfg(steps=3, checkpoint_every=3, batch_groups=4), tmp_path / "b", progress=False)
+    train_rdms(latents, groups, _tiny_cfg(steps=3, checkpoint_every=3, batch_groups=4), tmp_path / "b",
+               progress=False)
     resumed, hist_b = train_rdms(latents, groups, cfg6, tmp_path / "b", progress=False, resume=True)
     assert [h["step"] for h in hist_b] == [4, 5, 6]
     for a, b in zip(hist[3:], hist_b, strict=True):
@@ -237,7 +245,8 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
         assert ka == kb and torch.allclose(va, vb, atol=1e-6), ka
     # a different recipe must not silently continue this checkpoint
     with pytest.raises(ConfigError, match="different stage-2 recipe"):
-        train_rdms(latents, groups, _tiny_cfg(steps=8, batch_groups=5), tmp_path / "b", progress=False, resume=True)
+        train_rdms(latents, groups, _tiny_cfg(steps=8, batch_groups=5), tmp_path / "b", progress=False,
+                   resume=True)
     # a finished run resumed with the same steps does nothing
     _, none = train_rdms(latents, groups, cfg6, tmp_path / "b", progress=False, resume=True)
     assert none == []
@@ -248,9 +257,11 @@ def test_trainer_refuses_bad_latents_and_groups(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no group"):
         train_rdms({"texture": flat, "shape": flat}, [np.array([0])], _tiny_cfg(), tmp_path, progress=False)
     with pytest.raises(DataError, match="outside"):
-        train_rdms({"texture": flat, "shape": flat}, [np.array([0, 42])], _tiny_cfg(), tmp_path, progress=False)
+        train_rdms({"texture": flat, "shape": flat}, [np.array([0, 42])], _tiny_cfg(), tmp_path,
+                   progress=False)
     with pytest.raises(DataError):
-        train_rdms({"texture": flat, "shape": flat[:, :8]}, [np.array([0, 1])], _tiny_cfg(), tmp_path, progress=False)
+        train_rdms({"texture": flat, "shape": flat[:, :8]}, [np.array([0, 1])], _tiny_cfg(), tmp_path,
+                   progress=False)
 
 
 # ------------------------------------------------------------------------------------------ config and caches
@@ -326,7 +337,8 @@ def _stage1_folder(folder: Path) -> ModelConfig:
     cfg = ModelConfig(metadata={"stage1": {"note": "random weights for a test"}})
     ae = LatentAutoencoder(cfg.autoencoder)
     folder.mkdir(parents=True)
-    save_file({f"autoencoder.{k}": v.contiguous() for k, v in ae.state_dict().items()}, str(folder / "model.safetensors"))
+    save_file({f"autoencoder.{k}": v.contiguous() for k, v in ae.state_dict().items()},
+              str(folder / "model.safetensors"))
     cfg.save(folder)
     return cfg
 
@@ -334,7 +346,8 @@ def _stage1_folder(folder: Path) -> ModelConfig:
 def test_main_writes_a_model_folder_and_resumes(tmp_path: Path) -> None:
     _stage1_folder(tmp_path / "stage1")
     vox = tmp_path / "vox"
-    _touch_images([vox / p / v / f"{i}.png" for p in ("a", "b") for v in ("v1", "v2") for i in range(3)], size=40)
+    _touch_images([vox / p / v / f"{i}.png" for p in ("a", "b") for v in ("v1", "v2") for i in range(3)],
+                  size=40)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"steps": 3, "batch_groups": 2, "frames_per_group": 2, "detect": False,
                                   "checkpoint_every": 2, "log_every": 1, "rdm": {"channels": [32, 16, 32]}}))

@@ -82,7 +82,8 @@ def test_a_rotated_phone_video_comes_out_upright(tmp_path: Path) -> None:
     path = write_video(tmp_path / "phone.mp4", [stored] * 3, rotation=90)
     first = next(read_frames(path))
     assert first.image.shape == (48, 32, 3)  # shown in portrait
-    assert first.image[-8:, :8].mean() > 200 and first.image[:8, :8].mean() < 50  # turned a quarter anticlockwise
+    # turned a quarter anticlockwise
+    assert first.image[-8:, :8].mean() > 200 and first.image[:8, :8].mean() < 50
     assert np.array_equal(upright(stored, 90), np.rot90(stored)) and upright(stored, 0) is stored
     assert np.array_equal(upright(stored, -90), np.rot90(stored, 3))
 
@@ -93,13 +94,15 @@ def test_tracker_links_overlapping_boxes_and_starts_new_tracks() -> None:
     t = IoUTracker(min_iou=0.3, max_gap=1)
     a, b = [0, 0, 10, 10], [50, 0, 60, 10]
     assert t.update(0, np.array([a, b])).tolist() == [0, 1]
-    assert t.update(1, np.array([[52, 0, 62, 10], [1, 0, 11, 10]])).tolist() == [1, 0]  # order does not matter
+    # order does not matter
+    assert t.update(1, np.array([[52, 0, 62, 10], [1, 0, 11, 10]])).tolist() == [1, 0]
     assert t.update(2, np.zeros((0, 4))).tolist() == []  # a frame without faces
     assert t.update(3, np.array([[2, 0, 12, 10]])).tolist() == [0]  # seen within max_gap
     assert t.update(6, np.array([[2, 0, 12, 10]])).tolist() == [2]  # too long unseen: a new track
 
 
-def test_encode_video_gives_rows_per_face_with_times_and_two_tracks(encoder: FaceEncoder, two_people: Path) -> None:
+def test_encode_video_gives_rows_per_face_with_times_and_two_tracks(encoder: FaceEncoder,
+                                                                    two_people: Path) -> None:
     res = encoder.encode_video(two_people, every=2, frames_per_batch=4)
     assert res.frames_decoded == 12 and res.frames_sampled == 6
     assert len(res) == 12  # two faces in each of the 6 sampled frames
@@ -119,12 +122,14 @@ def test_encode_video_gives_rows_per_face_with_times_and_two_tracks(encoder: Fac
     assert torch.allclose(res.encoding.texture[rows4], still.texture, atol=1e-5)
     assert res.encoding.names[int(rows4[0])].endswith("two.mp4#4") and bool(res.encoding.ok.all())
     arrays = res.numpy()
-    assert {"frame", "time", "track", "texture", "boxes"} <= set(arrays) and arrays["texture"].shape == (12, 256)
+    assert ({"frame", "time", "track", "texture", "boxes"} <= set(arrays)
+            and arrays["texture"].shape == (12, 256))
     means = res.track_means()
     assert means["track"].tolist() == [0, 1] and means["faces"].tolist() == [6, 6]
     assert means["texture"].shape == (2, 256) and means["end"].tolist() == pytest.approx([1.0, 1.0])
     dis = encoder.encode_video(two_people, fps=2.5, features="disentangle", faces="largest")
-    assert len(dis) == 3 and dis.disentangled is not None and dis.disentangled.identity_texture.shape == (3, 256)
+    assert (len(dis) == 3 and dis.disentangled is not None
+            and dis.disentangled.identity_texture.shape == (3, 256))
     assert "VideoEncoding(" in repr(dis)
 
 

@@ -114,7 +114,8 @@ class Detections:
 
 
 class Cascade:
-    """MTCNN detection with ``pnet``, ``rnet`` and ``onet`` (facenet-pytorch's modules); see the module doc."""
+    """MTCNN detection with ``pnet``, ``rnet`` and ``onet`` (facenet-pytorch's modules); see the module
+    doc."""
 
     def __init__(self, pnet: nn.Module, rnet: nn.Module, onet: nn.Module, *, min_face_size: int = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
@@ -173,7 +174,8 @@ class Cascade:
         w = boxes[:, 2] - boxes[:, 0]
         h = boxes[:, 3] - boxes[:, 1]
         moved = torch.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
-                             boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]], dim=1)
+                             boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]],
+                            dim=1)
         return _square(moved)
 
     # -- cutting candidates ------------------------------------------------------------------------------
@@ -189,7 +191,8 @@ class Cascade:
             h, w = tensors[i].shape[2], tensors[i].shape[3]
             x, y, ex, ey = max(int(x), 1), max(int(y), 1), min(int(ex), w), min(int(ey), h)
             if ey > y - 1 and ex > x - 1:
-                cuts.append(F.interpolate(tensors[i][:, :, y - 1:ey, x - 1:ex], size=(size, size), mode="area"))
+                cuts.append(F.interpolate(tensors[i][:, :, y - 1:ey, x - 1:ex], size=(size, size),
+                                          mode="area"))
                 kept.append(k)
         keep = torch.as_tensor(kept, dtype=torch.long, device=boxes.device)
         if not cuts:
@@ -214,8 +217,10 @@ class Cascade:
         return _square(_regress(boxes[pick], offsets[pick])), owner[pick]
 
     # -- stage 3: O-net, landmarks, final NMS -----------------------------------------------------------
-    def _finish(self, tensors: Sequence[Tensor], boxes: Tensor, owner: Tensor, count: int) -> list[Detections]:
-        empty = Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+    def _finish(self, tensors: Sequence[Tensor], boxes: Tensor, owner: Tensor,
+                count: int) -> list[Detections]:
+        empty = Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                           np.zeros((0, 5, 2), np.float32))
         out = [empty] * count
         if boxes.shape[0] == 0:
             return out
@@ -230,7 +235,8 @@ class Cascade:
         owner, offsets, points = owner[ok], offsets[ok], points[ok]
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
-        marks = torch.stack([w * points[:, :5] + boxes[:, 0:1] - 1, h * points[:, 5:] + boxes[:, 1:2] - 1], dim=2)
+        marks = torch.stack([w * points[:, :5] + boxes[:, 0:1] - 1, h * points[:, 5:] + boxes[:, 1:2] - 1],
+                            dim=2)
         boxes = _regress(boxes, offsets)
         b, m, o = boxes.cpu().numpy(), marks.cpu().numpy(), owner.cpu().numpy()
         for i in np.unique(o):

@@ -1,4 +1,5 @@
-"""``export_onnx``: a model's encoders and its disentangle path as ONNX graphs, with a card that says what they take.
+"""``export_onnx``: a model's encoders and its disentangle path as ONNX graphs, with a card that says what
+they take.
 
 The folder written holds ``encoder.onnx`` (:class:`~latentface_sdk.deploy.graphs.CropEncoderGraph`),
 ``disentangle.onnx`` (:class:`~latentface_sdk.deploy.graphs.DisentangleGraph`, both RDMs with their DDIM
@@ -80,7 +81,8 @@ def _tensor(name: str, dtype: str, shape: list[int | str], values: str) -> dict[
 
 
 def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str, Any]:
-    """The ``config.json`` of an export of a model with :class:`~latentface_sdk.config.ModelConfig` ``model_config``."""
+    """The ``config.json`` of an export of a model with :class:`~latentface_sdk.config.ModelConfig`
+    ``model_config``."""
     d = model_config.autoencoder.latent_dim
     size = model_config.crop.size
     crop = model_config.crop
@@ -95,10 +97,11 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
         "crop": {"size": crop.size, "margin": crop.margin, "min_face_size": crop.min_face_size,
                  "threshold": crop.threshold},
         "preprocessing": (
-            f"Each input is one face crop of {size}x{size} RGB pixels as uint8 (H x W x C, values 0-255), cut the way "
-            f"latentface-sdk cuts faces: an MTCNN box grown by margin {crop.margin} of its size on each side, made "
-            f"square and resized to {size} px; a photo that is already a centred face crop can be resized directly. "
-            "The graph itself scales the pixels to [-1, 1] and reorders them to channels-first."
+            f"Each input is one face crop of {size}x{size} RGB pixels as uint8 (H x W x C, values 0-255), "
+            f"cut the way latentface-sdk cuts faces: an MTCNN box grown by margin {crop.margin} of its size "
+            f"on each side, made square and resized to {size} px; a photo that is already a centred face "
+            "crop can be resized directly. The graph itself scales the pixels to [-1, 1] and reorders them "
+            "to channels-first."
         ),
         "rdm": {"sample_steps": steps, "sample_init": model_config.rdm.sample_init},
         "graphs": {
@@ -108,23 +111,29 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
                 "outputs": [
                     _tensor("texture", "float32", ["batch", d], "Z_t, " + latent),
                     _tensor("shape", "float32", ["batch", d], "Z_s, " + latent),
-                    _tensor("pose", "float32", ["batch", 6], "tx, ty, tz (units of the face depth), then yaw, pitch, roll in degrees"),
-                    _tensor("light", "float32", ["batch", 4], "ambient, diffuse in [0, 1]; direction x, y in [-1, 1]"),
+                    _tensor("pose", "float32", ["batch", 6],
+                            "tx, ty, tz (units of the face depth), then yaw, pitch, roll in degrees"),
+                    _tensor("light", "float32", ["batch", 4],
+                            "ambient, diffuse in [0, 1]; direction x, y in [-1, 1]"),
                 ],
             },
             "disentangle": {
                 "file": DISENTANGLE_FILE,
                 "inputs": [
-                    _tensor("texture", "float32", ["batch", d], "Z_exp of the texture: the encoder's texture"),
+                    _tensor("texture", "float32", ["batch", d],
+                            "Z_exp of the texture: the encoder's texture"),
                     _tensor("shape", "float32", ["batch", d], "Z_exp of the shape: the encoder's shape"),
                     _tensor("noise_texture", "float32", ["batch", d],
-                            "z_T of the texture RDM: zeros for sample_init 'zero', standard normal for 'noise'"),
+                            "z_T of the texture RDM: zeros for sample_init 'zero', "
+                            "standard normal for 'noise'"),
                     _tensor("noise_shape", "float32", ["batch", d], "z_T of the shape RDM, likewise"),
                 ],
                 "outputs": [
-                    _tensor("identity_texture", "float32", ["batch", d], "Z_id of the texture (DDIM, unrolled)"),
+                    _tensor("identity_texture", "float32", ["batch", d],
+                            "Z_id of the texture (DDIM, unrolled)"),
                     _tensor("identity_shape", "float32", ["batch", d], "Z_id of the shape"),
-                    _tensor("expression_texture", "float32", ["batch", d], "Δexp = texture - identity_texture"),
+                    _tensor("expression_texture", "float32", ["batch", d],
+                            "Δexp = texture - identity_texture"),
                     _tensor("expression_shape", "float32", ["batch", d], "Δexp = shape - identity_shape"),
                 ],
             },
@@ -146,7 +155,8 @@ def _readme(card: dict[str, Any]) -> str:
         "",
     ]
     for name, graph in card["graphs"].items():
-        lines += [f"## `{graph['file']}` ({name})", "", "| | name | dtype | shape | values |", "|---|---|---|---|---|"]
+        lines += [f"## `{graph['file']}` ({name})", "", "| | name | dtype | shape | values |",
+                  "|---|---|---|---|---|"]
         for kind in ("inputs", "outputs"):
             for t in graph[kind]:
                 shape = "(" + ", ".join(str(s) for s in t["shape"]) + ")"
@@ -155,7 +165,8 @@ def _readme(card: dict[str, Any]) -> str:
     steps = card["rdm"]["sample_steps"]
     lines += [
         f"The disentangle graph runs {steps} DDIM steps of each RDM. The model's default start is "
-        f"`{card['rdm']['sample_init']}`; with the same noise it returns what PyTorch's `disentangle` returns.",
+        f"`{card['rdm']['sample_init']}`; with the same noise it returns what PyTorch's `disentangle` "
+        "returns.",
         "",
     ]
     return "\n".join(lines)
@@ -189,7 +200,8 @@ def export_onnx(
     opset: int = OPSET,
     overwrite: bool = False,
 ) -> OnnxExport:
-    """Export a model to ONNX: ``encoder.onnx``, ``disentangle.onnx``, ``config.json`` and ``README.md`` in ``out``.
+    """Export a model to ONNX: ``encoder.onnx``, ``disentangle.onnx``, ``config.json`` and ``README.md`` in
+    ``out``.
 
     ``model`` is a :class:`~latentface_sdk.FaceEncoder` or anything its ``from_pretrained`` takes (None: the
     bundled default). ``steps``: the DDIM steps unrolled in the disentangle graph (default: the model's
@@ -214,7 +226,8 @@ def export_onnx(
     dest = Path(out)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         if not overwrite:
-            raise FileExistsError(f"{dest} exists and is not empty; pass overwrite=True (--overwrite) to replace an export")
+            raise FileExistsError(f"{dest} exists and is not empty; pass overwrite=True (--overwrite) to "
+                                  "replace an export")
         if not _is_export(dest):
             raise FileExistsError(f"{dest} is not an ONNX export of latentface-sdk; refusing to replace it")
     # Export from a CPU float32 copy in the plain memory layout, so that the caller's model is untouched.
@@ -238,8 +251,10 @@ def export_onnx(
                 ["identity_texture", "identity_shape", "expression_texture", "expression_shape"], opset)
         for name in (ENCODER_FILE, DISENTANGLE_FILE):
             onnx.checker.check_model(str(tmp / name))
-            card["graphs"]["encoder" if name == ENCODER_FILE else "disentangle"]["sha256"] = file_digest(tmp / name)
-        (tmp / CONFIG_NAME).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            card["graphs"]["encoder" if name == ENCODER_FILE
+                           else "disentangle"]["sha256"] = file_digest(tmp / name)
+        (tmp / CONFIG_NAME).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
+                                       encoding="utf-8")
         (tmp / "README.md").write_text(_readme(card), encoding="utf-8")
         if dest.exists():
             shutil.rmtree(dest)

@@ -1,8 +1,9 @@
 """The two computations that are exported to ONNX, as plain torch modules without Python control flow.
 
-* :class:`CropEncoderGraph`: uint8 face crops ``(N, 64, 64, 3)`` (the crop pipeline's output, RGB, ``H x W x C``)
-  -> ``texture``, ``shape`` (N, 256), ``pose`` (N, 6), ``light`` (N, 4); the scaling to ``[-1, 1]`` and the
-  channel permutation happen inside the graph, so a caller passes the crop's pixels as they are.
+* :class:`CropEncoderGraph`: uint8 face crops ``(N, 64, 64, 3)`` (the crop pipeline's output, RGB,
+  ``H x W x C``) -> ``texture``, ``shape`` (N, 256), ``pose`` (N, 6), ``light`` (N, 4); the scaling to
+  ``[-1, 1]`` and the channel permutation happen inside the graph, so a caller passes the crop's pixels as
+  they are.
 * :class:`DisentangleGraph`: ``texture``/``shape`` latents (``Z_exp``) and the starting noise ``z_T`` of each
   RDM (N, 256) -> ``identity_*`` (``Z_id``) and ``expression_*`` (``Δexp = Z_exp - Z_id``). The DDIM steps are
   unrolled: each step's timestep modulations are constants of the graph, and each DDIM update
@@ -37,7 +38,8 @@ class CropEncoderGraph(nn.Module):
 
 @torch.no_grad()
 def ddim_coefficients(rdm: RepresentationDiffusion, steps: int) -> list[tuple[int, float, float]]:
-    """``(timestep, a, b)`` of each DDIM step of ``rdm`` with ``steps`` steps: the update is ``a * x0 + b * z``.
+    """``(timestep, a, b)`` of each DDIM step of ``rdm`` with ``steps`` steps: the update is
+    ``a * x0 + b * z``.
 
     Read off the scheduler the sampler uses (one call with ``x0 = 1, z = 0`` gives ``a``, one with
     ``x0 = 0, z = 1`` gives ``b``), so no schedule formula is written twice.
@@ -85,7 +87,8 @@ class DisentangleGraph(nn.Module):
     """Both RDMs: ``(texture, shape, noise_texture, noise_shape)`` ->
     ``(identity_texture, identity_shape, expression_texture, expression_shape)``."""
 
-    def __init__(self, rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion, steps: int) -> None:
+    def __init__(self, rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion,
+                 steps: int) -> None:
         super().__init__()
         self.texture = UnrolledDDIM(rdm_texture, steps)
         self.shape = UnrolledDDIM(rdm_shape, steps)

@@ -1,11 +1,13 @@
-"""``OnnxFaceEncoder``: ``encode`` and ``disentangle`` through onnxruntime, with the PyTorch path's crops and results.
+"""``OnnxFaceEncoder``: ``encode`` and ``disentangle`` through onnxruntime, with the PyTorch path's crops
+and results.
 
 The networks run as the ONNX graphs of :func:`~latentface_sdk.deploy.export.export_onnx`; faces are found and
 cut by the same :class:`~latentface_sdk.pipeline.FacePipeline` (MTCNN stays PyTorch), and the results are the
-same typed :class:`~latentface_sdk.results.Encoding` and :class:`~latentface_sdk.results.Disentangled`, with the
-same rules for single inputs, batches and bad items (see :mod:`latentface_sdk.encoder`). With the same ``seed``
-the RDMs start from the same noise as :meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>`
-(drawn per crop by :func:`~latentface_sdk.operations.identity_noise`), so both backends agree to float rounding.
+same typed :class:`~latentface_sdk.results.Encoding` and :class:`~latentface_sdk.results.Disentangled`, with
+the same rules for single inputs, batches and bad items (see :mod:`latentface_sdk.encoder`). With the same
+``seed`` the RDMs start from the same noise as
+:meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` (drawn per crop by
+:func:`~latentface_sdk.operations.identity_noise`), so both backends agree to float rounding.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ __all__ = ["OnnxFaceEncoder", "default_export_dir"]
 
 
 def default_export_dir() -> Path:
-    """Where :meth:`OnnxFaceEncoder.from_pretrained` keeps the exports it makes: ``$LATENTFACE_ONNX_CACHE``, or
-    ``~/.cache/latentface/onnx``."""
+    """Where :meth:`OnnxFaceEncoder.from_pretrained` keeps the exports it makes: ``$LATENTFACE_ONNX_CACHE``,
+    or ``~/.cache/latentface/onnx``."""
     env = os.environ.get("LATENTFACE_ONNX_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "latentface" / "onnx"
 
@@ -43,14 +45,15 @@ def default_export_dir() -> Path:
 class OnnxFaceEncoder:
     """LatentFace's encoders and RDMs on onnxruntime: ``encode`` and ``disentangle`` as on a ``FaceEncoder``.
 
-    Build it with :meth:`from_pretrained` (an export folder, or a model name / folder / Hub id that is exported
-    on first use). ``threads`` is onnxruntime's intra-op thread count (None: its default, all cores).
+    Build it with :meth:`from_pretrained` (an export folder, or a model name / folder / Hub id that is
+    exported on first use). ``threads`` is onnxruntime's intra-op thread count (None: its default, all cores).
 
     Example::
 
         from latentface_sdk import OnnxFaceEncoder
 
-        enc = OnnxFaceEncoder.from_pretrained()      # the bundled model, exported once to ~/.cache/latentface/onnx
+        enc = OnnxFaceEncoder.from_pretrained()      # the bundled model, exported once to
+                                                     # ~/.cache/latentface/onnx
         r = enc.encode("photo.jpg")                  # Encoding, as FaceEncoder.encode gives
         d = enc.disentangle("photo.jpg", seed=0)     # Disentangled
     """
@@ -74,7 +77,8 @@ class OnnxFaceEncoder:
                 raise OnnxFormatError(f"{self.folder}: {name} is missing")
             expected = self.card["graphs"][key].get("sha256")
             if expected and file_digest(path) != expected:
-                raise OnnxFormatError(f"{path}: its SHA-256 differs from the one in {CONFIG_NAME} (altered or corrupt)")
+                raise OnnxFormatError(f"{path}: its SHA-256 differs from the one in {CONFIG_NAME} (altered "
+                                      "or corrupt)")
             opts = ort.SessionOptions()
             if threads is not None:
                 opts.intra_op_num_threads = threads
@@ -86,8 +90,8 @@ class OnnxFaceEncoder:
                 raise OnnxFormatError(f"{path}: onnxruntime cannot load it ({exc})") from None
         self._encoder, self._disentangle = sessions["encoder"], sessions["disentangle"]
         c = self.card["crop"]
-        self.crop = CropConfig(size=int(c["size"]), margin=float(c["margin"]), min_face_size=int(c["min_face_size"]),
-                               threshold=float(c["threshold"]))
+        self.crop = CropConfig(size=int(c["size"]), margin=float(c["margin"]),
+                               min_face_size=int(c["min_face_size"]), threshold=float(c["threshold"]))
         self.latent_dim = int(self.card["latent_dim"])
         self.sample_steps = int(self.card["rdm"]["sample_steps"])
         self.sample_init: str = self.card["rdm"]["sample_init"]
@@ -106,8 +110,8 @@ class OnnxFaceEncoder:
     ) -> OnnxFaceEncoder:
         """An export folder as it is; otherwise the PyTorch model ``name_or_path`` (anything
         ``FaceEncoder.from_pretrained`` takes; None: the bundled default) exported once into
-        ``export_dir/<checksum>`` (default :func:`default_export_dir`) and reused while its weights are the same.
-        ``hub_kwargs`` (``revision``, ``cache_dir``, ``local_files_only``) go to the Hub look-up."""
+        ``export_dir/<checksum>`` (default :func:`default_export_dir`) and reused while its weights are the
+        same. ``hub_kwargs`` (``revision``, ``cache_dir``, ``local_files_only``) go to the Hub look-up."""
         if name_or_path is not None and (Path(name_or_path) / CONFIG_NAME).is_file():
             try:
                 read_card(name_or_path)
@@ -144,7 +148,8 @@ class OnnxFaceEncoder:
         """Stage-1 latents of uint8 crops ``(M, S, S, 3)`` (float32 CPU tensors)."""
         parts: list[list[np.ndarray]] = [[], [], [], []]
         for s in range(0, crops.shape[0], batch_size):
-            out = self._encoder.run(None, {"crops": np.ascontiguousarray(crops[s:s + batch_size], dtype=np.uint8)})
+            out = self._encoder.run(None,
+                                    {"crops": np.ascontiguousarray(crops[s:s + batch_size], dtype=np.uint8)})
             for i in range(4):
                 parts[i].append(out[i])
         t, sh, p, li = (torch.from_numpy(np.concatenate(x)) for x in parts)
@@ -166,17 +171,18 @@ class OnnxFaceEncoder:
 
     def encode(self, images: Any, *, detect: bool = True, faces: FacePolicy = "largest", batch_size: int = 64,
                progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Encoding:
-        """As :meth:`FaceEncoder.encode <latentface_sdk.FaceEncoder.encode>`, the encoders run by onnxruntime."""
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="encode", max_pixels=max_pixels)
+        """As :meth:`FaceEncoder.encode <latentface_sdk.FaceEncoder.encode>`, the encoders run by
+        onnxruntime."""
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="encode", max_pixels=max_pixels)
         return assemble_encoding([b for b, _ in done], self.latent_dim)
 
     def disentangle(self, images: Any, *, seed: int | None = None, num_samples: int = 1,
-                    init: Literal["noise", "zero"] | None = None, detect: bool = True, faces: FacePolicy = "largest",
-                    batch_size: int = 64, progress: bool = False,
+                    init: Literal["noise", "zero"] | None = None, detect: bool = True,
+                    faces: FacePolicy = "largest", batch_size: int = 64, progress: bool = False,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Disentangled:
-        """As :meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` with the export's DDIM steps
-        (the graph has them unrolled, so there is no ``steps`` argument)."""
+        """As :meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` with the export's DDIM
+        steps (the graph has them unrolled, so there is no ``steps`` argument)."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer (got {num_samples!r})")
         chosen = init if init is not None else self.sample_init
@@ -200,10 +206,12 @@ class OnnxFaceEncoder:
             return IdentityLatents(texture=torch.from_numpy(np.ascontiguousarray(it)),
                                    shape=torch.from_numpy(np.ascontiguousarray(is_)))
 
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size, progress=progress,
-                                    desc="disentangle", max_pixels=max_pixels, work=identity, work_rows=IDENTITY_ROWS)
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="disentangle", max_pixels=max_pixels,
+                                    work=identity, work_rows=IDENTITY_ROWS)
         return assemble_disentangled(done, assemble_encoding([b for b, _ in done], d), d)
 
     def __repr__(self) -> str:
         model = self.card.get("model", {})
-        return f"OnnxFaceEncoder(model={model.get('name')!r}, folder={str(self.folder)!r}, opset={self.card.get('opset')})"
+        return (f"OnnxFaceEncoder(model={model.get('name')!r}, folder={str(self.folder)!r}, "
+                f"opset={self.card.get('opset')})")

@@ -33,7 +33,8 @@ VERIFY_QUICK = ("0,1", "lbp,latentface-verify")
 FER_QUICK = (40, "lbp,latentface-fer")
 
 _VERIFY_EXAMPLES = """examples:
-  python -m latentface_sdk.eval verify --pairs ../shared/data/celeba10k/pairs_verify.txt --quick --out runs/verify-quick
+  python -m latentface_sdk.eval verify --pairs ../shared/data/celeba10k/pairs_verify.txt --quick \
+--out runs/verify-quick
   python -m latentface_sdk.eval verify --pairs ../shared/data/celeba10k/pairs_verify.txt --out runs/verify
   python -m latentface_sdk.eval verify --pairs lfw/pairs.txt --images lfw --out runs/lfw   # LFW layout
 """
@@ -47,7 +48,8 @@ _FER_EXAMPLES = """examples:
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--features", help="comma-separated feature sets (see the 'features' command)")
-    p.add_argument("--quick", action="store_true", help="a small slice with LBP and the model (under a minute)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small slice with LBP and the model (under a minute)")
     p.add_argument("--model", help="model name or folder for FaceEncoder.from_pretrained (default: bundled)")
     p.add_argument("--out", type=Path, default=Path(default_out), help="folder for table, JSON and PNGs")
     p.add_argument("--cache-dir", type=Path, help="feature cache folder (default: <out>/cache)")
@@ -64,14 +66,17 @@ def _common(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m latentface_sdk.eval`` with its ``verify``, ``fer`` and ``features`` commands."""
-    parser = argparse.ArgumentParser(prog="python -m latentface_sdk.eval", description=__doc__.splitlines()[0],
+    """The parser of ``python -m latentface_sdk.eval`` with its ``verify``, ``fer`` and ``features``
+    commands."""
+    parser = argparse.ArgumentParser(prog="python -m latentface_sdk.eval",
+                                     description=__doc__.splitlines()[0],
                                      epilog="run '<command> --help' for a command's options and examples")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
     v = sub.add_parser("verify", help="face verification, 10-fold linear probe and cosine threshold",
                        epilog=_VERIFY_EXAMPLES, formatter_class=fmt)
-    v.add_argument("--pairs", type=Path, required=True, help="an LFW-style pairs.txt (numeric or file-name lines)")
+    v.add_argument("--pairs", type=Path, required=True,
+                   help="an LFW-style pairs.txt (numeric or file-name lines)")
     v.add_argument("--images", type=Path,
                    help="LFW: the folder holding <name>/<name>_%%04d.jpg; file-name lines: the image folder "
                    "(default: the pairs file's folder, or its images/ sub-folder)")
@@ -97,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> EvalSettings:
     context = FeatureContext(model=args.model, device=args.device, batch_size=args.batch_size, seed=args.seed,
                              rdm_samples=args.rdm_samples, rdm_init=args.rdm_init)
-    return EvalSettings(out_dir=args.out, cache_dir=args.cache_dir, context=context, detect=not args.no_detect,
-                        progress=not args.no_progress)
+    return EvalSettings(out_dir=args.out, cache_dir=args.cache_dir, context=context,
+                        detect=not args.no_detect, progress=not args.no_progress)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -51,12 +51,14 @@ class FeatureContext:
     seed: int = 0
     #: RDM samples averaged per face by the disentangled feature sets (``disentangle(num_samples=...)``)
     rdm_samples: int = 1
-    #: where DDIM starts for those sets: "noise" or "zero" (``disentangle(init=...)``; None = the model's default)
+    #: where DDIM starts for those sets: "noise" or "zero" (``disentangle(init=...)``; None = the model's
+    #: default)
     rdm_init: str | None = None
     _encoder: Any = field(default=None, repr=False)
 
     def encoder(self) -> Any:
-        """The :class:`latentface_sdk.FaceEncoder` for ``model`` (default: the bundled weights), loaded once."""
+        """The :class:`latentface_sdk.FaceEncoder` for ``model`` (default: the bundled weights), loaded
+        once."""
         if self._encoder is None:
             try:
                 from .. import FaceEncoder
@@ -217,7 +219,8 @@ class _LatentFaceFeatures(FeatureExtractor):
             from ..expression import EXPRESSION_READOUT, readout_name
 
             readout = f":readout={readout_name(EXPRESSION_READOUT, mirror=True)}"
-        return f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}{samples}{start}{readout}"
+        return (f"{self._identity}:{self.method}:{'+'.join(self.parts)}{half}:seed={self.seed}"
+                f"{samples}{start}{readout}")
 
     def crop_config(self) -> CropConfig | None:
         return model_crop(self.encoder)
@@ -232,8 +235,8 @@ class _LatentFaceFeatures(FeatureExtractor):
         else:
             start = {"init": self.rdm_init} if self.rdm_init is not None else {}  # else the model's default
             result = self.encoder.disentangle(
-                images, detect=False, seed=self.seed, batch_size=self.batch_size, num_samples=self.rdm_samples,
-                **start,
+                images, detect=False, seed=self.seed, batch_size=self.batch_size,
+                num_samples=self.rdm_samples, **start,
             )
         out = np.concatenate([_to_numpy(getattr(result, p)) for p in self.parts], axis=1)
         if self.first_half:

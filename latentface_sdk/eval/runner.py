@@ -111,7 +111,8 @@ def build_extractors(names: Sequence[str], context: FeatureContext) -> list[Feat
 
 
 def resolve_crop(extractors: Sequence[FeatureExtractor], crop: CropConfig | None) -> CropConfig:
-    """The crop policy: the one given, else the model's (when a model-based feature set is used), else the default."""
+    """The crop policy: the one given, else the model's (when a model-based feature set is used), else the
+    default."""
     if crop is not None:
         return crop
     for e in extractors:

@@ -1,5 +1,6 @@
 """The demo page: upload a photo, see the face found, its albedo, depth and shading, a frontal view, a yaw
-sweep, the face as a 3D mesh you can turn, and the latents. A Gradio app over :class:`~latentface_sdk.FaceEncoder`.
+sweep, the face as a 3D mesh you can turn, and the latents. A Gradio app over
+:class:`~latentface_sdk.FaceEncoder`.
 
     latentface demo                     # http://127.0.0.1:7860
     python app.py                       # the same page, as a Hugging Face Space runs it
@@ -135,12 +136,13 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
     # One encoding of the crop; every view is rendered from its latents (not re-encoded per view).
     enc = encoder.encode(crop, detect=False)
     yaw, pitch, roll = (float(v) for v in enc.pose[0, 3:])
-    codes = Latents(*(getattr(enc, f).to(encoder.device, encoder.dtype) for f in ("texture", "shape", "pose", "light")))
+    codes = Latents(*(getattr(enc, f).to(encoder.device, encoder.dtype)
+                      for f in ("texture", "shape", "pose", "light")))
 
     def view(angles: tuple[float, float, float], maps: bool = False) -> RenderedViews:
         with torch.inference_mode():
-            return render_views(encoder.autoencoder, encoder.renderer, codes, angles=angles, light=None, maps=maps,
-                                backend=encoder.render_backend)
+            return render_views(encoder.autoencoder, encoder.renderer, codes, angles=angles, light=None,
+                                maps=maps, backend=encoder.render_backend)
 
     front = view((0.0, 0.0, 0.0), maps=True)
     posed = view((yaw, pitch, roll))
@@ -165,7 +167,8 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
         reconstruction=_image(posed.image[0], scale),
         albedo=_image(front.albedo[0], scale),
         depth=_depth_image(front.depth[0], scale),
-        shading=_image(front.shading[0, 0] / front.shading[0, 0].nan_to_num(0.0).max().clamp(min=1e-6), scale),
+        shading=_image(front.shading[0, 0] / front.shading[0, 0].nan_to_num(0.0).max().clamp(min=1e-6),
+                       scale),
         frontal=_image(front.image[0], scale),
         sweep=_image(torch.cat(views, dim=2), scale),
         latents=latents,
@@ -206,8 +209,10 @@ def write_glb(mesh: FaceMesh, path: str | os.PathLike[str]) -> Path:
     verts = np.ascontiguousarray(mesh.vertices, dtype=np.float32)
     faces = np.ascontiguousarray(mesh.faces, dtype=np.int64)
     if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) == 0 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"expected vertices (V, 3) and faces (F, 3), V > 0; got {verts.shape} and {faces.shape}")
-    arrays = [(verts, "VEC3", _FLOAT, _ARRAY_BUFFER), (vertex_normals(verts, faces), "VEC3", _FLOAT, _ARRAY_BUFFER),
+        raise ValueError(f"expected vertices (V, 3) and faces (F, 3), V > 0; got {verts.shape} and "
+                         f"{faces.shape}")
+    arrays = [(verts, "VEC3", _FLOAT, _ARRAY_BUFFER),
+              (vertex_normals(verts, faces), "VEC3", _FLOAT, _ARRAY_BUFFER),
               (_srgb_to_linear(mesh.colors), "VEC3", _FLOAT, _ARRAY_BUFFER),
               (faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT32, _ELEMENT_ARRAY_BUFFER)]
     blob = bytearray()
@@ -217,7 +222,8 @@ def write_glb(mesh: FaceMesh, path: str | os.PathLike[str]) -> Path:
         data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data), "target": target})
         blob += data + b"\0" * (-len(data) % 4)  # every view starts on a 4-byte boundary
-        accessors.append({"bufferView": i, "componentType": component, "count": int(arr.shape[0]), "type": kind})
+        accessors.append({"bufferView": i, "componentType": component, "count": int(arr.shape[0]),
+                          "type": kind})
     accessors[0]["min"] = [float(x) for x in verts.min(axis=0)]  # glTF requires the positions' bounds
     accessors[0]["max"] = [float(x) for x in verts.max(axis=0)]
     doc = {
@@ -226,7 +232,8 @@ def write_glb(mesh: FaceMesh, path: str | os.PathLike[str]) -> Path:
         "meshes": [{"name": "face", "primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1, "COLOR_0": 2},
                                                     "indices": 3, "material": 0, "mode": 4}]}],
         "materials": [{"name": "albedo", "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0],
-                                                                  "metallicFactor": 0.0, "roughnessFactor": 0.8}}],
+                                                                  "metallicFactor": 0.0,
+                                                                  "roughnessFactor": 0.8}}],
         "buffers": [{"byteLength": len(blob)}], "bufferViews": views, "accessors": accessors,
     }
     text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
@@ -302,13 +309,13 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
             raise gr.Error(f"Cannot read this file: {exc}") from exc
         note = f"{r.faces} face(s) found; showing the largest."
         mesh = mesh_files.write(r.mesh) if r.mesh is not None else None
-        return (r.found, r.crop, r.reconstruction, r.albedo, r.depth, r.shading, r.frontal, r.sweep, r.latents,
-                note, mesh)
+        return (r.found, r.crop, r.reconstruction, r.albedo, r.depth, r.shading, r.frontal, r.sweep,
+                r.latents, note, mesh)
 
     with gr.Blocks(title="LatentFace demo") as app:
         gr.Markdown("# LatentFace\nUpload a photo: the model finds the face, takes it apart into albedo, "
-                    "depth, shading, pose and light, renders it from the front and from the side, and shows it "
-                    "as a 3D mesh you can turn.")
+                    "depth, shading, pose and light, renders it from the front and from the side, and shows "
+                    "it as a 3D mesh you can turn.")
         with gr.Row():
             photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], elem_id="photo")
             found = gr.Image(label="Face found", interactive=False, elem_id="found")

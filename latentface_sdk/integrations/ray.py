@@ -98,10 +98,10 @@ def _input_key(path: str, root: str | None = None) -> str:
 
 
 def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[str], *,
-                 operation: Operation = "encode", detect: bool = True, faces: Literal["largest", "all"] = "largest",
-                 batch_size: int = 64, steps: int | None = None, seed: int | None = 0, num_samples: int = 1,
-                 init: Literal["noise", "zero"] | None = None, sources: Sequence[int] | None = None,
-                 model_id: str | None = None) -> pyarrow.Table:
+                 operation: Operation = "encode", detect: bool = True,
+                 faces: Literal["largest", "all"] = "largest", batch_size: int = 64, steps: int | None = None,
+                 seed: int | None = 0, num_samples: int = 1, init: Literal["noise", "zero"] | None = None,
+                 sources: Sequence[int] | None = None, model_id: str | None = None) -> pyarrow.Table:
     """Rows of one batch: every input (file bytes, a path, an array, ...) named by its entry in ``paths``.
 
     The rows are those of ``encoder.encode`` (or ``disentangle``) on the batch, with ``names``, ``inputs``
@@ -122,8 +122,8 @@ def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[st
         arrays = encoder.encode(list(images), detect=detect, faces=faces, batch_size=batch_size).numpy()
         floats = VECTOR_COLUMNS
     elif operation == "disentangle":
-        arrays = encoder.disentangle(list(images), detect=detect, faces=faces, batch_size=batch_size, steps=steps,
-                                     seed=seed, num_samples=num_samples, init=init).numpy()
+        arrays = encoder.disentangle(list(images), detect=detect, faces=faces, batch_size=batch_size,
+                                     steps=steps, seed=seed, num_samples=num_samples, init=init).numpy()
         floats = VECTOR_COLUMNS + DISENTANGLE_COLUMNS
     else:
         raise ValueError(f"operation must be 'encode' or 'disentangle' (got {operation!r})")
@@ -136,8 +136,8 @@ def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[st
     columns: dict[str, Any] = {}
     for key in floats:
         a = np.ascontiguousarray(arrays[key], dtype=np.float32)
-        columns[key] = pa.array(a) if a.ndim == 1 else pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)),
-                                                                                         a.shape[1])
+        columns[key] = (pa.array(a) if a.ndim == 1
+                        else pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1]))
     columns["ok"] = pa.array(arrays["ok"].astype(bool))
     columns["errors"] = pa.array(errors, pa.string())
     columns["names"] = pa.array(names, pa.string())
@@ -255,7 +255,8 @@ def encode_files(files: Sequence[str | os.PathLike[str]], output: str | os.PathL
         fn_constructor_kwargs={"model": model, "operation": operation, "device": device, "threads": threads,
                                "batch_size": batch_size, "inputs": names, "root": os.getcwd(),
                                "model_id": model_id, **options},
-        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads, batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads, batch_size=batch_size,
+        batch_format="numpy",
     )
     out = os.fspath(output)
     rows.write_parquet(out)

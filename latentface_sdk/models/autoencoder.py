@@ -24,7 +24,8 @@ from .encoders import FeatureEncoder, NumericalEncoder
 
 @dataclass
 class Latents:
-    """Stage-1 latents of a batch: ``texture`` and ``shape`` (B, latent_dim), ``pose`` (B, 6), ``light`` (B, 4)."""
+    """Stage-1 latents of a batch: ``texture`` and ``shape`` (B, latent_dim), ``pose`` (B, 6), ``light`` (B,
+    4)."""
 
     texture: Tensor
     shape: Tensor
@@ -78,7 +79,8 @@ class LatentAutoencoder(nn.Module):
             persistent=False,
         )
         self.depth_prior: Tensor
-        self.register_buffer("depth_prior", self.cfg.depth_prior * face_bump(self.cfg.image_size), persistent=False)
+        self.register_buffer("depth_prior", self.cfg.depth_prior * face_bump(self.cfg.image_size),
+                             persistent=False)
 
     def encoders(self) -> list[nn.Module]:
         """The four image encoders: texture, shape, pose, light."""

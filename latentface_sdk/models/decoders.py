@@ -19,7 +19,8 @@ from .encoders import _groups
 
 def _up(cin: int, cout: int) -> list[nn.Module]:
     return [
-        nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.GroupNorm(_groups(cout), cout), nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.GroupNorm(_groups(cout), cout),
+        nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(_groups(cout), cout), nn.ReLU(inplace=True),
     ]
 

@@ -27,9 +27,11 @@ from torch import Tensor, nn
 
 from ..config import RDMConfig
 
-__all__ = ["RDMDenoiser", "RepresentationDiffusion", "SamplingPlan", "timestep_embedding", "DEFAULT_SNR_GAMMA"]
+__all__ = ["RDMDenoiser", "RepresentationDiffusion", "SamplingPlan", "timestep_embedding",
+           "DEFAULT_SNR_GAMMA"]
 
-#: Clamp of the SNR loss weight (min-SNR-gamma, Hang et al. 2023); see :meth:`RepresentationDiffusion.training_loss`.
+#: Clamp of the SNR loss weight (min-SNR-gamma, Hang et al. 2023); see
+#: :meth:`RepresentationDiffusion.training_loss`.
 DEFAULT_SNR_GAMMA = 5.0
 
 
@@ -77,7 +79,8 @@ class _ResidualLayer(nn.Module):
         self.skip: nn.Module = nn.Linear(in_dim, out_dim) if in_dim != out_dim else nn.Identity()
 
     def modulation(self, emb: Tensor) -> Tensor:
-        """The timestep's ``[scale, shift]`` (S, 2 * out_dim) from the embedded timesteps ``emb`` (S, emb_dim)."""
+        """The timestep's ``[scale, shift]`` (S, 2 * out_dim) from the embedded timesteps ``emb`` (S,
+        emb_dim)."""
         return self.emb(F.silu(emb))
 
     def forward(self, x: Tensor, mod: Tensor, index: Tensor | None = None) -> Tensor:
@@ -95,7 +98,8 @@ class _Block(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, emb_dim: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([_ResidualLayer(in_dim, out_dim, emb_dim), _ResidualLayer(out_dim, out_dim, emb_dim)])
+        self.layers = nn.ModuleList([_ResidualLayer(in_dim, out_dim, emb_dim),
+                                     _ResidualLayer(out_dim, out_dim, emb_dim)])
 
     def forward(self, x: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
         for layer, mod in zip(self.layers, mods, strict=True):
@@ -133,7 +137,8 @@ class RDMDenoiser(nn.Module):
 
     def residual_layers(self) -> list[_ResidualLayer]:
         """The six residual layers in order (down, middle, up)."""
-        return [layer for block in (self.down, self.middle, self.up) for layer in block.layers]  # type: ignore[misc]
+        return [layer for block in (self.down, self.middle, self.up)  # type: ignore[misc]
+                for layer in block.layers]
 
     def modulations(self, steps: Tensor) -> list[Tensor]:
         """Every residual layer's ``[scale, shift]`` for the distinct integer timesteps ``steps`` (S,):
@@ -155,7 +160,8 @@ class RDMDenoiser(nn.Module):
         steps, index = torch.unique(t, return_inverse=True)
         return self.denoise(z_t, cond, self.modulations(steps), index)
 
-    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
+    def denoise(self, z_t: Tensor, cond: Tensor, mods: Sequence[Tensor],
+                index: Tensor | None = None) -> Tensor:
         """The network on given :meth:`modulations` (``index`` picks each row's; None: they have one row
         that all rows share, or one per row). DDIM sampling reuses one step's modulations across calls."""
         h = self.inp(torch.cat([z_t, cond], dim=1))
@@ -219,7 +225,8 @@ class RepresentationDiffusion(nn.Module):
             from ..errors import ConfigError
 
             raise ConfigError(f"rdm.beta_schedule {cfg.beta_schedule!r} is not supported ({exc})") from None
-        self.register_buffer("alphas_cumprod", self.noise_scheduler.alphas_cumprod.clone().float(), persistent=False)
+        self.register_buffer("alphas_cumprod", self.noise_scheduler.alphas_cumprod.clone().float(),
+                             persistent=False)
         # DDIM from pure noise: "trailing" spacing starts at t = T - 1 (z_T ~ N(0, I), as in the paper) and
         # the last step lands on the clean sample (alpha_prod = 1). Each call to `sample` builds its own
         # scheduler from this frozen dict, because DDIMScheduler.set_timesteps mutates the scheduler.
@@ -281,11 +288,12 @@ class RepresentationDiffusion(nn.Module):
         timesteps: Tensor | None = None,
         noise: Tensor | None = None,
     ) -> Tensor:
-        """SNR-weighted x0-prediction loss (eq. 12) on a batch of target ``Z_id`` ``z0`` and condition ``Z_exp``.
+        """SNR-weighted x0-prediction loss (eq. 12) on a batch of target ``Z_id`` ``z0`` and condition
+        ``Z_exp``.
 
         Draws ``t ~ Uniform{0, ..., T-1}`` (unless ``timesteps`` is given) and ``eps ~ N(0, I)`` (unless
-        ``noise`` is given) from ``generator`` (on the generator's device), forms ``Z_t`` with eq. 6, and returns
-        ``mean_b w_t ||z0 - E_r(Z_t, t, Z_exp)||^2 / D`` in standardised units.
+        ``noise`` is given) from ``generator`` (on the generator's device), forms ``Z_t`` with eq. 6, and
+        returns ``mean_b w_t ||z0 - E_r(Z_t, t, Z_exp)||^2 / D`` in standardised units.
 
         The weight: the paper uses ``w_t = SNR_t``, which grows without bound as ``t -> 0`` (about 1e4 at
         ``t = 0`` for the linear schedule) and lets the nearly noise-free steps dominate the gradient.
@@ -293,14 +301,16 @@ class RepresentationDiffusion(nn.Module):
         ``gamma = snr_gamma`` (default 5); ``snr_gamma=None`` gives the paper's unclamped weight.
         """
         if z0.shape != cond.shape or z0.ndim != 2:
-            raise ValueError(f"z0 and cond must have the same (B, D) shape; got {tuple(z0.shape)}, {tuple(cond.shape)}")
+            raise ValueError(f"z0 and cond must have the same (B, D) shape; got {tuple(z0.shape)}, "
+                             f"{tuple(cond.shape)}")
         device = z0.device
         gen_device = generator.device if generator is not None else device
         x0 = self.normalize(z0)
         c = self.normalize(cond)
         n = x0.shape[0]
         if timesteps is None:
-            t = torch.randint(0, self.config.num_train_timesteps, (n,), generator=generator, device=gen_device)
+            t = torch.randint(0, self.config.num_train_timesteps, (n,), generator=generator,
+                              device=gen_device)
         else:
             t = timesteps
         t = t.to(device=device, dtype=torch.long)
@@ -330,7 +340,8 @@ class RepresentationDiffusion(nn.Module):
         """Identifies the current values of the weights the modulations depend on (changes on every
         in-place update, e.g. an optimizer step or ``load_state_dict``, and on a move to another device)."""
         den = self.denoiser
-        params = [*den.time_mlp.parameters(), *(p for layer in den.residual_layers() for p in layer.emb.parameters())]
+        params = [*den.time_mlp.parameters(),
+                  *(p for layer in den.residual_layers() for p in layer.emb.parameters())]
         return tuple((p.data_ptr(), p._version) for p in params)
 
     @torch.no_grad()
@@ -351,7 +362,8 @@ class RepresentationDiffusion(nn.Module):
             scheduler = self.ddim_scheduler(n)
             timesteps = [int(t) for t in scheduler.timesteps.tolist()]
             device = self.latent_mean.device
-            mods = [self.denoiser.modulations(torch.tensor([t], dtype=torch.long, device=device)) for t in timesteps]
+            mods = [self.denoiser.modulations(torch.tensor([t], dtype=torch.long, device=device))
+                    for t in timesteps]
             plan = SamplingPlan(scheduler=scheduler, timesteps=timesteps, modulations=mods, stamp=stamp)
             self._plans[n] = plan
         return plan
@@ -373,8 +385,8 @@ class RepresentationDiffusion(nn.Module):
         DDIM steps (``eta = 0``; default ``cfg.sample_steps`` = 5). With ``num_samples > 1`` it draws that
         many independent samples per condition and returns their mean. The same generator state gives
         bit-identical outputs on CPU. It may be called from several threads at once (the only state it
-        keeps is :meth:`sampling_plan`'s cache). ``noise`` (``(num_samples * B, D)``, sample-major) replaces the draw of
-        ``z_T``, for callers that seed each condition separately (``FaceEncoder.disentangle``).
+        keeps is :meth:`sampling_plan`'s cache). ``noise`` (``(num_samples * B, D)``, sample-major) replaces
+        the draw of ``z_T``, for callers that seed each condition separately (``FaceEncoder.disentangle``).
         """
         if cond.ndim != 2 or cond.shape[1] != self.config.latent_dim:
             raise ValueError(f"cond must have shape (B, {self.config.latent_dim}); got {tuple(cond.shape)}")
@@ -390,7 +402,8 @@ class RepresentationDiffusion(nn.Module):
             z = noise.to(device=c.device, dtype=c.dtype)
         else:
             gen_device = generator.device if generator is not None else c.device
-            z = torch.randn((num_samples * b, d), generator=generator, device=gen_device, dtype=c.dtype).to(c.device)
+            z = torch.randn((num_samples * b, d), generator=generator, device=gen_device,
+                            dtype=c.dtype).to(c.device)
         for step_t, mods in zip(plan.timesteps, plan.modulations, strict=True):
             x0 = self.denoiser.denoise(z, c_rep, mods)
             z = plan.scheduler.step(x0, step_t, z, eta=0.0, return_dict=False)[0]

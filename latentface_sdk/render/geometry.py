@@ -31,7 +31,8 @@ def focal_from_fov(fov_deg: float) -> float:
     return 1.0 / math.tan(math.radians(fov_deg) / 2.0)
 
 
-def pixel_centers(size: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def pixel_centers(size: int, *, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> Tensor:
     """Coordinates of the ``size`` pixel centres of one image row in [-1, 1]."""
     return (torch.arange(size, device=device, dtype=dtype) * 2 + 1) / size - 1
 
@@ -122,7 +123,8 @@ def diffuse_shading(normals: Tensor, light: Tensor) -> Tensor:
     return light[:, 0, None, None] + light[:, 1, None, None] * cos
 
 
-def face_region(size: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def face_region(size: int, *, device: torch.device | str | None = None,
+                dtype: torch.dtype = torch.float32) -> Tensor:
     """Soft mask (size, size) in [0, 1] of the face in the canonical view: an upright ellipse.
 
     Centred at ``(0, 0.05)`` with half-axes 0.85 (across) and 1.0 (down) in image units, fading to 0 over

@@ -72,8 +72,10 @@ def rasterize_pytorch3d(verts: Tensor, faces: Tensor, image_size: int, fov_deg: 
 
 
 def _barycentric(p: Tensor, a: Tensor, b: Tensor, c: Tensor, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
-    """Screen-space barycentrics (..., 3) of points ``p`` in triangles ``abc`` (..., 2), and the signed area."""
-    area = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+    """Screen-space barycentrics (..., 3) of points ``p`` in triangles ``abc`` (..., 2), and the signed
+    area."""
+    area = ((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+            - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
     w0 = (b[..., 0] - p[..., 0]) * (c[..., 1] - p[..., 1]) - (b[..., 1] - p[..., 1]) * (c[..., 0] - p[..., 0])
     w1 = (c[..., 0] - p[..., 0]) * (a[..., 1] - p[..., 1]) - (c[..., 1] - p[..., 1]) * (a[..., 0] - p[..., 0])
     safe = torch.where(area.abs() < eps, torch.full_like(area, eps), area)
@@ -168,7 +170,8 @@ _MAX_WINDOW_PIXELS = 1 << 22
 
 
 def _rasterize_window(sel: Tensor, k: int, start: Tensor, stop: Tensor, tri: Tensor, tz: Tensor, tol: float,
-                      n_faces: int, size: int, keys: list[Tensor], zs: list[Tensor], fids: list[Tensor]) -> None:
+                      n_faces: int, size: int, keys: list[Tensor], zs: list[Tensor],
+                      fids: list[Tensor]) -> None:
     """Test the faces ``sel`` against every pixel centre of a k x k window at their box's corner."""
     offs = torch.arange(k, device=tri.device, dtype=tri.dtype)
     gx = start[sel, 0, None, None] + offs.view(1, 1, k)

@@ -73,8 +73,10 @@ class FaceRenderer(nn.Module):
             return rasterize_fast(verts, faces, self.image_size, self.fov_deg)
         return rasterize_pytorch3d(verts, faces, self.image_size, self.fov_deg)
 
-    def render(self, texture: Tensor, depth: Tensor, pose: Tensor, backend: Backend | None = None) -> Rendered:
-        """Render canonical maps ``texture`` (B, C, H, W) on ``depth`` (B, H, W) as seen under ``pose`` (B, 6)."""
+    def render(self, texture: Tensor, depth: Tensor, pose: Tensor,
+               backend: Backend | None = None) -> Rendered:
+        """Render canonical maps ``texture`` (B, C, H, W) on ``depth`` (B, H, W) as seen under ``pose`` (B,
+        6)."""
         if texture.shape[0] != depth.shape[0] or texture.shape[-2:] != depth.shape[-2:]:
             raise ValueError(f"texture {tuple(texture.shape)} and depth {tuple(depth.shape)} do not match")
         raster = self.rasterize(depth, pose, backend)
@@ -83,7 +85,8 @@ class FaceRenderer(nn.Module):
         image = interpolate(raster, faces, attrs)
         return Rendered(image=image, mask=raster.mask, depth=raster.zbuf)
 
-    def render_face(self, texture: Tensor, depth: Tensor, pose: Tensor, backend: Backend | None = None) -> Rendered:
+    def render_face(self, texture: Tensor, depth: Tensor, pose: Tensor,
+                    backend: Backend | None = None) -> Rendered:
         """Like :meth:`render`, but only the face: black outside it, with the mask of where it is.
 
         The mask is the mesh's coverage times the canonical :func:`~.geometry.face_region` carried

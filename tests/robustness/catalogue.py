@@ -756,7 +756,8 @@ CASES: list[Case] = [
             and str(items[2].error).startswith("item 2: ")
             and items[1].name.endswith("missing.jpg")
         ),
-        conversion="4 items in input order; items 1 and 2 carry their InvalidImageError, 0 and 3 their pixels",
+        conversion="4 items in input order; items 1 and 2 carry their InvalidImageError, "
+        "0 and 3 their pixels",
     ),
     Case(
         "list",

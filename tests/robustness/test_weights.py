@@ -1,4 +1,5 @@
-"""Broken, foreign and hostile weights: every one is refused with a typed error naming the file and the reason.
+"""Broken, foreign and hostile weights: every one is refused with a typed error naming the file and the
+reason.
 
 Pickles are never unpickled: each hostile file carries a payload that would create a marker file when
 unpickled (proved live on a control copy), and ``pickle``/``torch.load`` are booby-trapped during the load.
@@ -186,7 +187,8 @@ def _torch_zip_bytes(marker: Path) -> bytes:
 
 
 def test_the_hostile_pickles_are_live(tmp_path: Path) -> None:
-    """Control: the same payload, when unpickled, does create its marker (so its absence below means something)."""
+    """Control: the same payload, when unpickled, does create its marker (so its absence below means
+    something)."""
     marker = tmp_path / "control-marker"
     pickle.loads(pickle_bytes(marker))
     assert marker.exists()

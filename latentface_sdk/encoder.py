@@ -31,6 +31,7 @@ Threads
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import threading
@@ -390,50 +391,36 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_meshes(done, enc, self.renderer, view=view)
 
-    def encode_video_parts(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        every: int | None = None,
-        fps: float | None = None,
-        features: Literal["encode", "disentangle"] = "encode",
-        faces: FacePolicy = "all",
-        frames_per_batch: int = 32,
-        batch_size: int = 64,
-        min_iou: float = 0.3,
-        max_gap: int = 2,
-        seed: int | None = 0,
-        progress: bool = False,
-    ) -> Iterator[VideoEncoding]:
+    def encode_video_parts(self, path: str | os.PathLike[str], **options: Any) -> Iterator[VideoEncoding]:
         """:meth:`encode_video` as a stream of parts, one per ``frames_per_batch`` sampled frames (memory
-        stays flat however long the video). A decoding error is raised after the last good part."""
-        from .video import IoUTracker, encode_frames
+        stays flat however long the video); takes :meth:`encode_video`'s keyword arguments (an unknown one
+        is a ``TypeError``). A decoding error is raised after the last good part."""
+        bound = inspect.signature(FaceEncoder.encode_video).bind(self, path, **options)
+        bound.apply_defaults()
+        settings = {k: v for k, v in bound.arguments.items() if k not in ("self", "path")}
+        yield from self._video_stream(path, settings)
 
-        if features not in ("encode", "disentangle"):
-            raise ValueError(f"features must be 'encode' or 'disentangle' (got {features!r})")
-        if not isinstance(frames_per_batch, int) or frames_per_batch < 1:
-            raise ValueError(f"frames_per_batch must be a positive int (got {frames_per_batch!r})")
+    def _video_stream(self, path: str | os.PathLike[str], o: dict[str, Any]) -> Iterator[VideoEncoding]:
+        from .video import IoUTracker, encode_frames, frame_count
+
+        if o["features"] not in ("encode", "disentangle"):
+            raise ValueError(f"features must be 'encode' or 'disentangle' (got {o['features']!r})")
+        per = o["frames_per_batch"]
+        if isinstance(per, bool) or not isinstance(per, int) or per < 1:
+            raise ValueError(f"frames_per_batch must be a positive int (got {per!r})")
 
         def run(frames: list[Any]) -> Encoding | Disentangled:
-            if features == "disentangle":
-                return self.disentangle(frames, faces=faces, batch_size=batch_size, seed=seed)
-            return self.encode(frames, faces=faces, batch_size=batch_size)
+            if o["features"] == "disentangle":
+                return self.disentangle(frames, faces=o["faces"], batch_size=o["batch_size"], seed=o["seed"])
+            return self.encode(frames, faces=o["faces"], batch_size=o["batch_size"])
 
-        total = None
-        try:
-            from .video import _av
-
-            with _av().open(os.fspath(path)) as container:
-                streams = container.streams.video
-                total = int(streams[0].frames) or None if streams else None
-        except Exception:  # the reader below reports a file it cannot open
-            total = None
-        with tqdm(total=total, desc="video", unit="frame", disable=not progress) as bar:
+        total = frame_count(path) if o["progress"] else None
+        with tqdm(total=total, desc="video", unit="frame", disable=not o["progress"]) as bar:
             def on_frame(n: int) -> None:
                 bar.update(n - bar.n)
 
-            yield from encode_frames(path, run, every=every, fps=fps, frames_per_batch=frames_per_batch,
-                                     tracker=IoUTracker(min_iou, max_gap), on_frame=on_frame)
+            yield from encode_frames(path, run, every=o["every"], fps=o["fps"], frames_per_batch=per,
+                                     tracker=IoUTracker(o["min_iou"], o["max_gap"]), on_frame=on_frame)
 
     def encode_video(
         self,
@@ -466,12 +453,12 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         """
         from .video import VideoDecodeError, concat_video, empty_video
 
+        settings = {"every": every, "fps": fps, "features": features, "faces": faces,
+                    "frames_per_batch": frames_per_batch, "batch_size": batch_size, "min_iou": min_iou,
+                    "max_gap": max_gap, "seed": seed, "progress": progress}
         parts: list[VideoEncoding] = []
         try:
-            for part in self.encode_video_parts(path, every=every, fps=fps, features=features, faces=faces,
-                                                frames_per_batch=frames_per_batch, batch_size=batch_size,
-                                                min_iou=min_iou, max_gap=max_gap, seed=seed,
-                                                progress=progress):
+            for part in self._video_stream(path, settings):
                 parts.append(part)
         except VideoDecodeError as exc:
             exc.partial = (concat_video(parts) if parts

@@ -33,7 +33,7 @@ from .errors import DataError
 from .results import Disentangled, Encoding
 
 __all__ = ["IoUTracker", "VideoDecodeError", "VideoEncoding", "VideoFrame", "box_iou", "concat_video",
-           "empty_video", "encode_frames", "read_frames", "sample_times", "track_means", "upright"]
+           "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times", "track_means", "upright"]
 
 VIDEO_EXTRA = "pip install 'latentface-sdk[video]'"
 
@@ -158,6 +158,16 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
             raise VideoDecodeError(name, index,
                                    f"the file ends at {index / rate:.2f} s of its {duration:.2f} s "
                                    "(truncated?)")
+
+
+def frame_count(path: str | os.PathLike[str]) -> int | None:
+    """The number of frames the container declares (for a progress bar); ``None`` when unknown or unreadable."""
+    try:
+        with _av().open(os.fspath(path)) as container:
+            streams = container.streams.video
+            return int(streams[0].frames) or None if streams else None
+    except Exception:  # noqa: BLE001 - the reader reports a file it cannot open, with the reason
+        return None
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -185,3 +185,15 @@ def test_cli_writes_rows_and_keeps_them_when_the_file_breaks(two_people: Path, t
     with np.load(tmp_path / "cut.npz") as z:
         assert len(z["frame"]) > 0 and "stopped decoding" in str(z["decode_error"])
     assert main(["video", str(two_people), "-o", str(tmp_path / "rows.csv"), "--no-progress"]) == 2
+
+
+def test_the_streamed_parts_are_the_whole_result(encoder: FaceEncoder, two_people: Path) -> None:
+    parts = list(encoder.encode_video_parts(two_people, every=2, frames_per_batch=2))
+    assert len(parts) == 3 and [len(p) for p in parts] == [4, 4, 4]
+    whole = encoder.encode_video(two_people, every=2)
+    assert torch.equal(torch.cat([p.track for p in parts]), whole.track)
+    assert torch.allclose(torch.cat([p.encoding.texture for p in parts]), whole.encoding.texture, atol=1e-5)
+    with pytest.raises(TypeError, match="every_n"):
+        next(encoder.encode_video_parts(two_people, every_n=2))
+    with pytest.raises(ValueError, match="frames_per_batch must be"):
+        encoder.encode_video(two_people, frames_per_batch=0)

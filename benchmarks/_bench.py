@@ -15,7 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,51 @@ def base_parser(description: str) -> Any:
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--model", default=None, help="model name or folder (default: the bundled model)")
     return p
+
+
+#: A single-thread torch matmul loop: the competing process of the speed-under-load benchmarks, like another
+#: model or a training process started with ``OMP_NUM_THREADS=1``.
+TORCH_LOOP = "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n"
+
+
+def busy_parser(description: str, repeats: int, loads: str) -> Any:
+    """The options of a benchmark that measures in worker processes beside competing ones (:func:`competing`,
+    :func:`run_worker`): ``--data``, ``--faces``, ``--repeats`` and ``--loads``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--faces", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--loads", default=loads, help=f"numbers of competing processes (default {loads})")
+    return p
+
+
+@contextmanager
+def competing(n: int, code: str = TORCH_LOOP, env: dict[str, str] | None = None) -> Iterator[None]:
+    """``n`` processes running the CPU-bound Python ``code`` for the length of the block (given a second
+    to start); killed when it ends."""
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(n)]
+    try:
+        time.sleep(1.0)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def run_worker(script: str, worker: list[str], args: Any, env: dict[str, str] | None, name: str) -> Any:
+    """Run ``script`` as a worker process (the ``worker`` arguments, then ``--faces``, ``--repeats`` and
+    ``--data`` as in ``args``: :func:`busy_parser`); returns the JSON value of its last line of output. A
+    worker that fails is a ``SystemExit`` that names it (``name``) with the end of its stderr."""
+    cmd = [sys.executable, script, *worker, "--faces", str(args.faces), "--repeats", str(args.repeats),
+           "--data", str(args.data)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {name} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def goal_main(doc: str | None, run: Callable[[Any], dict[str, Any]], achieved_format: str,

@@ -46,7 +46,7 @@ LOADS = (0, 1, 2)
 #: torch matmul loop (another model, a training process started with OMP_NUM_THREADS=1).
 COMPETITORS = {
     "python": "while True:\n    pass\n",
-    "torch": "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n",
+    "torch": _bench.TORCH_LOOP,
     # the same loop with torch's default threads (one per core): a second model server or training job
     # started without OMP_NUM_THREADS
     "torch-threads": "import torch\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n",
@@ -108,41 +108,22 @@ def worker(task: str, setting: str, faces: int, repeats: int, data: Path) -> dic
 # ----------------------------------------------------------------------------------------------- parent
 
 
-def _start_competitors(n: int, kind: str) -> list[subprocess.Popen[bytes]]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return [subprocess.Popen([sys.executable, "-c", COMPETITORS[kind]], env=env) for _ in range(n)]
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.kill()
-    for p in procs:
-        p.wait()
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
+    competitor_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for load in args.loads:
-        competitors = _start_competitors(load, args.competitor)
-        try:
-            time.sleep(1.0)
+        with _bench.competing(load, COMPETITORS[args.competitor], competitor_env):
             for task in args.tasks:
                 for setting in args.settings:
-                    cmd = [sys.executable, __file__, "--worker", task, "--setting", setting, "--faces",
-                           str(args.faces), "--repeats", str(args.repeats), "--data", str(args.data)]
                     before = os.getloadavg()[0]
-                    proc = subprocess.run(cmd, env=_env(setting), capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        raise SystemExit(f"worker {task}/{setting} failed:\n{proc.stderr[-2000:]}")
-                    result = json.loads(proc.stdout.strip().splitlines()[-1])
+                    result = _bench.run_worker(__file__, ["--worker", task, "--setting", setting], args,
+                                               _env(setting), f"{task}/{setting}")
                     row = {"load": load, "competitor": args.competitor, "task": task, "setting": setting,
                            "loadavg_before": round(before, 2), "loadavg_after": round(os.getloadavg()[0], 2),
                            **result, "median": statistics.median(result["rates"])}
                     rows.append(row)
                     print(f"load {load} {task:12s} {setting:10s} {row['median']:8.1f}/s "
                           f"(load avg {row['loadavg_after']})", flush=True)
-        finally:
-            _stop(competitors)
     for row in rows:
         best = max(r["median"] for r in rows if r["load"] == row["load"] and r["task"] == row["task"])
         row["of_best"] = row["median"] / best
@@ -168,11 +149,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=_bench.DEFAULT_DATA)
-    p.add_argument("--faces", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--loads", default="0,1,2", help="numbers of competing processes")
+    p = _bench.busy_parser(__doc__.splitlines()[0], repeats=3, loads="0,1,2")
     p.add_argument("--settings", default=",".join(SETTINGS))
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--competitor", choices=sorted(COMPETITORS), default="torch",

@@ -26,10 +26,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,6 @@ BACKENDS = ("torch", "onnx")
 TASKS = ("encode", "disentangle")
 LEVELS = ("network", "api")
 BATCHES = (1, 32)
-COMPETITOR = "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n"
 #: The published figure the issue compares with (3DDFA_V2 README: ONNX encoder, 2 CPU threads).
 REFERENCE_MS = {"3DDFA_V2 (ONNX, 2 threads)": 2.25}
 
@@ -117,28 +114,17 @@ def _env() -> dict[str, str]:
 def measure(args: argparse.Namespace, onnx_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for load in args.loads:
-        competitors = [subprocess.Popen([sys.executable, "-c", COMPETITOR]) for _ in range(load)]
-        try:
-            time.sleep(1.0)
+        with _bench.competing(load):
             for threads in args.threads_list:
                 for backend in BACKENDS:
-                    cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(threads),
-                           "--faces", str(args.faces), "--repeats", str(args.repeats), "--data",
-                           str(args.data), "--onnx-dir", str(onnx_dir)]
-                    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        raise SystemExit(f"worker {backend}/{threads} failed:\n{proc.stderr[-2000:]}")
-                    result = json.loads(proc.stdout.strip().splitlines()[-1])
+                    worker = ["--worker", backend, "--threads", str(threads), "--onnx-dir", str(onnx_dir)]
+                    result = _bench.run_worker(__file__, worker, args, _env(), f"{backend}/{threads}")
                     for r in result["rows"]:
                         row = {"backend": backend, "threads": threads, "load": load, **r,
                                "median_ms": statistics.median(r["ms_per_face"])}
                         rows.append(row)
                         print(f"load {load} threads {threads} {backend:5s} {r['task']:12s} {r['level']:8s} "
                               f"batch {r['batch']:2d}: {row['median_ms']:.2f} ms/face", flush=True)
-        finally:
-            for p in competitors:
-                p.kill()
-                p.wait()
     return rows
 
 
@@ -160,11 +146,7 @@ def table(rows: list[dict[str, Any]], level: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=_bench.DEFAULT_DATA)
-    p.add_argument("--faces", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--loads", default="0,1", help="numbers of competing processes (default 0,1)")
+    p = _bench.busy_parser(__doc__.splitlines()[0], repeats=5, loads="0,1")
     p.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
     p.add_argument("--quick", action="store_true", help="32 faces, 1 repeat, idle, 1 thread")
     p.add_argument("--json", type=Path)

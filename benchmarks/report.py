@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,16 +206,24 @@ def _text(value: Any) -> str:
 # ------------------------------------------------------------------------------- tables and values
 
 
+def md_table(header: Sequence[str], align: str, rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: the ``header`` cells, then one line per row of cells. ``align`` has a letter per
+    column, ``l`` (``---``) or ``r`` (``---:``); an empty cell is written ``| |``."""
+    def line(cells: Sequence[Any]) -> str:
+        return "|" + "".join(" |" if c == "" else f" {c} |" for c in cells)
+
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
 def _ops_table(rows: list[dict[str, Any]], key: str = "op") -> str:
-    out = ["| operator | self time (ms) | share | calls |", "|---|---:|---:|---:|"]
-    out += [f"| `{r[key]}` | {r['self_ms']:.1f} | {pct(r['share'])} | {r['calls']} |" for r in rows]
-    return "\n".join(out)
+    return md_table(["operator", "self time (ms)", "share", "calls"], "lrrr",
+                    ([f"`{r[key]}`", f"{r['self_ms']:.1f}", pct(r["share"]), r["calls"]] for r in rows))
 
 
 def _fn_table(rows: list[dict[str, Any]]) -> str:
-    out = ["| function | own time (s) | share | calls |", "|---|---:|---:|---:|"]
-    out += [f"| `{r['function']}` | {r['own_s']:.3f} | {pct(r['share'])} | {r['calls']} |" for r in rows]
-    return "\n".join(out)
+    return md_table(["function", "own time (s)", "share", "calls"], "lrrr",
+                    ([f"`{r['function']}`", f"{r['own_s']:.3f}", pct(r["share"]), r["calls"]] for r in rows))
 
 
 def t_ops(R: Results, path: str) -> str:
@@ -245,10 +253,8 @@ def t_rows(R: Results, path: str) -> str:
         return all(isinstance(r.get(k), int | float) and not isinstance(r.get(k), bool)
                    for r in rows if r.get(k) is not None)
 
-    out = ["| " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-           "|" + "|".join("---:" if numeric(k) else "---" for k in keys) + "|"]
-    out += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
-    return "\n".join(out)
+    return md_table([k.replace("_", " ") for k in keys], "".join("r" if numeric(k) else "l" for k in keys),
+                    ([cell(r.get(k)) for k in keys] for r in rows))
 
 
 def t_goals(R: Results) -> str:
@@ -292,41 +298,39 @@ def t_goals(R: Results) -> str:
 
 def t_encode(R: Results) -> str:
     rows = R.get("encode")["rows"]
-    out = ["| batch | images | sdk fast (img/s) | sdk plain (img/s) | network fast (img/s) | sdk fast "
-           "GFLOP/s | share of peak |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    for bs in sorted({r["batch_size"] for r in rows}):
-        def pick(layout: str, call: str, bs: int = bs) -> dict[str, Any]:
+
+    def line(bs: int) -> list[Any]:
+        def pick(layout: str, call: str) -> dict[str, Any]:
             return next(r for r in rows if r["batch_size"] == bs and r["layout"] == layout
                         and r["call"] == call)
         sf, sp, nf = pick("fast", "sdk"), pick("plain", "sdk"), pick("fast", "network")
-        out.append(f"| {bs} | {sf['images']} | {fmt_range(sf['images_per_s'])} | "
-                   f"{fmt_range(sp['images_per_s'])} | {fmt_range(nf['images_per_s'])} | "
-                   f"{sf['gflops']['median']:.1f} | {pct(sf['fraction_of_peak'])} |")
-    return "\n".join(out)
+        return [bs, sf["images"], fmt_range(sf["images_per_s"]), fmt_range(sp["images_per_s"]),
+                fmt_range(nf["images_per_s"]), f"{sf['gflops']['median']:.1f}", pct(sf["fraction_of_peak"])]
+
+    return md_table(["batch", "images", "sdk fast (img/s)", "sdk plain (img/s)", "network fast (img/s)",
+                     "sdk fast GFLOP/s", "share of peak"], "rrrrrrr",
+                    map(line, sorted({r["batch_size"] for r in rows})))
 
 
 def t_pipeline(R: Results) -> str:
     pipe = R.get("pipeline")
-    out = ["| images | n | sizes | ours (img/s) | ours, plain (img/s) | facenet-pytorch (img/s) | ours / "
-           "facenet | faces found (ours, theirs) |", "|---|---:|---|---:|---:|---:|---:|---|"]
-    for name, s in pipe["sets"].items():
-        ips = s["images_per_s"]
-        out.append(f"| {name} | {s['images']} | {', '.join(s['image_sizes'])} | {fmt_range(ips['ours'])} | "
-                   f"{fmt_range(ips['ours_plain'])} | {fmt_range(ips['facenet'])} | "
-                   f"**{s['ratio_ours_over_facenet']:.2f}×** | {s['faces_found']['ours']}, "
-                   f"{s['faces_found']['facenet']} |")
+    rows = [[name, s["images"], ", ".join(s["image_sizes"]), fmt_range(s["images_per_s"]["ours"]),
+             fmt_range(s["images_per_s"]["ours_plain"]), fmt_range(s["images_per_s"]["facenet"]),
+             f"**{s['ratio_ours_over_facenet']:.2f}×**",
+             f"{s['faces_found']['ours']}, {s['faces_found']['facenet']}"]
+            for name, s in pipe["sets"].items()]
     c = pipe["combined_celeba_plus_photos"]
-    out.append(f"| celeba + photos | {c['images']} | | {c['ours_images_per_s']:.1f} | | "
-               f"{c['facenet_images_per_s']:.1f} | **{c['ratio']:.2f}×** | |")
-    return "\n".join(out)
+    rows.append(["celeba + photos", c["images"], "", f"{c['ours_images_per_s']:.1f}", "",
+                 f"{c['facenet_images_per_s']:.1f}", f"**{c['ratio']:.2f}×**", ""])
+    return md_table(["images", "n", "sizes", "ours (img/s)", "ours, plain (img/s)", "facenet-pytorch (img/s)",
+                     "ours / facenet", "faces found (ours, theirs)"], "lrlrrrrl", rows)
 
 
 def t_levers_pipelines(R: Results) -> str:
-    out = ["| images | ours (s) | facenet-pytorch (s) | ours / facenet |", "|---|---:|---:|---:|"]
-    for name, p in R.get("detection_levers")["pipelines"].items():
-        out.append(f"| {name} ({p['images']}) | {fmt_range(p['ours_s'], 3)} | {fmt_range(p['facenet_s'], 3)} "
-                   f"| **{p['ratio']:.2f}×** |")
-    return "\n".join(out)
+    pipelines = R.get("detection_levers")["pipelines"]
+    return md_table(["images", "ours (s)", "facenet-pytorch (s)", "ours / facenet"], "lrrr",
+                    ([f"{name} ({p['images']})", fmt_range(p["ours_s"], 3), fmt_range(p["facenet_s"], 3),
+                      f"**{p['ratio']:.2f}×**"] for name, p in pipelines.items()))
 
 
 def t_levers_time(R: Results) -> str:
@@ -338,54 +342,52 @@ def t_levers_time(R: Results) -> str:
              ("rest of the cascade (NMS, boxes, Python)", w["cascade_rest_s"]),
              ("crop, encode and the rest", w["crop_encode_rest_s"])]
     total = sum(v for _, v in parts)
-    out = ["| stage | seconds | share |", "|---|---:|---:|"]
-    out += [f"| {label} | {v:.3f} | {pct(v / total)} |" for label, v in parts]
-    return "\n".join(out)
+    return md_table(["stage", "seconds", "share"], "lrr",
+                    ([label, f"{v:.3f}", pct(v / total)] for label, v in parts))
 
 
 def t_levers(R: Results) -> str:
     r = R.get("detection_levers")
     peer = r["facenet_faces_full_images"]
-    out = ["| lever | detection (s) | faces per photo | same faces as facenet-pytorch |",
-           "|---|---:|---|---|"]
-    for s in r["max_side"]:
-        out.append(f"| detection copy ≤ {s['max_side']} px{' (the SDK)' if s['max_side'] == 1280 else ''} | "
-                   f"{fmt_range(s['detect_s'], 3)} | {s['faces']} | "
-                   f"{'yes' if s['faces_equal_to_facenet'] else '**no**'} |")
+    rows = [[f"detection copy ≤ {s['max_side']} px{' (the SDK)' if s['max_side'] == 1280 else ''}",
+             fmt_range(s["detect_s"], 3), s["faces"], "yes" if s["faces_equal_to_facenet"] else "**no**"]
+            for s in r["max_side"]]
     c = r["prototype_cascade"]
-    out.append("| the SDK's MTCNN calls on the same detection copies | "
-               f"{fmt_range(c['sdk_mtcnn_s'], 3)} | | |")
+    rows.append(["the SDK's MTCNN calls on the same detection copies", fmt_range(c["sdk_mtcnn_s"], 3),
+                 "", ""])
     for key, label in (("full", "R-net/O-net batched across sizes (prototype)"),
                        ("chained", "… and a chained pyramid (prototype)")):
-        out.append(f"| {label} | {fmt_range(c[key]['detect_s'], 3)} | {c[key]['faces']} | "
-                   f"{'yes' if c[key]['faces'] == peer else '**no**'} (boxes move ≤ "
-                   f"{c[key]['max_box_difference_px']:.2g} px) |")
-    return "\n".join(out)
+        rows.append([label, fmt_range(c[key]["detect_s"], 3), c[key]["faces"],
+                     f"{'yes' if c[key]['faces'] == peer else '**no**'} (boxes move ≤ "
+                     f"{c[key]['max_box_difference_px']:.2g} px)"])
+    return md_table(["lever", "detection (s)", "faces per photo", "same faces as facenet-pytorch"], "lrll",
+                    rows)
 
 
 def t_latent_ops(R: Results) -> str:
     lat = R.get("latent_ops")
-    out = ["| input | n | encode (img/s) | disentangle (img/s) | added cost |", "|---|---:|---:|---:|---:|"]
-    for label, key in (("pre-cropped faces (`detect=False`), one call", "disentangle_vs_encode_crops"),
-                       ("pre-cropped faces, one call per 32 faces",
-                        "disentangle_vs_encode_crops_one_call_per_batch"),
-                       ("celeba10k photos (`detect=True`)", "disentangle_vs_encode_photos")):
+
+    def line(label: str, key: str) -> list[Any]:
         r = lat[key]
-        out.append(f"| {label} | {r['images']} | {fmt_range(r['encode_images_per_s'])} | "
-                   f"{fmt_range(r['disentangle_images_per_s'])} | +{pct(r['added']['median'])} "
-                   f"({pct(r['added']['min'])}–{pct(r['added']['max'])}) |")
-    return "\n".join(out)
+        added = r["added"]
+        return [label, r["images"], fmt_range(r["encode_images_per_s"]),
+                fmt_range(r["disentangle_images_per_s"]),
+                f"+{pct(added['median'])} ({pct(added['min'])}–{pct(added['max'])})"]
+
+    return md_table(["input", "n", "encode (img/s)", "disentangle (img/s)", "added cost"], "lrrrr",
+                    [line("pre-cropped faces (`detect=False`), one call", "disentangle_vs_encode_crops"),
+                     line("pre-cropped faces, one call per 32 faces",
+                          "disentangle_vs_encode_crops_one_call_per_batch"),
+                     line("celeba10k photos (`detect=True`)", "disentangle_vs_encode_photos")])
 
 
 def t_memory(R: Results) -> str:
     mem = R.get("memory")
     base = mem["fixed_part_n16"]
-    out = ["| N images | peak RSS (MiB) | time (s) | images/s |", "|---:|---:|---:|---:|",
-           f"| 16 (fixed part) | {base['peak_rss_mib']:.0f} | {base['seconds']:.1f} | |"]
-    for p in mem["points"]:
-        out.append(f"| {p['n']:,} | {fmt_range(p['peak_rss_mib'], 0)} | {fmt_range(p['seconds'])} | "
-                   f"{p['images_per_s']['median']:.0f} |")
-    return "\n".join(out)
+    rows = [["16 (fixed part)", f"{base['peak_rss_mib']:.0f}", f"{base['seconds']:.1f}", ""]]
+    rows += [[f"{p['n']:,}", fmt_range(p["peak_rss_mib"], 0), fmt_range(p["seconds"]),
+              f"{p['images_per_s']['median']:.0f}"] for p in mem["points"]]
+    return md_table(["N images", "peak RSS (MiB)", "time (s)", "images/s"], "rrrr", rows)
 
 
 def t_contention(R: Results, stem: str) -> str:

@@ -173,13 +173,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     def pair(v: list[float] | None, fmt: str) -> str:
         return " / ".join(format(x, fmt) for x in v) if v else ""
 
-    lines = ["| arm | FER `Z_exp` | FER `expression_features` (macro-F1) | verify `Z_exp` | recon L1 | yaw r | "
-             "light elevation R² | keypoint pits |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| arm | FER `Z_exp` | FER `expression_features` (macro-F1) | verify `Z_exp` | recon L1 "
+             "| yaw r | light elevation R² | keypoint pits |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['arm']} | {r['fer_z_exp']:.2f} | {r['fer_expression_features']:.2f} "
-                     f"({r['fer_expression_features_macro_f1']:.2f}) | {r['verify_z_exp']:.2f} ± {r['verify_z_exp_sem']:.2f} "
-                     f"| {pair(r.get('recon_l1'), '.4f')} | {pair(r.get('yaw_r'), '.3f')} "
-                     f"| {pair(r.get('light_r2_elevation'), '.3f')} | {pair(r.get('keypoint_pits'), '.3f')} |")
+                     f"({r['fer_expression_features_macro_f1']:.2f}) "
+                     f"| {r['verify_z_exp']:.2f} ± {r['verify_z_exp_sem']:.2f} "
+                     f"| {pair(r.get('recon_l1'), '.4f')} "
+                     f"| {pair(r.get('yaw_r'), '.3f')} "
+                     f"| {pair(r.get('light_r2_elevation'), '.3f')} "
+                     f"| {pair(r.get('keypoint_pits'), '.3f')} |")
     return "\n".join(lines)
 
 
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=("prepare", "train", "score", "merge"))
     p.add_argument("--parts", nargs="*", type=Path, default=[],
-                   help="merge: score JSON files of separate score runs (one arm set each) to join into --json")
+                   help="merge: score JSON files of separate score runs (one arm set each) "
+                        "to join into --json")
     p.add_argument("--data", type=Path, default=_bench.DEFAULT_DATA)
     p.add_argument("--runs", type=Path, default=Path("runs/stage1_levers"), help="arm folders (kept; reused)")
     p.add_argument("--arms", default=",".join(ARMS))
@@ -224,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         order = ["bundled", *ARMS]
         merged = [rows[a] for a in order if a in rows]
         _bench.write_json(args.json, {"command": _bench.command(), "machine": _bench.machine(1),
-                                      "steps": args.steps, "photos": args.photos, "seed": args.seed, "rows": merged})
+                                      "steps": args.steps, "photos": args.photos, "seed": args.seed,
+                                      "rows": merged})
         print(table(merged))
         return 0
     done: dict[str, Any] = {}

@@ -69,6 +69,15 @@ def held_out_faces(celeba: Path, count: int) -> list[Path]:
     return paths
 
 
+def held_out_crops(encoder: FaceEncoder, celeba: Path, count: int) -> np.ndarray:
+    """The model's face crops (MTCNN, else the centre) of ``count`` held-out CelebA photos, uint8
+    ``(N, 64, 64, 3)``."""
+    paths = [str(p) for p in held_out_faces(celeba, count)]
+    crops = prepare_crops(paths, encoder.config.crop, detect=True, fallback="center",
+                          detector=encoder.detector)
+    return crops.crops[crops.ok]
+
+
 def turned_faces(data: Path, detector: FaceDetector, count: int, chunk: int = 32) -> np.ndarray:
     """Crops (count, 64, 64, 3) of held-out UTKFace faces turned by at least 0.2 (landmark yaw estimate):
     the first ``count`` in file order. The images are detected ``chunk`` at a time, stopping once
@@ -169,6 +178,14 @@ def to_u8(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def frontal_pairs(encoder: FaceEncoder, faces: np.ndarray, per_row: int) -> Image.Image:
+    """Each face beside its frontalized render, ``per_row`` pairs a row (a last, incomplete row left out)."""
+    front = to_u8(encoder.frontalize(list(faces), detect=False, return_tensors=True).tensor)
+    pairs = [np.concatenate([faces[i], front[i]], axis=1) for i in range(len(faces))]
+    rows = [np.concatenate(pairs[i:i + per_row], axis=1) for i in range(0, len(pairs) - per_row + 1, per_row)]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or folder (default: the bundled model)")
@@ -201,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     # the held-out CelebA faces of the reconstruction grid, the yaw sweep and the meshes: detected once
     need = max(args.faces if "reconstructions" in wanted else 0,
                args.sweep_faces if "yaw_sweep" in wanted else 0, args.mesh_faces if "mesh" in wanted else 0)
-    faces = np.zeros((0, 64, 64, 3), dtype=np.uint8)
-    if need:
-        paths = held_out_faces(args.celeba, need)
-        crops = prepare_crops([str(p) for p in paths], encoder.config.crop, detect=True, fallback="center",
-                              detector=encoder.detector)
-        faces = crops.crops[crops.ok]
+    faces = held_out_crops(encoder, args.celeba, need) if need else np.zeros((0, 64, 64, 3), dtype=np.uint8)
 
     if "reconstructions" in wanted:
         grid_faces = faces[:args.faces]
@@ -231,21 +243,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if "frontalize" in wanted:
         turned = turned_faces(args.data, encoder.detector, args.turned)
-        front_u8 = to_u8(encoder.frontalize(list(turned), detect=False, return_tensors=True).tensor)
-        pairs = [np.concatenate([turned[i], front_u8[i]], axis=1) for i in range(len(turned))]
-        rows2 = [np.concatenate(pairs[i:i + 2], axis=1) for i in range(0, len(pairs) - 1, 2)]
-        upscale(Image.fromarray(np.concatenate(rows2, axis=0)), args.scale).save(args.out / "frontalize.png")
+        upscale(frontal_pairs(encoder, turned, 2), args.scale).save(args.out / "frontalize.png")
         written.append(f"{args.out / 'frontalize.png'} ({len(turned)} turned faces: input | frontalized)")
 
     if "people" in wanted:
-        people_paths = [str(p) for p in held_out_faces(args.celeba, args.people)]
-        people = prepare_crops(people_paths, encoder.config.crop, detect=True, fallback="center",
-                               detector=encoder.detector)
-        faces_p = people.crops[people.ok]
-        front_p8 = to_u8(encoder.frontalize(list(faces_p), detect=False, return_tensors=True).tensor)
-        pairs_p = [np.concatenate([faces_p[i], front_p8[i]], axis=1) for i in range(len(faces_p))]
-        rows_p = [np.concatenate(pairs_p[i:i + 4], axis=1) for i in range(0, len(pairs_p) - 3, 4)]
-        upscale(Image.fromarray(np.concatenate(rows_p, axis=0)), args.scale).save(args.out / "people.png")
+        faces_p = held_out_crops(encoder, args.celeba, args.people)
+        upscale(frontal_pairs(encoder, faces_p, 4), args.scale).save(args.out / "people.png")
         written.append(f"{args.out / 'people.png'} ({len(faces_p)} held-out people: input | frontalized)")
 
     if "mesh" in wanted:

@@ -14,19 +14,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from . import errors
 from ._version import __version__
-from .errors import (
-    ChecksumError,
-    ConfigError,
-    DataError,
-    ImageTooLargeError,
-    InvalidImageError,
-    LatentFaceError,
-    NoFaceError,
-    OfflineError,
-    OnnxFormatError,
-    WeightsError,
-)
+from .errors import *  # noqa: F403 - every error type, named once (in errors.__all__)
 
 if TYPE_CHECKING:
     from .catalog import list_pretrained
@@ -76,14 +66,5 @@ __all__ = [
     "FaceMeshes",
     "VideoEncoding",
     "VideoDecodeError",
-    "LatentFaceError",
-    "InvalidImageError",
-    "ImageTooLargeError",
-    "NoFaceError",
-    "WeightsError",
-    "ConfigError",
-    "ChecksumError",
-    "OfflineError",
-    "OnnxFormatError",
-    "DataError",
 ]
+__all__ += errors.__all__  # LatentFaceError and its children, in the order errors.py lists them

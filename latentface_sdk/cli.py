@@ -500,27 +500,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentface-sdk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(p: argparse.ArgumentParser, out_help: str) -> None:
+    def command(name: str, summary: str, description: str,
+                examples: Sequence[str]) -> argparse.ArgumentParser:
+        """A sub-command whose ``--help`` ends with its example command lines."""
+        return sub.add_parser(name, help=summary, description=description,
+                              epilog="examples:\n" + "\n".join("  " + line for line in examples),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def model_options(p: argparse.ArgumentParser, model_help: str, hub: bool) -> None:
+        """Which model, where: --model (with --revision and --local-files-only for Hub ids when ``hub``),
+        --device and --batch-size."""
+        p.add_argument("--model", default=None, help=model_help)
+        if hub:
+            p.add_argument("--revision", default=None,
+                           help="Hub revision (branch, tag or commit) for a Hub id")
+            p.add_argument("--local-files-only", action="store_true",
+                           help="never use the network for Hub ids")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+        p.add_argument("--batch-size", type=_positive, default=64, help="faces per network call (default 64)")
+
+    def run_options(p: argparse.ArgumentParser, threads_help: str) -> None:
+        """How it runs on this machine: --threads and --no-progress (the progress bar)."""
+        p.add_argument("--threads", type=_positive, default=None, help=threads_help)
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    def image_command(name: str, summary: str, description: str, examples: Sequence[str],
+                      out_help: str) -> argparse.ArgumentParser:
+        """A sub-command that reads image files and folders: INPUT..., -o, the model and run options and
+        the face options."""
+        p = command(name, summary, description, examples)
         p.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="image files and folders (searched recursively)")
         p.add_argument("-o", "--output", required=True, help=out_help)
-        p.add_argument("--model", default=None,
-                       help="bundled model name, model folder or Hugging Face Hub id "
-                       "(default: the bundled default)")
-        p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hub id")
-        p.add_argument("--local-files-only", action="store_true", help="never use the network for Hub ids")
-        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-        p.add_argument("--batch-size", type=_positive, default=64, help="faces per network call (default 64)")
+        model_options(p, "bundled model name, model folder or Hugging Face Hub id (default: the bundled "
+                      "default)", hub=True)
         p.add_argument("--chunk-size", type=_positive, default=256,
                        help="files per saved part: the unit of resuming (default 256)")
         p.add_argument("--no-detect", action="store_true",
                        help="inputs are already face crops: take the centred square, no MTCNN")
         p.add_argument("--faces", choices=("largest", "all"), default="largest",
                        help="the largest face of each image (default) or every face, one row each")
-        p.add_argument("--threads", type=_positive, default=None,
-                       help="torch CPU threads (default: the cores other running processes leave free, "
-                       "checked every batch; on a server with several workers, 1 per worker)")
-        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+        run_options(p, "torch CPU threads (default: the cores other running processes leave free, checked "
+                    "every batch; on a server with several workers, 1 per worker)")
+        return p
 
     def engine_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -532,27 +554,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--engine ray: the Ray cluster to join (auto, ray://HEAD:10001; "
                        "default: a local Ray)")
 
-    enc = sub.add_parser("encode", help="texture, shape, pose and light latents to one .npz",
-                         description="Write texture (N,256), shape (N,256), pose (N,6), light (N,4), boxes, "
-                         "scores, ok, errors, names and source (row -> input index) to one .npz.",
-                         epilog="examples:\n  latentface encode photos/ -o features.npz\n"
-                         "  latentface encode group.jpg --faces all -o faces.npz\n"
-                         "  latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops\n"
-                         "  latentface encode photos/ -o features/ --engine ray --workers 2   "
-                         "# Parquet files",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    common(enc, "the .npz file to write (with --engine ray: a folder for Parquet files)")
+    enc = image_command("encode", "texture, shape, pose and light latents to one .npz",
+                        "Write texture (N,256), shape (N,256), pose (N,6), light (N,4), boxes, scores, ok, "
+                        "errors, names and source (row -> input index) to one .npz.",
+                        ["latentface encode photos/ -o features.npz",
+                         "latentface encode group.jpg --faces all -o faces.npz",
+                         "latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops",
+                         "latentface encode photos/ -o features/ --engine ray --workers 2   # Parquet files"],
+                        "the .npz file to write (with --engine ray: a folder for Parquet files)")
     engine_options(enc)
-    dis = sub.add_parser("disentangle", help="identity and expression latents to one .npz",
-                         description="Write the encode arrays plus identity_texture, identity_shape, "
-                         "expression_texture, expression_shape (N,256) to one .npz. Verification features "
-                         "are [identity_texture, identity_shape, texture, shape]; expression features "
-                         "[expression_texture, expression_shape, texture, shape].",
-                         epilog="examples:\n  latentface disentangle photos/ -o identity.npz\n"
-                         "  latentface disentangle a.jpg b.jpg -o identity.npz --init noise --samples 8\n"
-                         "  latentface disentangle photos/ -o identity/ --engine ray --address auto",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    common(dis, "the .npz file to write (with --engine ray: a folder for Parquet files)")
+    dis = image_command("disentangle", "identity and expression latents to one .npz",
+                        "Write the encode arrays plus identity_texture, identity_shape, expression_texture, "
+                        "expression_shape (N,256) to one .npz. Verification features are [identity_texture, "
+                        "identity_shape, texture, shape]; expression features [expression_texture, "
+                        "expression_shape, texture, shape].",
+                        ["latentface disentangle photos/ -o identity.npz",
+                         "latentface disentangle a.jpg b.jpg -o identity.npz --init noise --samples 8",
+                         "latentface disentangle photos/ -o identity/ --engine ray --address auto"],
+                        "the .npz file to write (with --engine ray: a folder for Parquet files)")
     engine_options(dis)
     dis.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
     dis.add_argument("--steps", type=_positive, default=None,
@@ -560,42 +579,37 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--init", choices=("noise", "zero"), default=None,
                      help="DDIM start: Gaussian noise or z_T = 0 (default: the model's rdm.sample_init)")
     dis.add_argument("--samples", type=_positive, default=1, help="identity samples averaged (default 1)")
-    front = sub.add_parser("frontalize", help="frontal re-renders as PNGs",
-                           description="Write one PNG per face (64x64, canonical pose) and index.csv into a "
-                           "folder; or, when OUT ends in .png/.jpg/.webp/.bmp, the largest face of one input "
-                           "as that one image.",
-                           epilog="examples:\n  latentface frontalize photo.jpg -o front.png\n"
-                           "  latentface frontalize photos/ -o frontal/ --light neutral --maps",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    common(front, "the folder to write PNGs into, or one image file (.png, .jpg, ...) for one input")
+    front = image_command("frontalize", "frontal re-renders as PNGs",
+                          "Write one PNG per face (64x64, canonical pose) and index.csv into a folder; or, "
+                          "when OUT ends in .png/.jpg/.webp/.bmp, the largest face of one input as that one "
+                          "image.",
+                          ["latentface frontalize photo.jpg -o front.png",
+                           "latentface frontalize photos/ -o frontal/ --light neutral --maps"],
+                          "the folder to write PNGs into, or one image file (.png, .jpg, ...) for one input")
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
     front.add_argument("--maps", action="store_true",
                        help="also write albedo, depth, normal and shading PNGs")
-    mesh = sub.add_parser("mesh", help="each face as a textured 3D mesh (.obj + .mtl + .png, or .ply)",
-                          description="Reconstruct each face's depth and albedo and write it as a textured "
-                          "mesh of the face region: y up, facing +z, in the renderer's depth units. "
-                          "A .obj comes with its .mtl and the albedo as a PNG texture; a .ply carries "
-                          "vertex colours.",
-                          epilog="examples:\n  latentface mesh photo.jpg -o face.obj\n"
-                                 "  latentface mesh photos/ -o meshes/ --format ply --view photo",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    common(mesh, "one .obj or .ply file (one input, its largest face), or a folder for one mesh per face")
+    mesh = image_command("mesh", "each face as a textured 3D mesh (.obj + .mtl + .png, or .ply)",
+                         "Reconstruct each face's depth and albedo and write it as a textured mesh of the "
+                         "face region: y up, facing +z, in the renderer's depth units. A .obj comes with its "
+                         ".mtl and the albedo as a PNG texture; a .ply carries vertex colours.",
+                         ["latentface mesh photo.jpg -o face.obj",
+                          "latentface mesh photos/ -o meshes/ --format ply --view photo"],
+                         "one .obj or .ply file (one input, its largest face), or a folder for one mesh per "
+                         "face")
     mesh.add_argument("--view", choices=("frontal", "photo"), default="frontal",
                       help="frontal (default) or turned by the head rotation seen in the photo")
     mesh.add_argument("--format", choices=("obj", "ply"), default="obj",
                       help="file type in a folder (default obj)")
-    vid = sub.add_parser("video", help="every face of a video file, frame by frame, to one .npz "
-                         "(pip install 'latentface-sdk[video]')",
-                         description="Decode a video file (PyAV), keep every N-th frame or F frames per "
-                         "second, and write one row per face per sampled frame: frame, time (s), track "
-                         "(faces linked across frames by box overlap), boxes and the encode (or disentangle) "
-                         "arrays. A file that stops decoding part way keeps the rows before it (exit code 1, "
-                         "the file and frame named on stderr).",
-                         epilog="examples:\n  latentface video clip.mp4 -o rows.npz --fps 5\n"
-                                "  latentface video interview.mov -o rows.npz --every 10 --disentangle "
-                                "--track-means",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    vid = command("video", "every face of a video file, frame by frame, to one .npz "
+                  "(pip install 'latentface-sdk[video]')",
+                  "Decode a video file (PyAV), keep every N-th frame or F frames per second, and write one "
+                  "row per face per sampled frame: frame, time (s), track (faces linked across frames by box "
+                  "overlap), boxes and the encode (or disentangle) arrays. A file that stops decoding part "
+                  "way keeps the rows before it (exit code 1, the file and frame named on stderr).",
+                  ["latentface video clip.mp4 -o rows.npz --fps 5",
+                   "latentface video interview.mov -o rows.npz --every 10 --disentangle --track-means"])
     vid.add_argument("input", metavar="VIDEO", help="one video file (any format FFmpeg reads)")
     vid.add_argument("-o", "--output", required=True, help="the .npz file to write")
     sampling = vid.add_mutually_exclusive_group()
@@ -609,41 +623,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="box overlap that continues a track (default 0.3)")
     vid.add_argument("--track-means", action="store_true",
                      help="also OUT.tracks.npz: one row per track with its mean features, start and end")
-    vid.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
-    vid.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    vid.add_argument("--batch-size", type=_positive, default=64, help="faces per network call (default 64)")
-    vid.add_argument("--threads", type=_positive, default=None,
-                     help="torch CPU threads (default: free cores)")
-    vid.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    demo = sub.add_parser("demo", help="the Gradio demo page (pip install 'latentface-sdk[demo]')",
-                          description="Start a web page where a photo is uploaded and its face found, "
-                          "albedo, depth, shading, frontal view, yaw sweep and latents are shown.",
-                          epilog="examples:\n  latentface demo\n"
-                                 "  latentface demo --port 8080 --model my-model/",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    model_options(vid, "bundled model name, model folder or Hub id", hub=False)
+    run_options(vid, "torch CPU threads (default: free cores)")
+    demo = command("demo", "the Gradio demo page (pip install 'latentface-sdk[demo]')",
+                   "Start a web page where a photo is uploaded and its face found, albedo, depth, shading, "
+                   "frontal view, yaw sweep and latents are shown.",
+                   ["latentface demo", "latentface demo --port 8080 --model my-model/"])
     demo.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
     demo.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     demo.add_argument("--port", type=_positive, default=7860, help="port (default 7860)")
     demo.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    models = sub.add_parser("models", help="list the bundled models and those in the local Hub cache",
-                            description="List the models FaceEncoder.from_pretrained can load without the "
-                            "network: the bundled ones and the Hub models in the local cache, each with the "
-                            "first sentence of its model card.",
-                            epilog="examples:\n  latentface models\n  latentface models --json",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    models = command("models", "list the bundled models and those in the local Hub cache",
+                     "List the models FaceEncoder.from_pretrained can load without the network: the bundled "
+                     "ones and the Hub models in the local cache, each with the first sentence of its model "
+                     "card.",
+                     ["latentface models", "latentface models --json"])
     models.add_argument("--json", action="store_true",
                         help="name, source, path, checksum and summary as JSON")
-    onnx = sub.add_parser("export-onnx", help="the encoders and the disentangle path as ONNX graphs "
-                          "(pip install 'latentface-sdk[onnx]')",
-                          description="Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, "
-                          "light), disentangle.onnx (latents and noise -> identity and expression, DDIM "
-                          "steps unrolled), config.json and README.md (inputs, outputs, preprocessing) into "
-                          "one folder.",
-                          epilog="examples:\n  latentface export-onnx --out latentface-onnx/\n"
-                                 "  latentface export-onnx --model my-model/ --out my-model-onnx/ "
-                                 "--overwrite",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx = command("export-onnx", "the encoders and the disentangle path as ONNX graphs "
+                   "(pip install 'latentface-sdk[onnx]')",
+                   "Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, light), disentangle.onnx "
+                   "(latents and noise -> identity and expression, DDIM steps unrolled), config.json and "
+                   "README.md (inputs, outputs, preprocessing) into one folder.",
+                   ["latentface export-onnx --out latentface-onnx/",
+                    "latentface export-onnx --model my-model/ --out my-model-onnx/ --overwrite"])
     onnx.add_argument("--model", default=None,
                       help="bundled model name, model folder or Hub id (default: bundled)")
     onnx.add_argument("--out", required=True,

@@ -3,9 +3,16 @@
 Every failure the SDK can foresee is a subclass of :class:`LatentFaceError`, so that callers can
 catch them all at once, or one kind at a time. Each also derives from the closest built-in error
 (``ValueError``, ``FileNotFoundError``, ...) so that generic handlers keep working.
+:func:`read_data_text` reads a data file (pairs file, CSV): a missing or unreadable one is a
+:class:`DataError`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class LatentFaceError(Exception):
@@ -46,6 +53,18 @@ class OnnxFormatError(WeightsError, ValueError):
 
 class DataError(LatentFaceError, ValueError):
     """A data set, manifest or pairs file used for training or evaluation is malformed."""
+
+
+def read_data_text(path: Path, what: str = "", *, encoding: str = "utf-8") -> str:
+    """The text of a data file (pairs file, CSV, ...); a :class:`DataError` naming it when it is missing or
+    unreadable. ``what`` names the kind of file in the message (``"pairs file"``: "no such pairs file",
+    "cannot read the pairs file (...)"; empty: "no such file", "cannot read (...)")."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what or 'file'}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read {f'the {what} ' if what else ''}({exc})") from exc
 
 
 __all__ = [

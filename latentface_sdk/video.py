@@ -33,7 +33,8 @@ from .errors import DataError
 from .results import Disentangled, Encoding
 
 __all__ = ["IoUTracker", "VideoDecodeError", "VideoEncoding", "VideoFrame", "box_iou", "concat_video",
-           "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times", "track_means", "upright"]
+           "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times", "track_means",
+           "upright"]
 
 VIDEO_EXTRA = "pip install 'latentface-sdk[video]'"
 
@@ -161,7 +162,8 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
 
 
 def frame_count(path: str | os.PathLike[str]) -> int | None:
-    """The number of frames the container declares (for a progress bar); ``None`` when unknown or unreadable."""
+    """The number of frames the container declares (for a progress bar); ``None`` when unknown or
+    unreadable."""
     try:
         with _av().open(os.fspath(path)) as container:
             streams = container.streams.video

@@ -1,8 +1,8 @@
 """A saved tiny model that draws visibly, and synthetic face-sized crops: what the tests of the encoder
 facade, the pipeline, the operations and the results build their fixtures from.
 
-Each test file keeps its own (module-scoped) fixtures on top of these two functions, so that a file runs
-alone; building and saving the tiny model takes a fraction of a second.
+The ``enc`` and ``crops`` fixtures of ``tests/conftest.py`` are built from them, one per test module, so
+that a file runs alone; building and saving the tiny model takes a fraction of a second.
 """
 
 from __future__ import annotations

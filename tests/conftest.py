@@ -1,12 +1,20 @@
-"""Shared pytest fixtures: where the shared face data lives, and skipping cleanly without it."""
+"""Shared pytest fixtures: where the shared face data lives (skipping cleanly without it), and the tiny
+model and crops most encoder tests run on; for the Hub tests, a clean environment and a checkout with
+bundled models."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from latentface_sdk import FaceEncoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -34,6 +42,48 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def enc(tmp_path_factory: pytest.TempPathFactory) -> FaceEncoder:
+    """The tiny model of ``tests/_tiny_model.py``, saved and loaded on the CPU: one per test module (a file
+    that tests another model defines its own ``enc``)."""
+    from _tiny_model import save_tiny_model
+
+    from latentface_sdk import FaceEncoder
+
+    return FaceEncoder.from_pretrained(save_tiny_model(tmp_path_factory.mktemp("tiny-model")), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    """Five different 64x64 face-sized noise crops (``synthetic_crops()`` of ``tests/_tiny_model.py``)."""
+    from _tiny_model import synthetic_crops
+
+    return synthetic_crops()
+
+
+@pytest.fixture
+def hub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Hugging Face Hub settings from the environment: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and
+    ``HF_HOME`` unset for the test."""
+    for var in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def bundled(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A checkout layout with two bundled models, the default among them: copies of the test module's
+    ``model_dir``. Returns its ``weights`` folder."""
+    from latentface_sdk import _paths, hub
+
+    root = tmp_path / "repo"
+    (root / "latentface_sdk").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\n")
+    for name in (hub.DEFAULT_MODEL, "other-model"):
+        shutil.copytree(model_dir, root / "weights" / name)
+    monkeypatch.setattr(_paths, "PACKAGE_DIR", root / "latentface_sdk")
+    return root / "weights"
 
 
 @pytest.fixture(scope="session")

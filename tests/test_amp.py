@@ -1,4 +1,5 @@
-"""The GPU recipe's options on the CPU: bf16 autocast, channels-last, the renderer choice, the recipe itself."""
+"""The GPU recipe's options on the CPU: bf16 autocast, channels-last, the renderer choice, the recipe
+itself."""
 
 from __future__ import annotations
 
@@ -54,9 +55,11 @@ def test_bf16_steps_stay_finite_and_start_close_to_float32() -> None:
     for a, b in zip(fp32.model.state_dict().values(), bf16.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # same seed: same starting weights
     first32, first16 = seeded_step(fp32, x), seeded_step(bf16, x)
-    # Stated margin: the first step's total and L1 agree within 1% (measured: 0.05%; bf16 keeps 8 mantissa bits).
+    # Stated margin: the first step's total and L1 agree within 1% (measured: 0.05%; bf16 keeps 8
+    # mantissa bits).
     for key in ("loss", "l1", "photo"):
-        assert first16[key] == pytest.approx(first32[key], rel=0.01, abs=0.005), (key, first16[key], first32[key])
+        assert first16[key] == pytest.approx(first32[key], rel=0.01, abs=0.005), (
+            key, first16[key], first32[key])
     for step in range(3):
         parts = bf16.step(batch(step + 1))
         assert all(math.isfinite(v) for v in parts.values()), parts
@@ -116,13 +119,14 @@ def test_gpu_recipe_scales_batch_and_lr_and_trains_on_the_default_data() -> None
     default = Stage1Config.load(CONFIGS / "stage1_default.json")
     # Square-root scaling from the default's global batch (2 processes x 16 = 32, lr 2e-4).
     assert gpu.batch_size == 256
-    assert gpu.lr == pytest.approx(default.lr * math.sqrt(gpu.batch_size / (2 * default.batch_size)), rel=1e-3)
+    assert gpu.lr == pytest.approx(default.lr * math.sqrt(gpu.batch_size / (2 * default.batch_size)),
+                                   rel=1e-3)
     assert gpu.steps * gpu.batch_size == default.steps * 2 * default.batch_size  # the same images seen
     assert (gpu.amp, gpu.channels_last, gpu.renderer) == ("bf16", True, "fast")
     # A bundle packed from the default recipe is this recipe's data (same recipe hash).
     assert data_recipe(gpu) == data_recipe(default)
     same = {f.name for f in dataclasses.fields(Stage1Config)} - {
-        "batch_size", "lr", "steps", "renderer", "light_cycle_count", "log_every", "grid_every", "checkpoint_every",
-        "amp", "channels_last"}
+        "batch_size", "lr", "steps", "renderer", "light_cycle_count", "log_every", "grid_every",
+        "checkpoint_every", "amp", "channels_last"}
     assert {k: getattr(gpu, k) for k in same} == {k: getattr(default, k) for k in same}
     assert gpu.light_cycle_count / gpu.batch_size == default.light_cycle_count / default.batch_size

@@ -33,7 +33,8 @@ def smooth_crops(n: int, seed: int = 0) -> np.ndarray:
     """Face-like smooth images: 8x8 noise enlarged to 64x64 (bicubic), uint8 (n, 64, 64, 3)."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
-    return np.stack([np.asarray(Image.fromarray(s).resize((64, 64), Image.Resampling.BICUBIC)) for s in small])
+    return np.stack([np.asarray(Image.fromarray(s).resize((64, 64), Image.Resampling.BICUBIC))
+                     for s in small])
 
 
 def landmarks_for(n: int, seed: int = 1) -> np.ndarray:
@@ -41,9 +42,9 @@ def landmarks_for(n: int, seed: int = 1) -> np.ndarray:
 
 
 def tiny_recipe(**extra: object) -> Stage1Config:
-    return Stage1Config.from_dict({"model": TINY_AE, "batch_size": 4, "steps": 2, "log_every": 1, "grid_every": 100,
-                                   "checkpoint_every": 100, "device": "cpu", "sources": ["/nonexistent/photos"],
-                                   **extra})
+    return Stage1Config.from_dict({"model": TINY_AE, "batch_size": 4, "steps": 2, "log_every": 1,
+                                   "grid_every": 100, "checkpoint_every": 100, "device": "cpu",
+                                   "sources": ["/nonexistent/photos"], **extra})
 
 
 @pytest.fixture()
@@ -51,8 +52,8 @@ def bundle_file(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     n = CROPS_PER_STRIP + 44  # two strips, the second one short
     crops, lms = smooth_crops(n), landmarks_for(n)
     path = tmp_path / "data.bundle"
-    write_bundle(path, crops, lms, recipe=data_recipe(tiny_recipe()), sources=[f"p/{i}.jpg" for i in range(n)],
-                 counts={"images": n + 3, "noface": 3})
+    write_bundle(path, crops, lms, recipe=data_recipe(tiny_recipe()),
+                 sources=[f"p/{i}.jpg" for i in range(n)], counts={"images": n + 3, "noface": 3})
     return path, crops, lms
 
 
@@ -74,7 +75,8 @@ def test_round_trip_keeps_landmarks_exactly_and_crops_within_jpeg_error(
     assert m["recipe_hash"] == bundle.recipe_hash and len(bundle.recipe_hash) == 64
     assert m["package_version"] and m["features"] is None
     with zipfile.ZipFile(path) as zf:  # crops stored, not deflated (JPEG does not shrink further)
-        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist() if i.filename.endswith(".jpg"))
+        assert all(i.compress_type == zipfile.ZIP_STORED
+                   for i in zf.infolist() if i.filename.endswith(".jpg"))
         assert zf.read("sources.txt").decode().splitlines()[:2] == ["p/0.jpg", "p/1.jpg"]
     ds = bundle.dataset()
     assert len(ds) == len(crops) and ds.landmarks is not None
@@ -145,7 +147,8 @@ def test_training_reads_the_bundle_instead_of_the_sources(bundle_file: tuple[Pat
         train(tiny_recipe(bundle=str(path), crop={"margin": 0.3}), tmp_path / "run2", progress=False)
 
 
-def test_mtcnn_features_travel_in_the_bundle_without_facenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mtcnn_features_travel_in_the_bundle_without_facenet(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("facenet_pytorch")
     reference = MTCNNFeatures()
     crops, lms = smooth_crops(8), landmarks_for(8)
@@ -169,7 +172,8 @@ def test_training_from_a_bundle_needs_neither_facenet_nor_pytorch3d(tmp_path: Pa
                  features=MTCNNFeatures().net.state_dict(), feature_net="mtcnn")
     for name in ("facenet_pytorch", "pytorch3d"):  # as on a bare GPU machine: importing them fails
         monkeypatch.setitem(sys.modules, name, None)
-    cfg = tiny_recipe(bundle=str(tmp_path / "f.bundle"), feature_net="mtcnn", renderer="auto", lambda_landmark=1.0)
+    cfg = tiny_recipe(bundle=str(tmp_path / "f.bundle"), feature_net="mtcnn", renderer="auto",
+                      lambda_landmark=1.0)
     final = train(cfg, tmp_path / "run", progress=False)
     assert (final / "model.safetensors").is_file()
 
@@ -184,7 +188,8 @@ def test_stage1_training_imports_no_optional_heavy_package() -> None:
     assert recipe_gamma == rdm_gamma  # repeated in recipes.py so that it needs no diffusers
     code = ("import sys; import latentface_sdk.train.stage1, latentface_sdk.train.__main__; "
             "print(sorted(m for m in ('diffusers', 'facenet_pytorch', 'pytorch3d') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
     assert out.stdout.strip() == "[]", out
 
 
@@ -194,8 +199,8 @@ def test_bundle_command_packs_what_the_trainer_would_train_on(shared_data: Path,
     recipe.write_text(json.dumps({"sources": ["shared:celeba-train"], "max_images": 6, "feature_net": "mtcnn",
                                   "detect_min_face_size": 40}))
     out = tmp_path / "s.bundle"
-    code = train_main.main(["bundle", "--config", str(recipe), "--shared-root", str(shared_data), "--cache-dir",
-                            str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
+    code = train_main.main(["bundle", "--config", str(recipe), "--shared-root", str(shared_data),
+                            "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
     assert code == 0 and "bytes per crop" in capsys.readouterr().out
     bundle = load_bundle(out)
     cfg = Stage1Config.load(recipe)

@@ -10,24 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from _hub_cache import COMMIT, fake_cache
 from _tiny import tiny_config
 
-from latentface_sdk import FaceEncoder, _paths, hub, list_pretrained  # the public name
+from latentface_sdk import FaceEncoder, hub, list_pretrained  # the public name
 from latentface_sdk.catalog import card_summary
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    yield
+pytestmark = pytest.mark.usefixtures("hub_env")  # no Hub settings from the environment
 
 
 @pytest.fixture(scope="module")
@@ -38,37 +31,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return enc.save_pretrained(tmp_path_factory.mktemp("catalog-model"))
 
 
-def _fake_cache(cache: Path, repo_id: str, model_dir: Path, commit: str = COMMIT) -> Path:
-    """The layout huggingface_hub writes: models--owner--name/{refs/main, snapshots/<commit>/files}."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(model_dir / name, snap / name)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    return snap
-
-
-@pytest.fixture
-def bundled(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A checkout layout with two bundled models, the default among them."""
-    root = tmp_path / "repo"
-    (root / "latentface_sdk").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\n")
-    for name in (hub.DEFAULT_MODEL, "other-model"):
-        shutil.copytree(model_dir, root / "weights" / name)
-    monkeypatch.setattr(_paths, "PACKAGE_DIR", root / "latentface_sdk")
-    return root / "weights"
-
-
 def test_list_pretrained_reads_bundled_and_cached_models(
     bundled: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     (bundled / "other-model" / "README.md").write_text(
         "---\nlicense: mit\n---\n\n# other-model\n\n| a | b |\n\nA tiny test model. It encodes noise.\n")
     cache = tmp_path / "hf-cache"
-    _fake_cache(cache, "someone/latentface-test", model_dir)
+    fake_cache(cache, "someone/latentface-test", model_dir)
     (cache / "models--someone--broken" / "snapshots" / COMMIT).mkdir(parents=True)  # no files: not listed
     models = list_pretrained(cache_dir=cache)
     assert [(m.name, m.source) for m in models] == [(hub.DEFAULT_MODEL, "bundled"),
@@ -84,7 +53,7 @@ def test_the_newest_complete_snapshot_describes_a_cached_model(
     bundled: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     cache = tmp_path / "hf-cache"
-    old = _fake_cache(cache, "someone/model", model_dir)
+    old = fake_cache(cache, "someone/model", model_dir)
     new = old.parent / ("f" * 40)
     shutil.copytree(old, new)
     (new / "README.md").write_text("The newer card.\n")
@@ -101,7 +70,7 @@ def test_the_newest_complete_snapshot_describes_a_cached_model(
 
 def test_the_default_cache_follows_the_environment(bundled: Path, model_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_cache(tmp_path / "env-cache", "someone/env-model", model_dir)
+    fake_cache(tmp_path / "env-cache", "someone/env-model", model_dir)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "env-cache"))
     assert list_pretrained()[-1].name == "someone/env-model"
 

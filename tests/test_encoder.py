@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from _tiny import tiny_config
-from _tiny_model import save_tiny_model, synthetic_crops
+from _tiny_model import save_tiny_model
 from safetensors.torch import load_file, save_file
 
 from latentface_sdk import (
@@ -43,11 +43,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def enc(model_dir: Path) -> FaceEncoder:
     return FaceEncoder.from_pretrained(model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def crops() -> list[np.ndarray]:
-    return synthetic_crops()
 
 
 def _rows_equal(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> None:

@@ -6,25 +6,17 @@ The Hub path is tested on a hand-built Hugging Face cache (``models--owner--name
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _hub_cache import COMMIT, fake_cache
 from _tiny import tiny_config
 
 from latentface_sdk import FaceEncoder, OfflineError, WeightsError, _paths, hub
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    yield
+pytestmark = pytest.mark.usefixtures("hub_env")  # no Hub settings from the environment
 
 
 @pytest.fixture(scope="module")
@@ -32,30 +24,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(2)
     return FaceEncoder.from_config(tiny_config("tiny-hub", latent_dim=32)).save_pretrained(
         tmp_path_factory.mktemp("hub-model"))
-
-
-def _fake_cache(cache: Path, repo_id: str, model_dir: Path, commit: str = COMMIT, ref: str = "main") -> Path:
-    """The layout huggingface_hub writes: models--owner--name/{refs/<ref>, snapshots/<commit>/files}."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(model_dir / name, snap / name)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / ref).write_text(commit)
-    return snap
-
-
-@pytest.fixture
-def bundled(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A checkout layout with two bundled models, the default among them."""
-    root = tmp_path / "repo"
-    (root / "latentface_sdk").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\n")
-    for name in (hub.DEFAULT_MODEL, "other-model"):
-        shutil.copytree(model_dir, root / "weights" / name)
-    monkeypatch.setattr(_paths, "PACKAGE_DIR", root / "latentface_sdk")
-    return root / "weights"
 
 
 def test_default_and_bundled_names(bundled: Path) -> None:
@@ -99,7 +67,7 @@ def test_local_folders(model_dir: Path, tmp_path: Path) -> None:
 
 def test_hub_id_from_the_cache_with_local_files_only(model_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "hf-cache"
-    snap = _fake_cache(cache, "someone/latentface-test", model_dir)
+    snap = fake_cache(cache, "someone/latentface-test", model_dir)
     assert hub.resolve("someone/latentface-test", cache_dir=cache, local_files_only=True) == snap
     # A pinned commit resolves without refs; an unknown tag is not cached.
     assert hub.resolve("someone/latentface-test", revision=COMMIT, cache_dir=cache,
@@ -116,7 +84,7 @@ def test_hub_id_from_the_cache_with_local_files_only(model_dir: Path, tmp_path: 
 def test_hf_hub_offline_and_cache_env(model_dir: Path, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "env-cache"
-    snap = _fake_cache(cache, "owner/model", model_dir)
+    snap = fake_cache(cache, "owner/model", model_dir)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub.is_offline() and hub.hub_cache_dir() == cache
@@ -147,7 +115,7 @@ def test_cache_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 def test_incomplete_snapshot_is_a_weights_error(model_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "partial"
-    snap = _fake_cache(cache, "owner/partial", model_dir)
+    snap = fake_cache(cache, "owner/partial", model_dir)
     (snap / "model.safetensors").unlink()
     with pytest.raises(WeightsError, match="lacks model.safetensors"):
         hub.resolve("owner/partial", cache_dir=cache, local_files_only=True)
@@ -179,13 +147,7 @@ class _FileHub:
         files = sorted(p.name for p in Path(folder_path).iterdir()
                        if any(fnmatch.fnmatch(p.name, pat) for pat in allow_patterns))
         commit = f"{len(self.uploads) + 1:040d}"
-        snap = self.cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
-        snap.mkdir(parents=True)
-        for name in files:
-            shutil.copy(Path(folder_path) / name, snap / name)
-        refs = snap.parents[1] / "refs"
-        refs.mkdir(exist_ok=True)
-        (refs / "main").write_text(commit)
+        fake_cache(self.cache, repo_id, Path(folder_path), commit, files)
         self.uploads.append({"repo_id": repo_id, "files": files, **kwargs})
         return f"https://huggingface.co/{repo_id}/commit/{commit}"
 

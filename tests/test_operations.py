@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tiny_model import save_tiny_model, synthetic_crops
+from _tiny_model import synthetic_crops
 
 from latentface_sdk import FaceEncoder, Frontalized
 from latentface_sdk.encoder import NEUTRAL_LIGHT
@@ -27,16 +27,6 @@ from latentface_sdk.operations import (
     sample_identity,
 )
 from latentface_sdk.pipeline import CropBatch, Row, crops_to_input, encode_crops
-
-
-@pytest.fixture(scope="module")
-def enc(tmp_path_factory: pytest.TempPathFactory) -> FaceEncoder:
-    return FaceEncoder.from_pretrained(save_tiny_model(tmp_path_factory.mktemp("tiny-model")), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def crops() -> list[np.ndarray]:
-    return synthetic_crops()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny_model import save_tiny_model, synthetic_crops
+from _tiny_model import synthetic_crops
 from PIL import Image
 
 from latentface_sdk import FaceEncoder, InvalidImageError, NoFaceError
@@ -29,16 +29,6 @@ from latentface_sdk.pipeline import (
     split_rows,
     to_cpu,
 )
-
-
-@pytest.fixture(scope="module")
-def enc(tmp_path_factory: pytest.TempPathFactory) -> FaceEncoder:
-    return FaceEncoder.from_pretrained(save_tiny_model(tmp_path_factory.mktemp("tiny-model")), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def crops() -> list[np.ndarray]:
-    return synthetic_crops()
 
 
 def _rows_equal(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> None:

@@ -12,20 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny_model import save_tiny_model, synthetic_crops
 
 from latentface_sdk import Disentangled, Encoding, ExpressionFeatures, FaceEncoder, FaceMeshes, Frontalized
-
-
-@pytest.fixture(scope="module")
-def enc(tmp_path_factory: pytest.TempPathFactory) -> FaceEncoder:
-    return FaceEncoder.from_pretrained(save_tiny_model(tmp_path_factory.mktemp("tiny-model")), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def crops() -> list[np.ndarray]:
-    return synthetic_crops()
-
 
 NAN = float("nan")
 

@@ -90,14 +90,15 @@ def test_parts_stay_under_the_limit_and_reassemble_exactly(checkpoint: Path, tmp
     assert_same_tree(original, torch.load(joined / "trainer_state.pt", weights_only=True))
 
 
-def test_parts_load_without_the_index_or_the_optimizer_and_refuse_damage(checkpoint: Path, tmp_path: Path) -> None:
+def test_parts_load_without_the_index_or_the_optimizer_and_refuse_damage(checkpoint: Path,
+                                                                         tmp_path: Path) -> None:
     parts = tmp_path / "parts"
     split_checkpoint(checkpoint, parts, max_bytes=SMALL)
     (parts / INDEX_NAME).unlink()  # the index also lives in the first model file
     assert is_parts_folder(parts)
     loaded = load_parts(parts)
-    assert loaded.trainer is not None and torch.equal(loaded.trainer["torch_rng"],
-                                                      torch.load(checkpoint / "trainer_state.pt")["torch_rng"])
+    assert loaded.trainer is not None and torch.equal(
+        loaded.trainer["torch_rng"], torch.load(checkpoint / "trainer_state.pt")["torch_rng"])
     for f in parts.glob("trainer-*.safetensors"):  # the optimizer state did not come back
         f.unlink()
     weights_only = load_parts(parts)
@@ -125,7 +126,8 @@ def test_weights_only_split_and_stale_parts_are_removed(checkpoint: Path, tmp_pa
 def test_the_default_stage1_checkpoint_comes_back_in_eight_files(tmp_path: Path) -> None:
     """The shipped architecture: ~37 MiB of weights + ~75 MiB of Adam state = 3 + 5 files under 16 MiB,
     index embedded: what a machine that returns 8 files of 16 MiB can hand back."""
-    cfg = Stage1Config.load(Path(__file__).resolve().parents[1] / "latentface_sdk/train/configs/stage1_default.json")
+    cfg = Stage1Config.load(Path(__file__).resolve().parents[1]
+                            / "latentface_sdk/train/configs/stage1_default.json")
     model, opt = trained_state(cfg.model)
     parts = tmp_path / "parts"
     save_parts(parts, ModelConfig(autoencoder=model.cfg), prefixed(model, "autoencoder."),
@@ -143,7 +145,8 @@ def test_a_run_resumes_from_a_checkpoint_that_came_back_in_parts(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
     data = CropDataset(rng.integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8), flip=True)
-    base = dict(model=TINY_AE, batch_size=4, steps=6, log_every=1, grid_every=100, checkpoint_every=3, device="cpu")
+    base = dict(model=TINY_AE, batch_size=4, steps=6, log_every=1, grid_every=100, checkpoint_every=3,
+                device="cpu")
     train(Stage1Config.from_dict(base), tmp_path / "straight", data=data, progress=False)
     train(Stage1Config.from_dict({**base, "steps": 3}), tmp_path / "away", data=data, progress=False)
     # Away: split the checkpoint. Back here: join it into a new run folder and resume there.

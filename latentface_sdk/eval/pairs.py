@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, read_data_text
 
 LineFormat = Literal["auto", "lfw", "names"]
 
@@ -124,12 +124,7 @@ def read_pairs(
     naming a missing image are skipped, recorded in :attr:`PairSet.missing` and reported by a warning.
     """
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{source}: no such pairs file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{source}: cannot read the pairs file ({exc})") from exc
+    text = read_data_text(source, "pairs file")
     base = Path(root) if root is not None else source.parent
     if image_dir is not None:
         names_dir = Path(image_dir)

@@ -1,4 +1,5 @@
-"""``python -m latentface_sdk.train stage1|stage2|export|bundle|split|join ...`` (also ``latentface-train``)."""
+"""``python -m latentface_sdk.train stage1|stage2|export|bundle|split|join ...``
+(also ``latentface-train``)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def bundle_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="latentface-train bundle", description=bundle_main.__doc__,
-        epilog="example:\n  latentface-train bundle --config latentface_sdk/train/configs/stage1_default.json \\\n"
+        epilog="example:\n"
+        "  latentface-train bundle --config latentface_sdk/train/configs/stage1_default.json \\\n"
         "      --shared-root ../shared/data --cache-dir runs/cache --out stage1_default.bundle\n"
         "then, on a machine without the data:\n"
         "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_gpu.json \\\n"
@@ -53,11 +55,13 @@ def bundle_main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
     parser.add_argument("--out", type=Path, required=True, help="the bundle file to write")
-    parser.add_argument("--shared-root", type=Path, help="folder of the shared data sets (for shared:* sources)")
+    parser.add_argument("--shared-root", type=Path,
+                        help="folder of the shared data sets (for shared:* sources)")
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
                         help="where face crops are cached (the trainer's cache; default runs/cache)")
     parser.add_argument("--max-images", type=int, help="use only the first N images (a sample)")
-    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality of the stored crops")
+    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY,
+                        help="JPEG quality of the stored crops")
     parser.add_argument("--subsampling", choices=("4:4:4", "4:2:0"), default="4:4:4",
                         help="JPEG chroma subsampling (4:2:0: smaller, colour less exact)")
     parser.add_argument("--no-progress", action="store_true")
@@ -79,7 +83,8 @@ def bundle_main(argv: list[str]) -> int:
 
 
 def split_main(argv: list[str]) -> int:
-    """``latentface-train split``: write a checkpoint as safetensors parts under 16 MiB each (and an index)."""
+    """``latentface-train split``: write a checkpoint as safetensors parts under 16 MiB \
+each (and an index)."""
     import argparse
 
     from ..errors import LatentFaceError
@@ -136,8 +141,8 @@ def join_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to the stage-1 or stage-2 trainer."""
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: latentface-train {stage1,stage2,export,bundle,split,join} [options]   (add --help after the "
-             "command for its options)\n\nexamples:\n"
+    usage = ("usage: latentface-train {stage1,stage2,export,bundle,split,join} [options]   "
+             "(add --help after the command for its options)\n\nexamples:\n"
              "  latentface-train stage1 --out runs/stage1 --shared-root ../shared/data\n"
              "  latentface-train stage2 --stage1 runs/stage1/model --out runs/stage2\n"
              "  latentface-train export --model runs/stage2 --out weights/my-model --half\n"

@@ -54,8 +54,9 @@ from ..errors import DataError
 from .data import CropDataset
 from .recipes import Stage1Config
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "CROPS_PER_STRIP", "DEFAULT_QUALITY", "BundleReport", "Stage1Bundle",
-           "data_recipe", "decode_strip", "encode_strip", "load_bundle", "pack_bundle", "write_bundle"]
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "CROPS_PER_STRIP", "DEFAULT_QUALITY", "BundleReport",
+           "Stage1Bundle", "data_recipe", "decode_strip", "encode_strip", "load_bundle", "pack_bundle",
+           "write_bundle"]
 
 logger = logging.getLogger("latentface_sdk.train")
 
@@ -141,7 +142,8 @@ class BundleReport:
         return self.bytes / max(self.crops, 1)
 
     def summary(self) -> str:
-        return (f"{self.path}: {self.crops} crops, {self.bytes / 1e6:.2f} MB ({self.bytes_per_crop:.0f} bytes per "
+        return (f"{self.path}: {self.crops} crops, {self.bytes / 1e6:.2f} MB "
+                f"({self.bytes_per_crop:.0f} bytes per "
                 f"crop, JPEG {self.jpeg_bytes / max(self.crops, 1):.0f}), mean |JPEG - raw| "
                 f"{self.mean_abs_diff * 255:.2f}/255, encode {self.encode_seconds:.1f} s, "
                 f"decode {self.decode_seconds:.1f} s")
@@ -157,7 +159,8 @@ def _member(name: str, compress: bool = False) -> zipfile.ZipInfo:
 def _relative(path: str, root: str | None) -> str:
     if root:
         try:
-            return os.path.relpath(path, root) if Path(path).resolve().is_relative_to(Path(root).resolve()) else path
+            return (os.path.relpath(path, root)
+                    if Path(path).resolve().is_relative_to(Path(root).resolve()) else path)
         except (OSError, ValueError):
             return path
     return path
@@ -185,7 +188,8 @@ def write_bundle(out: str | Path, crops: np.ndarray, landmarks: np.ndarray, *, r
     if not 1 <= quality <= 100:
         raise DataError(f"JPEG quality must be in 1..100 (got {quality})")
     t0 = time.perf_counter()
-    strips = [encode_strip(crops[s:s + CROPS_PER_STRIP], quality, subsampling) for s in range(0, n, CROPS_PER_STRIP)]
+    strips = [encode_strip(crops[s:s + CROPS_PER_STRIP], quality, subsampling)
+              for s in range(0, n, CROPS_PER_STRIP)]
     t1 = time.perf_counter()
     counts_per_strip = [min(CROPS_PER_STRIP, n - s) for s in range(0, n, CROPS_PER_STRIP)]
     diff = 0.0
@@ -202,8 +206,8 @@ def write_bundle(out: str | Path, crops: np.ndarray, landmarks: np.ndarray, *, r
         "recipe": recipe,
         "counts": {"crops": n, **(counts or {})},
         "image_size": size,
-        "jpeg": {"quality": quality, "subsampling": subsampling, "optimize": True, "crops_per_strip": CROPS_PER_STRIP,
-                 "mean_abs_diff": round(mean_abs, 6)},
+        "jpeg": {"quality": quality, "subsampling": subsampling, "optimize": True,
+                 "crops_per_strip": CROPS_PER_STRIP, "mean_abs_diff": round(mean_abs, 6)},
         "strips": [{"name": f"crops/{i:05d}.jpg", "crops": c} for i, c in enumerate(counts_per_strip)],
         "landmarks": {"name": "landmarks.npy", "dtype": "float32", "shape": [n, 5, 2]},
         "sources": "sources.txt" if sources is not None else None,
@@ -224,8 +228,9 @@ def write_bundle(out: str | Path, crops: np.ndarray, landmarks: np.ndarray, *, r
         if features is not None:
             zf.writestr(_member("features.safetensors"),
                         save_tensors({k: v.detach().cpu().contiguous() for k, v in features.items()}))
-    return BundleReport(path=path, crops=n, bytes=path.stat().st_size, jpeg_bytes=sum(len(s) for s in strips),
-                        mean_abs_diff=mean_abs, encode_seconds=t1 - t0, decode_seconds=t2 - t1, manifest=manifest)
+    return BundleReport(path=path, crops=n, bytes=path.stat().st_size,
+                        jpeg_bytes=sum(len(s) for s in strips), mean_abs_diff=mean_abs,
+                        encode_seconds=t1 - t0, decode_seconds=t2 - t1, manifest=manifest)
 
 
 def pack_bundle(cfg: Stage1Config, out: str | Path, *, cache_dir: str | Path, quality: int = DEFAULT_QUALITY,
@@ -272,12 +277,14 @@ def load_bundle(path: str | Path) -> Stage1Bundle:
             if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
                 raise DataError(f"{where}: not a stage-1 training bundle (no {BUNDLE_FORMAT!r} manifest)")
             if int(manifest.get("version", 0)) > BUNDLE_VERSION:
-                raise DataError(f"{where}: bundle version {manifest['version']} is newer than this package reads "
-                                f"({BUNDLE_VERSION}); update latentface-sdk")
+                raise DataError(f"{where}: bundle version {manifest['version']} is newer than this "
+                                f"package reads ({BUNDLE_VERSION}); update latentface-sdk")
             size = int(manifest["image_size"])
-            parts = [decode_strip(_read(zf, s["name"], where), int(s["crops"]), size) for s in manifest["strips"]]
+            parts = [decode_strip(_read(zf, s["name"], where), int(s["crops"]), size)
+                     for s in manifest["strips"]]
             crops = np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)
-            landmarks = np.load(io.BytesIO(_read(zf, manifest["landmarks"]["name"], where)), allow_pickle=False)
+            landmarks = np.load(io.BytesIO(_read(zf, manifest["landmarks"]["name"], where)),
+                                allow_pickle=False)
             features = None
             if manifest.get("features"):
                 from safetensors.torch import load as load_tensors

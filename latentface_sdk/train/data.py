@@ -94,7 +94,8 @@ def shared_source(root: str | Path, name: str) -> list[str]:
 
 
 def resolve_sources(sources: Sequence[str], shared_root: str | Path | None = None) -> list[str]:
-    """Expand data sources: ``shared:<name>``, a folder, or a ``.csv`` manifest; in order, duplicates dropped."""
+    """Expand data sources: ``shared:<name>``, a folder, or a ``.csv`` manifest; in order, duplicates
+    dropped."""
     paths: list[str] = []
     for src in sources:
         if src.startswith("shared:"):

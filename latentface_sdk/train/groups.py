@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, read_data_text
 
 __all__ = [
     "GroupedImages",
@@ -113,21 +113,18 @@ class GroupedImages:
 
 def _read_csv(csv_path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """Rows of a headed CSV as ``(line number, row)``; DataError naming the bad lines."""
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{csv_path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{csv_path}: cannot read ({exc})") from exc
+    text = read_data_text(csv_path, encoding="utf-8-sig")
     reader = csv.reader(text.splitlines())
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise DataError(f"{csv_path}: empty file (expected a header with columns {', '.join(required)})") from None
+        raise DataError(f"{csv_path}: empty file (expected a header with columns "
+                        f"{', '.join(required)})") from None
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(
-            f"{csv_path}, line 1: header {header} lacks the column(s) {missing} (expected {', '.join(required)})"
+            f"{csv_path}, line 1: header {header} lacks the column(s) {missing} "
+            f"(expected {', '.join(required)})"
         )
     rows: list[tuple[int, dict[str, str]]] = []
     problems: list[str] = []
@@ -144,7 +141,8 @@ def _read_csv(csv_path: Path, required: Sequence[str]) -> list[tuple[int, dict[s
             continue
         rows.append((line_no, row))
     if problems:
-        shown = "; ".join(problems[:10]) + (f"; ... ({len(problems) - 10} more)" if len(problems) > 10 else "")
+        shown = "; ".join(problems[:10]) + (f"; ... ({len(problems) - 10} more)"
+                                            if len(problems) > 10 else "")
         raise DataError(f"{csv_path}: {len(problems)} malformed row(s): {shown}")
     return rows
 
@@ -157,7 +155,8 @@ def _check_exist(paths: Sequence[str], lines: Sequence[int], where: Path) -> Non
         raise DataError(f"{where}: {len(missing)} image(s) not found: {shown}{more}")
 
 
-def read_group_manifest(csv_path: str | Path, *, min_size: int = 2, check_exists: bool = True) -> GroupedImages:
+def read_group_manifest(csv_path: str | Path, *, min_size: int = 2,
+                        check_exists: bool = True) -> GroupedImages:
     """Read a group manifest: a CSV with a header and the columns ``path`` and ``group`` (others ignored).
 
     Relative paths are resolved against the CSV's folder. Rows with a wrong number of fields or an
@@ -169,7 +168,8 @@ def read_group_manifest(csv_path: str | Path, *, min_size: int = 2, check_exists
     if not rows:
         raise DataError(f"{csv_path}: no rows")
     base = csv_path.resolve().parent
-    paths = [str(base / row["path"]) if not Path(row["path"]).is_absolute() else row["path"] for _, row in rows]
+    paths = [str(base / row["path"]) if not Path(row["path"]).is_absolute() else row["path"]
+             for _, row in rows]
     if check_exists:
         _check_exist(paths, [ln for ln, _ in rows], csv_path)
     groups = [row["group"] for _, row in rows]

@@ -46,7 +46,8 @@ def encode_latents(
     with tqdm(total=n, desc="encode latents", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             chunk = crops[start : start + batch_size]
-            lat = encode(crops_to_input(chunk, torch.device(device), torch.float32))  # as FaceEncoder feeds it
+            # as FaceEncoder feeds it
+            lat = encode(crops_to_input(chunk, torch.device(device), torch.float32))
             out["texture"].append(lat.texture.detach().to("cpu", torch.float32))
             out["shape"].append(lat.shape.detach().to("cpu", torch.float32))
             bar.update(chunk.shape[0])
@@ -65,9 +66,10 @@ def cached_latents(
 ) -> dict[str, Tensor]:
     """:func:`encode_latents`, cached in ``cache_dir/latents-<model>-<data>.safetensors``.
 
-    The file name and its metadata carry the model checksum (:func:`~latentface_sdk.digests.tensors_digest` of the model
-    unless given) and :func:`~latentface_sdk.digests.array_digest` of the crops; a file whose metadata or shapes do not match is
-    recomputed. The file is written atomically.
+    The file name and its metadata carry the model checksum
+    (:func:`~latentface_sdk.digests.tensors_digest` of the model unless given) and
+    :func:`~latentface_sdk.digests.array_digest` of the crops; a file whose metadata or shapes do not
+    match is recomputed. The file is written atomically.
     """
     model_key = model_checksum or tensors_digest(model.state_dict())
     data_key = array_digest(crops)

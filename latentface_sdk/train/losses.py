@@ -49,7 +49,8 @@ def region_points(landmarks: Tensor) -> Tensor:
     """
     eyes, nose, mouth = landmarks[:, :2], landmarks[:, 2:3], landmarks[:, 3:5]
     across = eyes[:, 1] - eyes[:, 0]
-    up = torch.stack([across[:, 1], -across[:, 0]], dim=-1)  # the eye line turned a quarter, towards the brows
+    # the eye line turned a quarter, towards the brows
+    up = torch.stack([across[:, 1], -across[:, 0]], dim=-1)
     brows = eyes + 0.45 * up.unsqueeze(1)
     return torch.cat([eyes, brows, mouth, mouth.mean(dim=1, keepdim=True), nose], dim=1)
 
@@ -88,7 +89,8 @@ class Reconstruction:
 
 
 def reconstruct(model: LatentAutoencoder, renderer: FaceRenderer, images: Tensor) -> Reconstruction:
-    """Encode, decode, shade and render ``images`` (B, 3, 64, 64) in [0, 1], and its flipped twin (eq. 4, 5)."""
+    """Encode, decode, shade and render ``images`` (B, 3, 64, 64) in [0, 1], and its flipped twin
+    (eq. 4, 5)."""
     latents, maps = model(images)
     shaded = renderer.shade(maps.albedo, maps.depth, latents.light)
     recon = renderer.render(shaded.image, maps.depth, latents.pose)
@@ -253,7 +255,8 @@ class Stage1Loss:
     centre_depth: float = 1.0
     #: extra weight of the photometric loss at the eyes, brows and mouth (:func:`region_weights`; 0 = off)
     region_weight: float = 0.0
-    #: the landmark loss reads the depth as the mean of this many pixels square (:func:`depth_at`; 1 = a point)
+    #: the landmark loss reads the depth as the mean of this many pixels square
+    #: (:func:`depth_at`; 1 = a point)
     keypoint_blur: int = 1
     #: False: the photometric losses ignore the learned confidence map (a plain masked L1, ``sigma = 1``),
     #: so no pixel (the mouth and eyes included) can be discounted as uncertain
@@ -295,10 +298,12 @@ class Stage1Loss:
             total = total + self.lambda_landmark * lm
             lm_part = {"landmark": float(lm.detach())}
         with torch.no_grad():
-            l1 = ((rec.recon.image - images).abs().mean(1, keepdim=True) * mask).sum() / mask.sum().clamp(min=1)
+            l1 = (((rec.recon.image - images).abs().mean(1, keepdim=True) * mask).sum()
+                  / mask.sum().clamp(min=1))
         parts = {
-            "loss": float(total.detach()), "photo": float(photo.detach()), "photo_flip": float(photo_f.detach()),
-            "feat": float(feat.detach()), "feat_flip": float(feat_f.detach()), "l1": float(l1),
+            "loss": float(total.detach()), "photo": float(photo.detach()),
+            "photo_flip": float(photo_f.detach()), "feat": float(feat.detach()),
+            "feat_flip": float(feat_f.detach()), "l1": float(l1),
             "curvature": float(smooth.detach()), **lm_part,
         }
         return total, parts

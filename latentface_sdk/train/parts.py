@@ -126,8 +126,8 @@ def _pack(group: str, tensors: Mapping[str, Tensor], max_bytes: int, reserve: in
     for name, tensor in tensors.items():
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         size, total, start, piece = flat.element_size(), flat.numel(), 0, 0
-        entry: dict[str, Any] = {"dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape),
-                                 "parts": []}
+        entry: dict[str, Any] = {"dtype": str(tensor.dtype).removeprefix("torch."),
+                                 "shape": list(tensor.shape), "parts": []}
         while True:
             key = name if start == 0 and piece == 0 else f"{name}@{piece}"
             fit = max((room - len(key.encode()) - 8 - _ENTRY_BYTES) // size, 0)
@@ -144,7 +144,8 @@ def _pack(group: str, tensors: Mapping[str, Tensor], max_bytes: int, reserve: in
             else:
                 raise ValueError(f"max_bytes {max_bytes} is too small for one element of {name!r}")
             whole = take == total
-            files[-1][key] = tensor.detach().to("cpu").contiguous() if whole else flat[start:start + take].clone()
+            files[-1][key] = (tensor.detach().to("cpu").contiguous() if whole
+                              else flat[start:start + take].clone())
             entry["parts"].append([len(files) - 1, key, take])
             room -= take * size + len(key.encode()) + _ENTRY_BYTES
             start += take
@@ -160,7 +161,8 @@ def _pack(group: str, tensors: Mapping[str, Tensor], max_bytes: int, reserve: in
 
 def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor],
                trainer: Mapping[str, Any] | None = None, *, max_bytes: int = DEFAULT_PART_BYTES) -> Path:
-    """Write a model's tensors (and a trainer state) as parts under ``max_bytes`` each; returns the index path.
+    """Write a model's tensors (and a trainer state) as parts under ``max_bytes`` each; returns the
+    index path.
 
     Part files of an earlier split in ``out`` that the new one does not use are removed.
     """
@@ -172,7 +174,8 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
     skeleton = None if trainer is None else _encode(dict(trainer), "", trainer_tensors)
     cfg = config.to_dict()
     cfg.pop("checksum", None)
-    base: dict[str, Any] = {"format": PARTS_FORMAT, "version": PARTS_VERSION, "config": cfg, "trainer": skeleton}
+    base: dict[str, Any] = {"format": PARTS_FORMAT, "version": PARTS_VERSION, "config": cfg,
+                            "trainer": skeleton}
     reserve = 2 * len(json.dumps(base)) + sum(2 * len(k) + 200 for k in model) + 4096
     while True:
         model_files, model_entries = _pack("model", model, max_bytes, reserve)
@@ -187,7 +190,8 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
             break
         reserve = 2 * len(json.dumps(embedded)) + 4096
         if reserve > max_bytes // 2:
-            raise ValueError(f"max_bytes {max_bytes} is too small: the index alone takes {len(embedded)} bytes")
+            raise ValueError(f"max_bytes {max_bytes} is too small: the index alone takes "
+                             f"{len(embedded)} bytes")
     files: dict[str, dict[str, Any]] = {}
     for group, parts in (("model", model_files), ("trainer", trainer_files)):
         for i, tensors in enumerate(parts):
@@ -202,7 +206,8 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
                     raise RuntimeError(f"{name}: {nbytes} bytes, not under {max_bytes}")
                 files[name] = {"bytes": nbytes, "sha256": file_digest(tmp)}
     index["files"] = files
-    index_path = atomic_write_bytes(folder / INDEX_NAME, (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
+    index_path = atomic_write_bytes(folder / INDEX_NAME,
+                                    (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
     for stale in folder.iterdir():
         if _PART_RE.match(stale.name) and stale.name not in files:
             stale.unlink()
@@ -271,7 +276,8 @@ def _assemble(root: Path, entries: Mapping[str, Any]) -> dict[str, Tensor]:
                     handles[file] = safe_open(str(root / file), framework="pt").__enter__()
                 piece = handles[file].get_tensor(key)
                 if piece.numel() != count:
-                    raise WeightsError(f"{root / file}: {key!r} holds {piece.numel()} values, the index says {count}")
+                    raise WeightsError(f"{root / file}: {key!r} holds {piece.numel()} values, "
+                                       f"the index says {count}")
                 pieces.append(piece.reshape(-1))
             dtype = getattr(torch, entry["dtype"])
             flat = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
@@ -315,7 +321,8 @@ def load_parts(folder: str | Path, *, trainer: bool = True) -> CheckpointParts:
             for n in sorted(names):
                 expected = index["files"][n]["sha256"]
                 if file_digest(root / n) != expected:
-                    raise ChecksumError(f"{root / n}: SHA-256 does not match {INDEX_NAME}; the part is damaged")
+                    raise ChecksumError(f"{root / n}: SHA-256 does not match {INDEX_NAME}; "
+                                        "the part is damaged")
     config = ModelConfig.from_dict(index["config"], source=f"{root}/{INDEX_NAME}")
     model = _assemble(root, tensors["model"])
     state = None

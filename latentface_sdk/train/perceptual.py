@@ -58,7 +58,8 @@ class VGG16Features(nn.Module):
 
         path = Path(weights)
         if path.suffix != ".safetensors":
-            raise WeightsError(f"{path}: VGG16 weights must be a .safetensors file (pickled files are refused)")
+            raise WeightsError(f"{path}: VGG16 weights must be a .safetensors file "
+                               "(pickled files are refused)")
         try:
             state = load_file(str(path))
         except Exception as exc:  # safetensors raises several types for corrupt files
@@ -97,8 +98,10 @@ class MTCNNFeatures(nn.Module):
     def __init__(self, state: Mapping[str, Tensor] | None = None) -> None:
         super().__init__()
         # ONet's conv1, prelu1, pool1, conv2, prelu2, pool2 (facenet_pytorch.models.mtcnn.ONet).
-        self.net = nn.Sequential(nn.Conv2d(3, 32, kernel_size=3), nn.PReLU(32), nn.MaxPool2d(3, 2, ceil_mode=True),
-                                 nn.Conv2d(32, 64, kernel_size=3), nn.PReLU(64), nn.MaxPool2d(3, 2, ceil_mode=True))
+        self.net = nn.Sequential(nn.Conv2d(3, 32, kernel_size=3), nn.PReLU(32),
+                                 nn.MaxPool2d(3, 2, ceil_mode=True),
+                                 nn.Conv2d(32, 64, kernel_size=3), nn.PReLU(64),
+                                 nn.MaxPool2d(3, 2, ceil_mode=True))
         try:
             self.net.load_state_dict(dict(state) if state is not None else _onet_state(), strict=True)
         except RuntimeError as exc:
@@ -136,6 +139,7 @@ def build_feature_network(kind: str = "random-conv", weights: str | Path | None 
         return MTCNNFeatures(state)
     if kind == "vgg16":
         if weights is None:
-            raise WeightsError("the 'vgg16' feature network needs a weights file (vgg16 state dict as safetensors)")
+            raise WeightsError("the 'vgg16' feature network needs a weights file "
+                               "(vgg16 state dict as safetensors)")
         return VGG16Features(weights)
     raise ValueError(f"unknown feature network {kind!r} (use 'random-conv', 'mtcnn' or 'vgg16')")

@@ -85,7 +85,8 @@ class Float32Renderer(FaceRenderer):
         with _no_autocast(depth):
             return super().rasterize(depth.float(), pose.float(), backend)
 
-    def render(self, texture: Tensor, depth: Tensor, pose: Tensor, backend: Backend | None = None) -> Rendered:
+    def render(self, texture: Tensor, depth: Tensor, pose: Tensor,
+               backend: Backend | None = None) -> Rendered:
         with _no_autocast(depth):
             return super().render(texture.float(), depth.float(), pose.float(), backend)
 

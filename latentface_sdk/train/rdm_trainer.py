@@ -142,14 +142,16 @@ def _log(path: Path, record: dict[str, Any]) -> None:
     append_log(path, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record})
 
 
-def _save_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, step: int, recipe: str) -> None:
+def _save_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, step: int,
+                     recipe: str) -> None:
     ckpt = out_dir / CHECKPOINT_DIR
     state = {k: v.detach().to("cpu").contiguous() for k, v in pair.state_dict().items()}
     save_safetensors(state, ckpt / CHECKPOINT_WEIGHTS, {"step": str(step), "recipe_hash": recipe})
     save_trainer_state(ckpt / CHECKPOINT_STATE, opt, step)
 
 
-def _load_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, recipe: str, device: torch.device) -> int:
+def _load_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, recipe: str,
+                     device: torch.device) -> int:
     """Restore weights, optimiser and RNG state; returns the step to continue from (0 when none)."""
     ckpt = out_dir / CHECKPOINT_DIR
     weights, state_file = ckpt / CHECKPOINT_WEIGHTS, ckpt / CHECKPOINT_STATE
@@ -171,7 +173,8 @@ def _load_checkpoint(out_dir: Path, pair: RDMPair, opt: torch.optim.Optimizer, r
         raise WeightsError(f"{ckpt}: cannot restore the stage-2 checkpoint ({exc})") from exc
     step = int(state["step"])
     if str(step) != meta.get("step"):
-        raise WeightsError(f"{ckpt}: weights (step {meta.get('step')}) and trainer state (step {step}) disagree")
+        raise WeightsError(f"{ckpt}: weights (step {meta.get('step')}) and trainer state "
+                           f"(step {step}) disagree")
     return step
 
 
@@ -203,7 +206,8 @@ def train_rdms(
     tex = latents["texture"].to(dev, torch.float32)
     shp = latents["shape"].to(dev, torch.float32)
     if tex.shape != shp.shape or tex.ndim != 2 or tex.shape[1] != rcfg.latent_dim:
-        raise DataError(f"latents must be (N, {rcfg.latent_dim}) for texture and shape; got {tuple(tex.shape)}, {tuple(shp.shape)}")
+        raise DataError(f"latents must be (N, {rcfg.latent_dim}) for texture and shape; "
+                        f"got {tuple(tex.shape)}, {tuple(shp.shape)}")
     members = [torch.as_tensor(np.asarray(g), dtype=torch.long) for g in groups]
     members = [m for m in members if m.numel() >= cfg.min_group_size]
     if not members:
@@ -236,12 +240,14 @@ def train_rdms(
     window: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     pair.train()
-    with tqdm(total=cfg.steps, initial=start, desc="stage 2", unit="step", disable=not (progress and is_main)) as bar:
+    with tqdm(total=cfg.steps, initial=start, desc="stage 2", unit="step",
+              disable=not (progress and is_main)) as bar:
         for step in range(start, cfg.steps):
             # One draw for the global batch (batch_groups groups on each rank), each rank taking its
             # groups and their rows' timesteps and noise: N processes train as one with N times the batch.
             gen = _step_generator(cfg.seed, step, 0)
-            rows_all, owner_all = sample_batch(members, cfg.batch_groups * ddp.world, cfg.frames_per_group, gen)
+            rows_all, owner_all = sample_batch(members, cfg.batch_groups * ddp.world,
+                                               cfg.frames_per_group, gen)
             draws = loss_draws(gen, rows_all.numel(), rcfg.latent_dim, rcfg.num_train_timesteps)
             mine = owner_all // cfg.batch_groups == ddp.rank
             rows, owner = rows_all[mine].to(dev), (owner_all[mine] - ddp.rank * cfg.batch_groups).to(dev)
@@ -277,5 +283,6 @@ def train_rdms(
                     dist.barrier()
     agree = rank_weights(pair)
     if is_main:
-        _log(log_path, {"event": "end", "step": cfg.steps, "seconds": round(time.perf_counter() - t0, 3), **agree})
+        _log(log_path, {"event": "end", "step": cfg.steps, "seconds": round(time.perf_counter() - t0, 3),
+                        **agree})
     return pair, history

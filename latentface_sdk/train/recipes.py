@@ -41,7 +41,8 @@ DATA_KINDS = ("celeba", "imfdb", "labels", "manifest", "voxceleb")
 class Stage1Config:
     """The stage-1 recipe (a JSON file; unknown keys are refused)."""
 
-    sources: list[str] = field(default_factory=lambda: ["shared:utkface", "shared:celeba-train", "shared:imfdb"])
+    sources: list[str] = field(default_factory=lambda: ["shared:utkface", "shared:celeba-train",
+                                                        "shared:imfdb"])
     shared_root: str | None = None
     max_images: int | None = None
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
@@ -196,7 +197,8 @@ class Stage2Config:
         if bad:
             raise ConfigError(f"stage-2 config: {', '.join(bad)} must be positive")
         if self.min_group_size < 2:
-            raise ConfigError("stage-2 config: min_group_size must be at least 2 (a group of one has no identity mean)")
+            raise ConfigError("stage-2 config: min_group_size must be at least 2 "
+                              "(a group of one has no identity mean)")
         if self.max_groups is not None and self.max_groups < 1:
             raise ConfigError("stage-2 config: max_groups must be positive or null")
         if not self.lr > 0:
@@ -212,7 +214,8 @@ class Stage2Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "stage-2 config") -> Stage2Config:
-        """A validated recipe from a JSON-like dict (nested ``data`` sources and ``rdm``; unknown keys refused)."""
+        """A validated recipe from a JSON-like dict (nested ``data`` sources and ``rdm``; unknown keys
+        refused)."""
         return config_from_dict(cls, data, source)
 
     @classmethod

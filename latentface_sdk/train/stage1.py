@@ -129,7 +129,8 @@ def reconstruction_grid(images: Tensor, rec: Reconstruction, renderer: FaceRende
     hi = depth.amax(dim=(1, 2), keepdim=True)
     depth_vis = (1.0 - (depth - lo) / (hi - lo).clamp(min=1e-6)).unsqueeze(1).expand(-1, 3, -1, -1)
     frontal = renderer.render_face(rec.shaded.image, depth, torch.zeros_like(rec.latents.pose)).image
-    cols = [images, rec.recon.image, rec.maps.albedo, depth_vis, rec.shaded.shading.expand(-1, 3, -1, -1), frontal]
+    cols = [images, rec.recon.image, rec.maps.albedo, depth_vis, rec.shaded.shading.expand(-1, 3, -1, -1),
+            frontal]
     rows = [np.concatenate([_to_uint8(c[i]) for c in cols], axis=1) for i in range(images.shape[0])]
     return Image.fromarray(np.concatenate(rows, axis=0))
 
@@ -200,7 +201,8 @@ class Stage1Trainer:
         if cfg.lambda_landmark > 0 and keypoints is None:
             raise ConfigError("stage1.lambda_landmark > 0 needs landmarks in the training data")
         self.keypoints = None if keypoints is None else torch.as_tensor(keypoints, dtype=torch.float32)
-        self.loss = Stage1Loss(lambda_f=cfg.lambda_f, lambda_flip=cfg.lambda_flip, lambda_smooth=cfg.lambda_smooth,
+        self.loss = Stage1Loss(lambda_f=cfg.lambda_f, lambda_flip=cfg.lambda_flip,
+                               lambda_smooth=cfg.lambda_smooth,
                                pixel_depth=2 * math.tan(math.radians(ae.fov_deg / 2)) / ae.image_size,
                                lambda_landmark=cfg.lambda_landmark,
                                keypoints=None if self.keypoints is None else self.keypoints.to(device),
@@ -340,11 +342,12 @@ def bundle_data(cfg: Stage1Config) -> Stage1Bundle:
     bundle = load_bundle(cfg.bundle)
     packed = bundle.manifest["recipe"]["crop"]
     if packed["size"] != cfg.crop.size or packed["margin"] != cfg.crop.margin:
-        raise ConfigError(f"{cfg.bundle}: crops of size {packed['size']} with margin {packed['margin']}, the recipe "
-                          f"wants size {cfg.crop.size} with margin {cfg.crop.margin}; pack the bundle from this recipe")
+        raise ConfigError(f"{cfg.bundle}: crops of size {packed['size']} with margin {packed['margin']}, "
+                          f"the recipe wants size {cfg.crop.size} with margin {cfg.crop.margin}; "
+                          "pack the bundle from this recipe")
     if bundle.recipe_hash != json_digest(data_recipe(cfg)):
-        logger.warning("%s was packed from other data settings than this recipe's (%s); training on the bundle",
-                       cfg.bundle, bundle.manifest["recipe"])
+        logger.warning("%s was packed from other data settings than this recipe's (%s); "
+                       "training on the bundle", cfg.bundle, bundle.manifest["recipe"])
     if len(bundle) < cfg.batch_size:
         raise DataError(f"{cfg.bundle}: only {len(bundle)} crops, fewer than one batch of {cfg.batch_size}")
     return bundle
@@ -369,7 +372,8 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         keypoints = canonical_keypoints(dataset.landmarks)
         logger.info("canonical keypoints (u, v): %s", np.round(keypoints, 4).tolist())
     feature_state = None
-    if bundle is not None and bundle.features is not None and bundle.manifest.get("feature_net") == cfg.feature_net:
+    if (bundle is not None and bundle.features is not None
+            and bundle.manifest.get("feature_net") == cfg.feature_net):
         feature_state = bundle.features
     trainer = Stage1Trainer(cfg, device, keypoints, feature_state)
     monitor = PoseMonitor()
@@ -385,12 +389,14 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
     n = len(dataset)
     fixed = load_batch(dataset, torch.arange(min(8, n)), torch.zeros(min(8, n), dtype=torch.bool))
     log_file = out / "train.log"
-    bar = tqdm(total=cfg.steps, initial=state.step, desc="stage1", unit="step", disable=not progress or rank != 0)
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="stage1", unit="step",
+               disable=not progress or rank != 0)
     t_last, imgs_since = time.perf_counter(), 0
-    meta: dict[str, Any] = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": world, "images": n,
-                            "sources": cfg.sources, "feature_net": cfg.feature_net,
+    meta: dict[str, Any] = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": world,
+                            "images": n, "sources": cfg.sources, "feature_net": cfg.feature_net,
                             "renderer": trainer.renderer.backend, "lambda_landmark": cfg.lambda_landmark,
-                            "lambda_light_cycle": cfg.lambda_light_cycle, "augment_roll_deg": cfg.augment_roll_deg,
+                            "lambda_light_cycle": cfg.lambda_light_cycle,
+                            "augment_roll_deg": cfg.augment_roll_deg,
                             "augment_grey_p": cfg.augment_grey_p, "augment_low_res_p": cfg.augment_low_res_p,
                             "region_weight": cfg.region_weight, "keypoint_blur": cfg.keypoint_blur,
                             "photo_confidence": cfg.photo_confidence,
@@ -426,15 +432,17 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         if log_now:
             now = time.perf_counter()
             record = {"step": state.step, **{k: round(v, 5) for k, v in parts.items()}, **monitor.summary(),
-                      "images_per_s": round(imgs_since / (now - t_last), 3), "train_seconds": round(state.elapsed, 1)}
+                      "images_per_s": round(imgs_since / (now - t_last), 3),
+                      "train_seconds": round(state.elapsed, 1)}
             t_last, imgs_since = now, 0
             append_log(log_file, record)
         if state.step % cfg.grid_every == 0 or state.step == cfg.steps:
             (out / "grids").mkdir(exist_ok=True)
             trainer.grid(fixed).save(out / "grids" / f"step_{state.step:07d}.png")
         if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-            save_checkpoint(ckpt, trainer.model, trainer.model_config({**meta, "trained_steps": state.step,
-                                                                        "train_seconds": round(state.elapsed)}),
+            save_checkpoint(ckpt, trainer.model,
+                            trainer.model_config({**meta, "trained_steps": state.step,
+                                                  "train_seconds": round(state.elapsed)}),
                             trainer.optimizer, state)
     bar.close()
     final = out / "model"
@@ -463,15 +471,17 @@ def main(argv: list[str] | None = None) -> int:
         "      --bundle stage1_default.bundle --out runs/stage1-gpu --device cuda",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (logs, grids, checkpoints, model)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run folder (logs, grids, checkpoints, model)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint if present")
     parser.add_argument("--steps", type=int, help="override the number of steps")
-    parser.add_argument("--shared-root", type=Path, help="folder of the shared data sets (for shared:* sources)")
+    parser.add_argument("--shared-root", type=Path,
+                        help="folder of the shared data sets (for shared:* sources)")
     parser.add_argument("--cache-dir", type=Path, help="where face crops are cached (default RUN/cache)")
     parser.add_argument("--max-images", type=int, help="use only the first N images (quick runs)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--init-from", help="start from the weights of this stage-1 model folder or checkpoint "
-                        "in parts (fine-tuning)")
+    parser.add_argument("--init-from", help="start from the weights of this stage-1 model folder or "
+                        "checkpoint in parts (fine-tuning)")
     parser.add_argument("--bundle", help="train on this training bundle (latentface-train bundle) instead of "
                         "the recipe's sources")
     parser.add_argument("--amp", choices=("off", "bf16"), help="override the recipe's mixed precision")

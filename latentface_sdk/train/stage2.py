@@ -6,10 +6,11 @@ Pipeline (paper sections 2.3-2.4):
    (:func:`latentface_sdk.cropset.prepare_crops`, cached);
 2. encode every crop once with the frozen stage-1 encoders (:func:`encode_latents`), cached in a
    safetensors file keyed by the model checksum and a hash of the crops (:func:`cached_latents`);
-3. train (:func:`~latentface_sdk.train.rdm_trainer.train_rdms`): each step samples ``batch_groups`` groups and ``k = min(frames_per_group,
-   group size)`` frames of each; the target ``Z_id`` of a group is the mean of *its sampled frames'*
-   ``Z_exp``, and every sampled frame's ``Z_exp`` is a condition. Both RDMs are trained on the same
-   frames with one Adam optimiser (their parameters are disjoint, so this equals two optimisers);
+3. train (:func:`~latentface_sdk.train.rdm_trainer.train_rdms`): each step samples ``batch_groups``
+   groups and ``k = min(frames_per_group, group size)`` frames of each; the target ``Z_id`` of a
+   group is the mean of *its sampled frames'* ``Z_exp``, and every sampled frame's ``Z_exp`` is a
+   condition. Both RDMs are trained on the same frames with one Adam optimiser (their parameters
+   are disjoint, so this equals two optimisers);
 4. write a model folder (:func:`write_model_folder`): the stage-1 ``autoencoder.*`` tensors and the new
    ``rdm_texture.*``/``rdm_shape.*`` tensors in one ``model.safetensors`` plus ``config.json``.
 
@@ -81,7 +82,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "stage2_default.j
 def load_groups(sources: Sequence[DataSource], *, min_size: int = 2) -> GroupedImages:
     """Read and combine the identity groups of several data sources (group labels kept distinct)."""
     if not sources:
-        raise DataError("no stage-2 data: give at least one data source (celeba, imfdb, labels, manifest or voxceleb)")
+        raise DataError("no stage-2 data: give at least one data source "
+                        "(celeba, imfdb, labels, manifest or voxceleb)")
     parts: list[GroupedImages] = []
     for i, src in enumerate(sources):
         src.validate()
@@ -107,7 +109,8 @@ def load_groups(sources: Sequence[DataSource], *, min_size: int = 2) -> GroupedI
 def load_stage1_folder(folder: str | Path) -> tuple[ModelConfig, dict[str, Tensor]]:
     """A stage-1 model folder -> (its config, its ``autoencoder.*`` tensors with the prefix kept).
 
-    The checksum recorded in ``config.json`` is verified (:func:`latentface_sdk.checkpoint.load_model_folder`).
+    The checksum recorded in ``config.json`` is verified
+    (:func:`latentface_sdk.checkpoint.load_model_folder`).
     """
     mcfg, state = load_model_folder(folder)
     ae = {k: v for k, v in state.items() if k.startswith("autoencoder.")}
@@ -116,8 +119,10 @@ def load_stage1_folder(folder: str | Path) -> tuple[ModelConfig, dict[str, Tenso
     return mcfg, ae
 
 
-def build_autoencoder(mcfg: ModelConfig, tensors: dict[str, Tensor], *, source: str = "stage-1 weights") -> nn.Module:
-    """The stage-1 :class:`~latentface_sdk.models.autoencoder.LatentAutoencoder` with its weights loaded (eval mode)."""
+def build_autoencoder(mcfg: ModelConfig, tensors: dict[str, Tensor], *,
+                      source: str = "stage-1 weights") -> nn.Module:
+    """The stage-1 :class:`~latentface_sdk.models.autoencoder.LatentAutoencoder` with its weights loaded
+    (eval mode)."""
     from ..models.autoencoder import LatentAutoencoder
 
     model = LatentAutoencoder(mcfg.autoencoder)
@@ -211,7 +216,8 @@ def train_stage2(
 
     def _latents() -> dict[str, Tensor]:
         return cached_latents(ae, face_crops, cache, model_checksum=model_key,
-                              batch_size=cfg.encode_batch_size, device=dev, progress=progress and ddp.rank == 0)
+                              batch_size=cfg.encode_batch_size, device=dev,
+                              progress=progress and ddp.rank == 0)
 
     if ddp.rank == 0:
         latents = _latents()
@@ -255,13 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  latentface-train stage2 --stage1 runs/s1/model --out runs/s2 --threads 2\n"
         "  latentface-train stage2 --stage1 runs/s1/model --out runs/s2 --resume   # continue a stopped run\n"
-        "  OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m latentface_sdk.train stage2 --stage1 runs/s1/model "
-        "--out runs/s2",
+        "  OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m latentface_sdk.train stage2 "
+        "--stage1 runs/s1/model --out runs/s2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe JSON (default: %(default)s)")
-    p.add_argument("--stage1", type=Path, required=True, help="stage-1 model folder (config.json + model.safetensors)")
-    p.add_argument("--out", type=Path, required=True, help="output model folder (also holds checkpoint/, cache/, log)")
+    p.add_argument("--stage1", type=Path, required=True,
+                   help="stage-1 model folder (config.json + model.safetensors)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output model folder (also holds checkpoint/, cache/, log)")
     p.add_argument(
         "--data", action="append", default=None, metavar="KIND=PATH",
         help=f"data source, repeatable; KIND in {', '.join(DATA_KINDS)} (replaces the config's data list)",
@@ -274,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--cache-dir", type=Path, help="where face crops and latents are cached (default: OUT/cache)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="where face crops and latents are cached (default: OUT/cache)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

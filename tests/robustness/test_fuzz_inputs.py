@@ -206,22 +206,30 @@ def any_array(draw: st.DrawFn) -> np.ndarray:
     return draw(arrays(dtype, shape))
 
 
+def _check_conversion(
+    value: np.ndarray | torch.Tensor, verdict: str, want: np.ndarray | None, label: str, tol: int
+) -> None:
+    """``to_rgb(value)`` refuses it with a typed error naming the input when ``verdict`` is ``"refuse"``;
+    otherwise it gives uint8 pixels of ``want``'s shape, each within ``tol`` of ``want``."""
+    try:
+        got = to_rgb(value)
+    except InvalidImageError as exc:
+        event("refused")
+        assert verdict == "refuse", f"{label} refused: {exc}"
+        assert str(exc).startswith("image: ")
+        return
+    event("accepted")
+    assert verdict == "accept" and want is not None, f"{label} accepted"
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    assert np.abs(got.astype(np.int64) - want).max(initial=0) <= tol
+
+
 @settings(max_examples=examples(50), deadline=None)
 @given(arr=any_array())
 def test_any_numpy_array_is_converted_by_the_documented_rule_or_refused(arr: np.ndarray) -> None:
     verdict, want = _expected(arr)
-    try:
-        got = to_rgb(arr)
-    except InvalidImageError as exc:
-        event("refused")
-        assert verdict == "refuse", f"{arr.dtype} {arr.shape} refused: {exc}"
-        assert str(exc).startswith("image: ")
-        return
-    event("accepted")
-    assert verdict == "accept", f"{arr.dtype} {arr.shape} accepted"
-    assert want is not None and got.dtype == np.uint8 and got.shape == want.shape
     tol = 1 if arr.dtype.kind == "f" else 0  # float32 rounding of v * 255
-    assert np.abs(got.astype(np.int64) - want).max(initial=0) <= tol
+    _check_conversion(arr, verdict, want, f"{arr.dtype} {arr.shape}", tol)
 
 
 @settings(max_examples=examples(40), deadline=None)
@@ -244,17 +252,7 @@ def test_any_tensor_is_converted_like_its_numpy_twin_or_refused(
     verdict, want = _expected(ref)
     if tensor.ndim >= 3 and tensor.shape[-3] == 4:  # tensors take 1 or 3 channels, no alpha
         verdict, want = "refuse", None
-    try:
-        got = to_rgb(tensor)
-    except InvalidImageError as exc:
-        event("refused")
-        assert verdict == "refuse", f"{tensor.dtype} {tuple(tensor.shape)} refused: {exc}"
-        assert str(exc).startswith("image: ")
-        return
-    event("accepted")
-    assert verdict == "accept" and want is not None, f"{tensor.dtype} {tuple(tensor.shape)} accepted"
-    assert got.shape == want.shape
-    assert np.abs(got.astype(np.int64) - want).max(initial=0) <= 1
+    _check_conversion(tensor, verdict, want, f"{tensor.dtype} {tuple(tensor.shape)}", 1)
 
 
 # ------------------------------------------------------------------------------------------- lists

@@ -9,9 +9,9 @@ two new ones.
         --json benchmarks/results/stage1_expression_levers.json   # scores of runs made side by side
 
 A continuation screen: every arm starts from the bundled model's stage 1 and trains ``--steps`` more steps
-(default 300, batch 16, one process, lr 1e-4) of ``latentface_sdk/train/configs/stage1_expression.json`` on
-the same random sample of that recipe's photos (``--photos``, default 12,000; MTCNN crops with landmarks,
-cached), changed in one thing:
+(default 300; 400 in docs/training.md; batch 16, one process, lr 1e-4) of
+``latentface_sdk/train/configs/stage1_expression.json`` on the same random sample of that recipe's photos
+(``--photos``, default 12,000; MTCNN crops with landmarks, cached), changed in one thing:
 
 * ``recipe``: the expression recipe as it is (the control);
 * ``region weight 0``: the photometric loss counts every pixel once (recipe: eyes, brows, mouth 3x);

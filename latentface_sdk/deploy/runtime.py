@@ -80,6 +80,9 @@ class OnnxFaceEncoder:
                 raise OnnxFormatError(f"{path}: its SHA-256 differs from the one in {CONFIG_NAME} (altered "
                                       "or corrupt)")
             opts = ort.SessionOptions()
+            # The two sessions run back to back: threads of one that spin after its run would steal the
+            # cores from the other (disentangle at batch 32 and 2 threads: 2.9 -> 2.1 ms per face).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads is not None:
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import sys
 
+from ._cli import add_data_options, command_parser, error_exit, stage1_recipe
+
 
 def export_main(argv: list[str]) -> int:
     """``latentface-train export``: copy a trained model folder for shipping (optionally half-precision)."""
-    import argparse
-
     import torch
 
     from ..encoder import FaceEncoder
     from ..errors import LatentFaceError
 
-    parser = argparse.ArgumentParser(
-        prog="latentface-train export", description=export_main.__doc__,
-        epilog="example:\n  latentface-train export --model runs/s2 --out weights/my-model --half",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("export", export_main.__doc__, "example:\n"
+                            "  latentface-train export --model runs/s2 --out weights/my-model --half")
     parser.add_argument("--model", required=True, help="trained model folder (stage-2 output) or name")
     parser.add_argument("--out", required=True, help="destination folder (e.g. weights/<name>)")
     parser.add_argument("--half", action="store_true", help="store float tensors as float16 (half the size)")
@@ -27,8 +25,7 @@ def export_main(argv: list[str]) -> int:
         encoder = FaceEncoder.from_pretrained(args.model, device="cpu")
         folder = encoder.save_pretrained(args.out, storage_dtype=torch.float16 if args.half else None)
     except LatentFaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     size = (folder / "model.safetensors").stat().st_size / 2**20
     print(f"wrote {folder} (model.safetensors {size:.1f} MiB, sha256 {encoder.config.checksum})")
     return 0
@@ -36,30 +33,24 @@ def export_main(argv: list[str]) -> int:
 
 def bundle_main(argv: list[str]) -> int:
     """``latentface-train bundle``: pack a stage-1 recipe's crops and landmarks into one training bundle."""
-    import argparse
     import logging
     from pathlib import Path
 
     from ..errors import LatentFaceError
     from .bundle import DEFAULT_QUALITY, pack_bundle
-    from .recipes import Stage1Config
 
-    parser = argparse.ArgumentParser(
-        prog="latentface-train bundle", description=bundle_main.__doc__,
-        epilog="example:\n"
+    parser = command_parser(
+        "bundle", bundle_main.__doc__,
+        "example:\n"
         "  latentface-train bundle --config latentface_sdk/train/configs/stage1_default.json \\\n"
         "      --shared-root ../shared/data --cache-dir runs/cache --out stage1_default.bundle\n"
         "then, on a machine without the data:\n"
         "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_gpu.json \\\n"
-        "      --bundle stage1_default.bundle --out runs/stage1-gpu",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "      --bundle stage1_default.bundle --out runs/stage1-gpu")
     parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
     parser.add_argument("--out", type=Path, required=True, help="the bundle file to write")
-    parser.add_argument("--shared-root", type=Path,
-                        help="folder of the shared data sets (for shared:* sources)")
-    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
-                        help="where face crops are cached (the trainer's cache; default runs/cache)")
-    parser.add_argument("--max-images", type=int, help="use only the first N images (a sample)")
+    add_data_options(parser, cache_default=Path("runs/cache"),
+                     cache_note="the trainer's cache; default runs/cache", sample_note="a sample")
     parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY,
                         help="JPEG quality of the stored crops")
     parser.add_argument("--subsampling", choices=("4:4:4", "4:2:0"), default="4:4:4",
@@ -68,16 +59,10 @@ def bundle_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        cfg = Stage1Config.load(args.config) if args.config else Stage1Config()
-        if args.shared_root is not None:
-            cfg.shared_root = str(args.shared_root)
-        if args.max_images is not None:
-            cfg.max_images = args.max_images
-        report = pack_bundle(cfg, args.out, cache_dir=args.cache_dir, quality=args.quality,
+        report = pack_bundle(stage1_recipe(args), args.out, cache_dir=args.cache_dir, quality=args.quality,
                              subsampling=args.subsampling, progress=not args.no_progress)
     except LatentFaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     print(report.summary())
     return 0
 
@@ -85,17 +70,14 @@ def bundle_main(argv: list[str]) -> int:
 def split_main(argv: list[str]) -> int:
     """``latentface-train split``: write a checkpoint as safetensors parts under 16 MiB \
 each (and an index)."""
-    import argparse
-
     from ..errors import LatentFaceError
     from .parts import DEFAULT_PART_BYTES, split_checkpoint
 
-    parser = argparse.ArgumentParser(
-        prog="latentface-train split", description=split_main.__doc__,
-        epilog="example:\n  latentface-train split --checkpoint runs/stage1-gpu/checkpoint --out parts/\n"
+    parser = command_parser(
+        "split", split_main.__doc__,
+        "example:\n  latentface-train split --checkpoint runs/stage1-gpu/checkpoint --out parts/\n"
         "back here: latentface-train join --parts parts/ --out runs/stage1-gpu/checkpoint (then --resume),\n"
-        "or latentface-train stage1 --init-from parts/ ...",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "or latentface-train stage1 --init-from parts/ ...")
     parser.add_argument("--checkpoint", required=True, help="checkpoint or model folder (config.json, "
                         "model.safetensors, optional trainer_state.pt)")
     parser.add_argument("--out", required=True, help="folder for the parts")
@@ -107,8 +89,7 @@ each (and an index)."""
         index = split_checkpoint(args.checkpoint, args.out, optimizer=not args.no_optimizer,
                                  max_bytes=int(args.max_mib * 2**20))
     except (LatentFaceError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     files = sorted(p for p in index.parent.iterdir() if p.name.endswith(".safetensors") or p == index)
     for f in files:
         print(f"{f} {f.stat().st_size / 2**20:.2f} MiB")
@@ -117,23 +98,18 @@ each (and an index)."""
 
 def join_main(argv: list[str]) -> int:
     """``latentface-train join``: reassemble a checkpoint in parts into a checkpoint folder (for --resume)."""
-    import argparse
-
     from ..errors import LatentFaceError
     from .parts import join_checkpoint
 
-    parser = argparse.ArgumentParser(
-        prog="latentface-train join", description=join_main.__doc__,
-        epilog="example:\n  latentface-train join --parts parts/ --out runs/stage1-gpu/checkpoint",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("join", join_main.__doc__, "example:\n"
+                            "  latentface-train join --parts parts/ --out runs/stage1-gpu/checkpoint")
     parser.add_argument("--parts", required=True, help="folder of model-*/trainer-*.safetensors parts")
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
     args = parser.parse_args(argv)
     try:
         folder = join_checkpoint(args.parts, args.out)
     except (LatentFaceError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     print(f"wrote {folder}")
     return 0
 
@@ -161,14 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         from .stage2 import main as stage2_main
 
         return stage2_main(rest)
-    if stage == "export":
-        return export_main(rest)
-    if stage == "bundle":
-        return bundle_main(rest)
-    if stage == "split":
-        return split_main(rest)
-    if stage == "join":
-        return join_main(rest)
+    commands = {"export": export_main, "bundle": bundle_main, "split": split_main, "join": join_main}
+    if stage in commands:
+        return commands[stage](rest)
     print(f"unknown stage {stage!r}\n{usage}", file=sys.stderr)
     return 2
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -21,6 +22,8 @@ from ..devices import resolve_device
 from ..errors import ConfigError
 
 __all__ = ["Distributed", "append_log", "init_distributed", "rank_device"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,16 @@ class Distributed:
     def is_main(self) -> bool:
         """Rank 0 writes the logs, checkpoints and model folders."""
         return self.rank == 0
+
+    def main_first(self, work: Callable[[], T]) -> T:
+        """``work()`` on rank 0 first, then, after a barrier, on the other ranks (which read its caches)."""
+        if self.rank == 0:
+            result = work()
+            if self.active:
+                dist.barrier()
+            return result
+        dist.barrier()  # any other rank is part of a process group
+        return work()
 
 
 def _world_size() -> int:

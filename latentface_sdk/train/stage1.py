@@ -22,7 +22,6 @@ CPU, nccl on CUDA); rank 0 writes every file.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
@@ -46,6 +45,7 @@ from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
+from ._cli import add_data_options, command_parser, stage1_recipe
 from .augment import augment_plan
 from .bundle import Stage1Bundle, data_recipe, load_bundle
 from .data import CropDataset, resolve_sources
@@ -458,9 +458,9 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m latentface_sdk.train stage1``."""
-    parser = argparse.ArgumentParser(
-        prog="latentface-train stage1", description=__doc__.splitlines()[0],
-        epilog="examples:\n"
+    parser = command_parser(
+        "stage1", __doc__.splitlines()[0],
+        "examples:\n"
         "  OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m latentface_sdk.train stage1 \\\n"
         "      --config latentface_sdk/train/configs/stage1_default.json --out runs/stage1 \\\n"
         "      --shared-root ../shared/data --cache-dir runs/cache --resume\n"
@@ -468,17 +468,13 @@ def main(argv: list[str] | None = None) -> int:
         "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_finetune.json \\\n"
         "      --init-from runs/stage1/model --out runs/stage1-ft --shared-root ../shared/data\n"
         "  latentface-train stage1 --config latentface_sdk/train/configs/stage1_gpu.json \\\n"
-        "      --bundle stage1_default.bundle --out runs/stage1-gpu --device cuda",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "      --bundle stage1_default.bundle --out runs/stage1-gpu --device cuda")
     parser.add_argument("--config", type=Path, help="stage-1 recipe (JSON); defaults to the built-in one")
     parser.add_argument("--out", type=Path, required=True,
                         help="run folder (logs, grids, checkpoints, model)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint if present")
     parser.add_argument("--steps", type=int, help="override the number of steps")
-    parser.add_argument("--shared-root", type=Path,
-                        help="folder of the shared data sets (for shared:* sources)")
-    parser.add_argument("--cache-dir", type=Path, help="where face crops are cached (default RUN/cache)")
-    parser.add_argument("--max-images", type=int, help="use only the first N images (quick runs)")
+    add_data_options(parser, cache_default=None, cache_note="default RUN/cache", sample_note="quick runs")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--init-from", help="start from the weights of this stage-1 model folder or "
                         "checkpoint in parts (fine-tuning)")
@@ -489,13 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = Stage1Config.load(args.config) if args.config else Stage1Config()
+    cfg = stage1_recipe(args)
     if args.steps is not None:
         cfg.steps = args.steps
-    if args.shared_root is not None:
-        cfg.shared_root = str(args.shared_root)
-    if args.max_images is not None:
-        cfg.max_images = args.max_images
     if args.device:
         cfg.device = args.device
     if args.init_from:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from ..checkpoint import load_model_folder, load_part, prefixed, save_model_fold
 from ..config import ModelConfig
 from ..digests import array_digest, json_digest, tensors_digest
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
+from ._cli import error_exit
 from .groups import (
     GroupedImages,
     celeba_identity_groups,
@@ -197,12 +197,7 @@ def train_stage2(
                              cache_file=crop_file, progress=progress and ddp.rank == 0)
 
     # Rank 0 does the expensive work first; the others then read its caches.
-    if ddp.rank == 0:
-        crops = _crops()
-    if ddp.active:
-        dist.barrier()
-    if ddp.rank != 0:
-        crops = _crops()
+    crops = ddp.main_first(_crops)
     ok_rows = np.flatnonzero(crops.ok).tolist()
     sizes = Counter(data.groups[i] for i in ok_rows)
     rows = [i for i in ok_rows if sizes[data.groups[i]] >= cfg.min_group_size]
@@ -219,12 +214,7 @@ def train_stage2(
                               batch_size=cfg.encode_batch_size, device=dev,
                               progress=progress and ddp.rank == 0)
 
-    if ddp.rank == 0:
-        latents = _latents()
-    if ddp.active:
-        dist.barrier()
-    if ddp.rank != 0:
-        latents = _latents()
+    latents = ddp.main_first(_latents)
 
     t0 = time.perf_counter()
     pair, _ = train_rdms(latents, data.group_indices(), cfg, out_dir, device=dev,
@@ -319,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = train_stage2(cfg, stage1=args.stage1, out=args.out, device=args.device, resume=args.resume,
                               cache_dir=args.cache_dir, progress=not args.no_progress)
     except LatentFaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -24,18 +24,14 @@ Every option (other data sets, CSV inputs, RDM settings): ``python -m latentface
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from _options import example_parser
 
 from latentface_sdk import FaceEncoder
 from latentface_sdk.eval import EvalSettings, parse_feature_names, read_split, run_fer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="40 images per class, LBP vs LatentFace")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
-    parser.add_argument("--out", type=Path, default=Path("runs/fer-example"))
+    parser = example_parser(__doc__, quick="40 images per class, LBP vs LatentFace", out="runs/fer-example")
     args = parser.parse_args(argv)
 
     train = read_split(args.data / "fer2013", "Training")

@@ -19,20 +19,16 @@ Every option of the protocol (LFW layout, other models, RDM settings):
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
+from _options import example_parser
 
 from latentface_sdk import FaceEncoder
 from latentface_sdk.eval import EvalSettings, parse_feature_names, read_pairs, run_verification
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 folds, LBP vs LatentFace (under a minute)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
-    parser.add_argument("--out", type=Path, default=Path("runs/verify-example"))
+    parser = example_parser(__doc__, quick="2 folds, LBP vs LatentFace (under a minute)",
+                            out="runs/verify-example")
     args = parser.parse_args(argv)
 
     # 1. One pair by hand: cosine similarity of the verification features.

@@ -18,7 +18,11 @@ A continuation screen: every arm starts from the bundled model's stage 1 and tra
 * ``keypoint blur 1``: the landmark loss reads the depth at a point (recipe: a 5x5 patch);
 * ``no grey / low-res``: no grey and no 24-48 px crops (recipe: 30% each);
 * ``no photo confidence``: the photometric loss ignores the learned confidence map (plain masked L1);
-* ``feature loss at landmarks``: the feature-level loss also counts the eyes, brows and mouth 3x.
+* ``feature loss at landmarks``: the feature-level loss also counts the eyes, brows and mouth 3x;
+* ``no confidence + landmark features``: the two best of the above together;
+* ``encoders 48 wide``: the four encoders 48 channels wide instead of 32, grown around the bundled ones
+  (:func:`latentface_sdk.train.widen.widen_encoders`: the wider model starts computing what the bundled
+  one does, its new channels grow in as it trains).
 
 Each arm's autoencoder is scored beside the bundled RDMs (stage 2 is not retrained): FER-2013
 ``Training`` -> ``PublicTest`` linear probe of ``latentface`` (``Z_exp``) and ``latentface-expression``
@@ -50,9 +54,11 @@ from latentface_sdk.checkpoint import load_model_folder, save_model_folder  # no
 from latentface_sdk.cropset import prepare_crops  # noqa: E402
 from latentface_sdk.digests import parts_digest  # noqa: E402
 from latentface_sdk.hub import resolve  # noqa: E402
+from latentface_sdk.models.autoencoder import LatentAutoencoder  # noqa: E402
 from latentface_sdk.train.data import CropDataset, resolve_sources  # noqa: E402
 from latentface_sdk.train.recipes import Stage1Config  # noqa: E402
 from latentface_sdk.train.stage1 import train  # noqa: E402
+from latentface_sdk.train.widen import widen_encoders  # noqa: E402
 
 RECIPE = _bench.REPO_ROOT / "latentface_sdk" / "train" / "configs" / "stage1_expression.json"
 ARMS: dict[str, dict[str, Any]] = {
@@ -62,6 +68,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "no grey / low-res": {"augment_grey_p": 0.0, "augment_low_res_p": 0.0},
     "no photo confidence": {"photo_confidence": False},
     "feature loss at landmarks": {"feature_region_weight": 2.0},
+    "no confidence + landmark features": {"photo_confidence": False, "feature_region_weight": 2.0},
+    "encoders 48 wide": {"width": 48},
 }
 
 
@@ -95,12 +103,34 @@ def train_arm(arm: str, runs: Path, data: CropDataset, steps: int) -> Path:
     out = runs / slug(arm)
     if (out / "model" / "model.safetensors").is_file():
         return out / "model"
-    cfg = dataclasses.replace(Stage1Config.load(RECIPE), steps=steps, device="cpu", grid_every=steps,
-                              checkpoint_every=100, init_from=str(resolve(None)), **ARMS[arm])
+    change = dict(ARMS[arm])
+    recipe = Stage1Config.load(RECIPE)
+    init_from = Path(resolve(None))
+    if "width" in change:  # capacity: grow the bundled encoders to the arm's width first
+        width = change.pop("width")
+        init_from = widened(init_from, width, out / "init")
+        change["model"] = dataclasses.replace(recipe.model, width=width)
+    cfg = dataclasses.replace(recipe, steps=steps, device="cpu", grid_every=steps,
+                              checkpoint_every=100, init_from=str(init_from), **change)
     t0 = time.perf_counter()
     train(cfg, out, resume=True, data=data, progress=False)
     (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.0f}\n")
     return out / "model"
+
+
+def widened(model: Path, width: int, out: Path) -> Path:
+    """``model``'s folder with its encoders grown to ``width`` (same outputs; float32)."""
+    if (out / "model.safetensors").is_file():
+        return out
+    config, tensors = load_model_folder(model)
+    auto = LatentAutoencoder(config.autoencoder)
+    auto.load_state_dict({k.removeprefix("autoencoder."): v.float() for k, v in tensors.items()
+                          if k.startswith("autoencoder.")})
+    wide = widen_encoders(auto, width)
+    state = {k: v.float() for k, v in tensors.items() if not k.startswith("autoencoder.")}
+    state.update({f"autoencoder.{k}": v for k, v in wide.state_dict().items()})
+    save_model_folder(out, dataclasses.replace(config, autoencoder=wide.cfg), state)
+    return out
 
 
 def encoder_folder(arm_model: Path, out: Path) -> Path:
@@ -109,7 +139,8 @@ def encoder_folder(arm_model: Path, out: Path) -> Path:
     if (out / "model.safetensors").is_file():
         return out
     config, tensors = load_model_folder(resolve(None))
-    _, arm = load_model_folder(arm_model)
+    arm_config, arm = load_model_folder(arm_model)
+    config = dataclasses.replace(config, autoencoder=arm_config.autoencoder)
     merged = {k: v.float() for k, v in tensors.items() if not k.startswith("autoencoder.")}
     merged.update({k: v.float() for k, v in arm.items() if k.startswith("autoencoder.")})
     save_model_folder(out, config, merged)

@@ -10,7 +10,10 @@ stage 1 (the shipped recipe), keeping the checkpoint at several step counts (``-
 * ``recipe``: the recipe as it is;
 * ``grey-lowres views``: every crop of a group also joins it as a grey, low-resolution copy (luma, area-
   shrunk to 24-48 px and enlarged back, as FER-2013's 48 px grey faces are), so the RDM sees the latents of
-  such faces and learns that their identity is the colour photos' identity.
+  such faces and learns that their identity is the colour photos' identity;
+* ``condition modulates every layer``: the denoiser's conditioning (``rdm.cond_modulation``): ``Z_exp``
+  also scales and shifts every residual layer's features, as the timestep does, instead of entering only
+  at the input beside the noisy latent.
 
 Each snapshot is scored as ``python -m latentface_sdk.eval fer`` scores ``latentface-fer``: FER-2013
 ``Training`` -> ``PublicTest``, MTCNN crops with the model's policy (centre crop where none is found), the
@@ -42,6 +45,7 @@ from latentface_sdk.cropset import prepare_crops  # noqa: E402
 from latentface_sdk.digests import parts_digest, tensors_digest  # noqa: E402
 from latentface_sdk.eval import read_split  # noqa: E402
 from latentface_sdk.eval.fer import evaluate_fer  # noqa: E402
+from latentface_sdk.models.rdm import RepresentationDiffusion  # noqa: E402
 from latentface_sdk.pipeline import encode_crops  # noqa: E402
 from latentface_sdk.train.augment import low_resolution, to_grey  # noqa: E402
 from latentface_sdk.train.latents import cached_latents  # noqa: E402
@@ -50,7 +54,7 @@ from latentface_sdk.train.recipes import Stage2Config  # noqa: E402
 from latentface_sdk.train.stage2 import build_autoencoder, load_groups, load_stage1_folder  # noqa: E402
 
 RECIPE = _bench.REPO_ROOT / "latentface_sdk" / "train" / "configs" / "stage2_expression.json"
-ARMS = ("recipe", "grey-lowres views")
+ARMS = ("recipe", "grey-lowres views", "condition modulates every layer")
 
 
 def grey_lowres(crops: np.ndarray, seed: int = 1) -> np.ndarray:
@@ -93,6 +97,8 @@ def train_arm(arm: str, out: Path, steps: list[int], stage1: Path, cache: Path) 
         if s in done:
             continue
         run_cfg = dataclasses.replace(cfg, steps=s, checkpoint_every=min(2500, s))
+        if arm == "condition modulates every layer":
+            run_cfg = dataclasses.replace(run_cfg, rdm=dataclasses.replace(cfg.rdm, cond_modulation=True))
         resume = (out / "checkpoint" / "rdm.safetensors").is_file()
         train_rdms(latents, groups, run_cfg, out, resume=resume, progress=False, data_key=arm)
         shutil.copy(out / "checkpoint" / "rdm.safetensors", out / f"rdm-{s}.safetensors")
@@ -118,15 +124,19 @@ def fer_latents(encoder: FaceEncoder, data: Path,
 
 def identity(encoder: FaceEncoder, state: dict[str, torch.Tensor], z: np.ndarray) -> np.ndarray:
     """``Z_id`` of ``Z_exp`` rows with the RDM weights ``state`` (``z_T = 0``, the model's DDIM steps)."""
-    for which, rdm in (("texture", encoder.rdm_texture), ("shape", encoder.rdm_shape)):
+    # RDMs of the state's architecture (the conditioning arm has more weights than the bundled ones)
+    cfg = dataclasses.replace(encoder.config.rdm, cond_modulation=any(".cond." in k for k in state))
+    rdms = []
+    for which in ("texture", "shape"):
         prefix = f"rdm_{which}."
-        rdm.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
-                            strict=False)
+        rdm = RepresentationDiffusion(cfg).eval()
+        rdm.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        rdms.append(rdm)
     d = z.shape[1] // 2
     with torch.inference_mode():
         zt, zs = torch.from_numpy(z[:, :d]), torch.from_numpy(z[:, d:])
-        it = encoder.rdm_texture.sample(zt, noise=torch.zeros_like(zt))
-        is_ = encoder.rdm_shape.sample(zs, noise=torch.zeros_like(zs))
+        it = rdms[0].sample(zt, noise=torch.zeros_like(zt))
+        is_ = rdms[1].sample(zs, noise=torch.zeros_like(zs))
     return torch.cat([it, is_], 1).numpy()
 
 

@@ -167,6 +167,9 @@ class RDMConfig:
     #: where DDIM starts: ``"noise"`` (``z_T ~ N(0, I)``, the paper) or ``"zero"`` (``z_T = 0``, the
     #: prior's mode: one deterministic sample near the mean of many, the default of ``disentangle``)
     sample_init: str = "noise"
+    #: also let the condition scale and shift every residual layer's features (as the timestep does),
+    #: besides entering with the noisy latent at the input (the paper's only path; issue 24's lever)
+    cond_modulation: bool = False
 
     def validate(self) -> None:
         if len(self.channels) != 3 or min(self.channels) <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Sequence
@@ -300,3 +301,30 @@ def test_sampling_from_given_noise_matches_the_generator_draw() -> None:
         torch.testing.assert_close(given, expected)
     with pytest.raises(ValueError, match="noise must have shape"):
         rdm.sample(cond, noise=torch.zeros(2, 256))
+
+
+def test_condition_modulation_starts_as_the_plain_denoiser_and_then_acts() -> None:
+    """``cond_modulation``: every residual layer gets the condition's own scale/shift, zero at the start."""
+    torch.manual_seed(0)
+    plain = RDMDenoiser(SMALL)
+    with torch.no_grad():  # as after training: the zero-initialised last layers of the residuals moved
+        for p in plain.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    film = RDMDenoiser(dataclasses.replace(SMALL, cond_modulation=True))
+    missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(".cond." in k for k in missing)
+    assert len(missing) == 2 * len(film.residual_layers())  # weight and bias of each layer's map
+    z, c, t = torch.randn(5, 8), torch.randn(5, 8), torch.tensor([0, 10, 500, 999, 10])
+    torch.testing.assert_close(film(z, t, c), plain(z, t, c))
+    with torch.no_grad():
+        for layer in film.residual_layers():
+            assert layer.cond is not None
+            layer.cond.weight.normal_(0, 0.5)
+    moved = film(z, t, c)
+    assert not torch.allclose(moved, plain(z, t, c))
+    # the condition reaches the output through the modulation too: a different cond, a different change
+    other = torch.randn(5, 8)
+    assert not torch.allclose(film(z, t, other) - plain(z, t, other), moved - plain(z, t, c))
+    rdm = RepresentationDiffusion(dataclasses.replace(SMALL, cond_modulation=True))
+    assert rdm.sample(torch.randn(4, 8), noise=torch.zeros(4, 8)).shape == (4, 8)
+    assert rdm.training_loss(torch.randn(6, 8), torch.randn(6, 8)).ndim == 0

@@ -67,11 +67,16 @@ class _ResidualLayer(nn.Module):
     path), plus a linear skip when the width changes.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, emb_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, emb_dim: int, cond_dim: int = 0) -> None:
         super().__init__()
         self.norm1 = _norm(in_dim)
         self.fc1 = nn.Linear(in_dim, out_dim)
         self.emb = nn.Linear(emb_dim, 2 * out_dim)
+        # Optional: the condition's own [scale, shift] (zero-initialised: the layer starts as without it).
+        self.cond: nn.Linear | None = nn.Linear(cond_dim, 2 * out_dim) if cond_dim else None
+        if self.cond is not None:
+            nn.init.zeros_(self.cond.weight)
+            nn.init.zeros_(self.cond.bias)
         self.norm2 = _norm(out_dim)
         self.fc2 = nn.Linear(out_dim, out_dim)
         nn.init.zeros_(self.fc2.weight)
@@ -83,11 +88,16 @@ class _ResidualLayer(nn.Module):
         emb_dim)."""
         return self.emb(F.silu(emb))
 
-    def forward(self, x: Tensor, mod: Tensor, index: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mod: Tensor, index: Tensor | None = None,
+                cond: Tensor | None = None) -> Tensor:
         """``mod`` (:meth:`modulation`) holds one row per distinct timestep and ``index`` picks each
-        sample's row (None: one row for all samples, or one per sample)."""
+        sample's row (None: one row for all samples, or one per sample). ``cond`` (B, cond_dim) adds its
+        own modulation when the layer has one."""
         h = self.fc1(F.silu(self.norm1(x)))
-        scale, shift = (mod if index is None else mod[index]).chunk(2, dim=-1)
+        mod = mod if index is None else mod[index]
+        if self.cond is not None and cond is not None:
+            mod = mod + self.cond(cond)
+        scale, shift = mod.chunk(2, dim=-1)
         h = self.norm2(h) * (1.0 + scale) + shift
         h = self.fc2(F.silu(h))
         return self.skip(x) + h
@@ -96,14 +106,15 @@ class _ResidualLayer(nn.Module):
 class _Block(nn.Module):
     """Two residual layers (one U-Net level of Figure 14)."""
 
-    def __init__(self, in_dim: int, out_dim: int, emb_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, emb_dim: int, cond_dim: int = 0) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([_ResidualLayer(in_dim, out_dim, emb_dim),
-                                     _ResidualLayer(out_dim, out_dim, emb_dim)])
+        self.layers = nn.ModuleList([_ResidualLayer(in_dim, out_dim, emb_dim, cond_dim),
+                                     _ResidualLayer(out_dim, out_dim, emb_dim, cond_dim)])
 
-    def forward(self, x: Tensor, mods: Sequence[Tensor], index: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mods: Sequence[Tensor], index: Tensor | None = None,
+                cond: Tensor | None = None) -> Tensor:
         for layer, mod in zip(self.layers, mods, strict=True):
-            x = layer(x, mod, index)
+            x = layer(x, mod, index, cond)
         return x
 
 
@@ -116,7 +127,9 @@ class RDMDenoiser(nn.Module):
     output (the U-Net skip). Every layer is an MLP (the paper's 1x1 convolutions on a 1x1 "image" are
     exactly linear layers); activations are swish (SiLU) and the sinusoidal timestep embedding
     (``cfg.time_embed_dim``) goes through a two-layer swish MLP before modulating each residual layer.
-    The output is the predicted clean latent (``latent_dim``).
+    The output is the predicted clean latent (``latent_dim``). With ``cfg.cond_modulation`` the
+    condition also scales and shifts every residual layer's features (its own zero-initialised linear
+    map, added to the timestep's modulation).
     """
 
     def __init__(self, cfg: RDMConfig) -> None:
@@ -129,9 +142,10 @@ class RDMDenoiser(nn.Module):
         emb_dim = 4 * temb
         self.time_mlp = nn.Sequential(nn.Linear(temb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.inp = nn.Linear(2 * d, down)
-        self.down = _Block(down, down, emb_dim)
-        self.middle = _Block(down, middle, emb_dim)
-        self.up = _Block(middle + down, up, emb_dim)
+        cond_dim = d if cfg.cond_modulation else 0
+        self.down = _Block(down, down, emb_dim, cond_dim)
+        self.middle = _Block(down, middle, emb_dim, cond_dim)
+        self.up = _Block(middle + down, up, emb_dim, cond_dim)
         self.out_norm = _norm(up)
         self.out = nn.Linear(up, d)
 
@@ -165,9 +179,9 @@ class RDMDenoiser(nn.Module):
         """The network on given :meth:`modulations` (``index`` picks each row's; None: they have one row
         that all rows share, or one per row). DDIM sampling reuses one step's modulations across calls."""
         h = self.inp(torch.cat([z_t, cond], dim=1))
-        skip = self.down(h, mods[0:2], index)
-        h = self.middle(skip, mods[2:4], index)
-        h = self.up(torch.cat([h, skip], dim=1), mods[4:6], index)
+        skip = self.down(h, mods[0:2], index, cond)
+        h = self.middle(skip, mods[2:4], index, cond)
+        h = self.up(torch.cat([h, skip], dim=1), mods[4:6], index, cond)
         return self.out(F.silu(self.out_norm(h)))
 
 

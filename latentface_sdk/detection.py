@@ -23,7 +23,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ METHOD_MTCNN = "mtcnn"  #: largest MTCNN face, cropped with :func:`crop_face`
 METHOD_CENTER = "center"  #: centre crop (``detect=False``, or no face found and ``fallback="center"``)
 METHOD_NOFACE = "noface"  #: readable, but no face found and ``fallback="none"``
 METHOD_FAILED = "failed"  #: the file could not be read as an image
+
+#: How :meth:`FaceDetector.detect_batch` batches images of different sizes (see :class:`FaceDetector`).
+MixedSizes: TypeAlias = Literal["auto", "group", "pad"]
 
 
 
@@ -75,6 +78,14 @@ class FaceDetector:
     ``crop.min_face_size`` goes to MTCNN and ``crop.threshold`` filters the final scores. Images
     whose long side exceeds ``max_side`` are downscaled for detection and the boxes mapped back.
     Inference only; the wrapped MTCNN is a plain ``nn.Module`` (``self.mtcnn``).
+
+    ``mixed_sizes`` says how :meth:`detect_batch` batches images: ``"group"`` runs facenet-pytorch's
+    MTCNN on groups of equal-size images (``max_batch`` at a time); ``"pad"`` runs images of any sizes
+    together, in size buckets of at most ``max_batch`` (:func:`latentface_sdk.detection_batch.detect_mixed`:
+    each image keeps its own pyramid and crops, so its faces are those of ``"group"`` up to float
+    rounding, in a fixed number of kernels per stage instead of two per candidate box); ``"auto"``
+    (default) is ``"pad"`` on CUDA and ``"group"`` elsewhere (the CPU results stay those of
+    facenet-pytorch itself).
     """
 
     def __init__(
@@ -84,14 +95,18 @@ class FaceDetector:
         *,
         max_side: int = 1280,
         max_batch: int = 32,
+        mixed_sizes: MixedSizes = "auto",
     ) -> None:
         from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is built
 
+        if mixed_sizes not in ("auto", "group", "pad"):
+            raise ValueError(f"mixed_sizes must be 'auto', 'group' or 'pad' (got {mixed_sizes!r})")
         self.crop = crop if crop is not None else CropConfig()
         self.crop.validate()
         self.device = torch.device(device)
         self.max_side = max_side
         self.max_batch = max_batch
+        self.mixed_sizes: MixedSizes = mixed_sizes
         self.mtcnn = MTCNN(
             keep_all=True,
             select_largest=True,
@@ -110,8 +125,16 @@ class FaceDetector:
         """Faces in one RGB ``uint8`` ``(H, W, 3)`` image, largest first (may be empty)."""
         return self.detect_batch([rgb])[0]
 
+    @property
+    def padded(self) -> bool:
+        """Whether :meth:`detect_batch` takes the padded path (``mixed_sizes``, ``"auto"`` resolved)."""
+        if self.mixed_sizes == "auto":
+            return self.device.type == "cuda"
+        return self.mixed_sizes == "pad"
+
     def detect_batch(self, rgbs: Sequence[np.ndarray]) -> list[list[FaceBox]]:
-        """Faces in each image; same-size images go through MTCNN together (grouped by size).
+        """Faces in each image: same-size images go through MTCNN together (``mixed_sizes="group"``), or
+        images of any sizes in size buckets (``"pad"``; see the class).
 
         Images larger than ``max_side`` are downscaled first and their boxes mapped back.
         """
@@ -126,10 +149,22 @@ class FaceDetector:
                 )
             prepared.append(downscale_for_detection(rgb, self.max_side))
         results: list[list[FaceBox]] = [[] for _ in prepared]
+        usable = [i for i, (small, _) in enumerate(prepared)
+                  if min(small.shape[:2]) >= self.crop.min_face_size]  # smaller images cannot hold a face
+        if self.padded:
+            from .detection_batch import detect_mixed, size_buckets
+
+            sizes = [(prepared[i][0].shape[0], prepared[i][0].shape[1]) for i in usable]
+            for bucket in size_buckets(sizes, self.max_batch):
+                chunk = [usable[j] for j in bucket]
+                with torch.inference_mode():
+                    raw = detect_mixed(self.mtcnn, [prepared[i][0] for i in chunk], self.device)
+                for i, (bx, pt) in zip(chunk, raw, strict=True):
+                    results[i] = _rescale(self._faces(bx[:, :4], bx[:, 4], pt), prepared[i][1])
+            return results
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (small, _) in enumerate(prepared):
-            if min(small.shape[:2]) >= self.crop.min_face_size:  # smaller images cannot hold a face
-                groups.setdefault(small.shape, []).append(i)
+        for i in usable:
+            groups.setdefault(prepared[i][0].shape, []).append(i)
         for indices in groups.values():
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start : start + self.max_batch]
@@ -142,19 +177,21 @@ class FaceDetector:
         """One MTCNN call on a ``(B, H, W, 3)`` uint8 batch -> faces per image (small-image coords)."""
         with torch.inference_mode():
             boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
-        out: list[list[FaceBox]] = []
-        for b in range(batch.shape[0]):
-            faces: list[FaceBox] = []
-            if boxes[b] is not None:
-                bx = np.asarray(boxes[b], dtype=np.float64).reshape(-1, 4)
-                pr = np.asarray(probs[b], dtype=np.float64).reshape(-1)
-                pt = np.asarray(points[b], dtype=np.float64).reshape(-1, 5, 2)
-                for k in range(bx.shape[0]):
-                    if pr[k] >= self.crop.threshold and np.isfinite(bx[k]).all():
-                        box = (float(bx[k, 0]), float(bx[k, 1]), float(bx[k, 2]), float(bx[k, 3]))
-                        faces.append(FaceBox(box=box, score=float(pr[k]), landmarks=pt[k].copy()))
-            out.append(sorted(faces, key=lambda f: (-f.area, -f.score)))
-        return out
+        return [self._faces(boxes[b], probs[b], points[b]) if boxes[b] is not None else []
+                for b in range(batch.shape[0])]
+
+    def _faces(self, boxes: np.ndarray, probs: np.ndarray, points: np.ndarray) -> list[FaceBox]:
+        """One image's MTCNN output (boxes ``(n, 4)``, scores ``(n,)``, landmarks ``(n, 5, 2)``) as the
+        faces scoring at least ``crop.threshold``, largest first."""
+        bx = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        pr = np.asarray(probs, dtype=np.float64).reshape(-1)
+        pt = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+        faces: list[FaceBox] = []
+        for k in range(bx.shape[0]):
+            if pr[k] >= self.crop.threshold and np.isfinite(bx[k]).all():
+                box = (float(bx[k, 0]), float(bx[k, 1]), float(bx[k, 2]), float(bx[k, 3]))
+                faces.append(FaceBox(box=box, score=float(pr[k]), landmarks=pt[k].copy()))
+        return sorted(faces, key=lambda f: (-f.area, -f.score))
 
 
 def _rescale(faces: list[FaceBox], scale: float) -> list[FaceBox]:
@@ -253,6 +290,7 @@ __all__ = [
     "METHOD_NOFACE",
     "FaceBox",
     "FaceDetector",
+    "MixedSizes",
     "crop_aligned",
     "crop_face",
     "landmarks_in_crop",

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,14 @@ from latentface_sdk.detection import (
     crop_face,
     select_faces,
     square_box,
+)
+from latentface_sdk.detection_batch import (
+    MAX_CANVAS_PIXELS,
+    MAX_PADDING_RATIO,
+    _area_resize,
+    _integral,
+    pyramid_scales,
+    size_buckets,
 )
 from latentface_sdk.errors import InvalidImageError
 from latentface_sdk.images import to_rgb
@@ -223,3 +232,113 @@ def test_face_is_found_in_an_exif_rotated_photo(
     assert len(faces) == 1
     reference = detector.detect(to_rgb(upright))[0]
     assert np.abs(np.subtract(faces[0].box, reference.box)).max() < 0.1 * reference.width
+
+
+# ------------------------------------------------------------------ mixed sizes: the padded path
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def mixed_photos(shared_data: Path) -> list[np.ndarray]:
+    """Real photos of many sizes: the 9 of ``photos/`` (up to 2000 px, one RGBA, one 32-bit) and 8 each of
+    CelebA (89x109), UTKFace (128x128) and CelebA in the wild (128x128), read in place."""
+    paths = sorted((shared_data / "photos").iterdir())
+    for folder in ("celeba10k/images", "utkface/images", "celeba_ids_wild/images"):
+        paths += sorted((shared_data / folder).glob("*.jpg"))[:8]
+    return [to_rgb(p) for p in paths]
+
+
+def test_padded_path_finds_the_faces_of_the_grouped_path(mixed_photos: list[np.ndarray]) -> None:
+    """Measured on this set (CPU, max_side 640): 37 faces, the same count for each of the 33 images, min IoU
+    0.999999, landmarks within 2e-4 px, scores within 1e-7 (detection_batch: no padded pixel reaches a kept
+    output, only float summation order differs). The bounds are looser than that, far tighter than a
+    different face."""
+    assert len({im.shape[:2] for im in mixed_photos}) >= 6
+    grouped = FaceDetector(CropConfig(), max_side=640, mixed_sizes="group").detect_batch(mixed_photos)
+    padded = FaceDetector(CropConfig(), max_side=640, mixed_sizes="pad").detect_batch(mixed_photos)
+    n_faces = 0
+    for i, (a, b) in enumerate(zip(grouped, padded, strict=True)):
+        assert len(a) == len(b), f"image {i}: {len(a)} faces grouped, {len(b)} padded"
+        for fa, fb in zip(a, b, strict=True):
+            n_faces += 1
+            assert _iou(fa.box, fb.box) >= 0.999
+            assert fa.landmarks is not None and fb.landmarks is not None
+            assert np.abs(fa.landmarks - fb.landmarks).max() <= 0.05
+            assert abs(fa.score - fb.score) <= 1e-4
+    assert n_faces >= 25
+
+
+def test_padded_faces_do_not_depend_on_the_other_images(
+    two_people: np.ndarray, mixed_photos: list[np.ndarray]
+) -> None:
+    pad = FaceDetector(CropConfig(), max_side=640, mixed_sizes="pad")
+    alone = pad.detect(two_people)
+    together = pad.detect_batch([mixed_photos[-1], two_people, _noise(300, 500), mixed_photos[-9]])[1]
+    assert len(alone) == len(together) == 2
+    for fa, fb in zip(alone, together, strict=True):
+        assert _iou(fa.box, fb.box) >= 0.999
+
+
+def test_mixed_sizes_option_resolves_auto_by_device() -> None:
+    det = FaceDetector(CropConfig())
+    assert det.mixed_sizes == "auto" and not det.padded  # CPU: facenet-pytorch's own grouped batches
+    det.device = torch.device("cuda")  # only the attribute: no GPU is touched
+    assert det.padded
+    assert FaceDetector(CropConfig(), mixed_sizes="pad").padded
+    assert not FaceDetector(CropConfig(), mixed_sizes="group").padded
+    with pytest.raises(ValueError, match="mixed_sizes"):
+        FaceDetector(CropConfig(), mixed_sizes="stack")  # type: ignore[arg-type]
+
+
+def _one(v: int) -> torch.Tensor:
+    return torch.tensor([v], dtype=torch.int64)
+
+
+def test_area_resize_matches_torch_area_interpolation() -> None:
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((37, 53), (64, 20), (13, 13))]
+    sat = _integral(images, torch.device("cpu"))
+    for b, im in enumerate(images):
+        ref_src = torch.from_numpy(im).permute(2, 0, 1)[None].float()
+        for oh, ow in ((24, 24), (7, 30), (im.shape[0], im.shape[1]), (5, 3)):
+            want = torch.nn.functional.interpolate(ref_src, size=(oh, ow), mode="area")
+            got = _area_resize(sat, _one(b), _one(0), _one(im.shape[0]), _one(0), _one(im.shape[1]),
+                               _one(oh), _one(ow), oh + 3, ow)
+            assert torch.allclose(got[:, :, :oh], want, rtol=0, atol=1e-4)
+            assert torch.equal(got[:, :, oh:], got[:, :, oh - 1 : oh].expand(-1, -1, 3, -1))
+    # a sub-rectangle, as the RNet/ONet crops take
+    sub = torch.from_numpy(images[0][5:30, 10:41]).permute(2, 0, 1)[None].float()
+    want = torch.nn.functional.interpolate(sub, size=(24, 24), mode="area")
+    got = _area_resize(sat, _one(0), _one(5), _one(30), _one(10), _one(41), _one(24), _one(24), 24, 24)
+    assert torch.allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_pyramid_scales_follow_detect_face() -> None:
+    scales = pyramid_scales(100, 300, min_face_size=20, factor=0.709)
+    assert scales[0] == pytest.approx(0.6) and len(scales) == 5  # 60 px short side, 12 px reached at 0.709^4
+    assert pyramid_scales(300, 100, 20, 0.709) == scales  # the short side decides
+    assert pyramid_scales(19, 500, 20, 0.709) == []
+    longer = pyramid_scales(1000, 1000, 20, 0.709)
+    assert longer[: len(scales)] == scales  # one sequence: a smaller image's pyramid is a prefix
+
+
+@given(st.lists(st.tuples(st.integers(20, 2000), st.integers(20, 2000)), min_size=1, max_size=60),
+       st.integers(1, 16))
+@settings(max_examples=60, deadline=None)
+def test_size_buckets_cover_every_image_once_within_the_limits(
+    sizes: list[tuple[int, int]], max_batch: int
+) -> None:
+    buckets = size_buckets(sizes, max_batch)
+    assert sorted(i for b in buckets for i in b) == list(range(len(sizes)))
+    for b in buckets:
+        assert 1 <= len(b) <= max_batch
+        if len(b) > 1:
+            canvas = len(b) * max(sizes[i][0] for i in b) * max(sizes[i][1] for i in b)
+            assert canvas <= MAX_PADDING_RATIO * sum(sizes[i][0] * sizes[i][1] for i in b)
+            assert canvas <= MAX_CANVAS_PIXELS

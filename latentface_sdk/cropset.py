@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,7 +35,7 @@ from .detection import (
     landmarks_in_crop,
 )
 from .digests import json_digest
-from .images import DEFAULT_MAX_PIXELS
+from .images import DEFAULT_MAX_PIXELS, convert_batches
 from .pipeline import crop_inputs
 
 __all__ = ["CropSet", "prepare_crops"]
@@ -91,15 +92,17 @@ def prepare_crops(
     progress: bool = True,
     batch_size: int = 32,
     detector: FaceDetector | None = None,
+    decode_workers: int = 2,
 ) -> CropSet:
     """Crop the largest face of every image in ``paths`` (training and evaluation data).
 
     With ``detect=True`` MTCNN finds the faces and :func:`crop_face` cuts the largest; when none is
     found, ``fallback="center"`` uses :func:`crop_aligned` (method ``"center"``) and ``"none"`` marks
     the row ``"noface"``. With ``detect=False`` every image is centre-cropped. Unreadable files are
-    marked ``"failed"`` and counted, never raised. With ``cache_file`` the result is saved as an
-    ``.npz`` keyed by a hash of (paths, file sizes and mtimes, crop config, detect, fallback) and
-    reused while the key matches; it is written atomically.
+    marked ``"failed"`` and counted, never raised. ``decode_workers`` threads decode the next batches'
+    files during detection (:func:`~latentface_sdk.images.convert_batches`; 0: none). With
+    ``cache_file`` the result is saved as an ``.npz`` keyed by a hash of (paths, file sizes and mtimes,
+    crop config, detect, fallback) and reused while the key matches; it is written atomically.
     """
     if fallback not in ("center", "none"):
         raise ValueError(f"fallback must be 'center' or 'none' (got {fallback!r})")
@@ -131,11 +134,12 @@ def prepare_crops(
         assert detector is not None
         return detector.detect_batch(rgbs)
 
-    with tqdm(total=n, desc="face crops", unit="img", disable=not progress) as bar:
-        for start in range(0, n, batch_size):
+    decoded = convert_batches(names, batch_size, max_pixels=DEFAULT_MAX_PIXELS, workers=decode_workers)
+    with tqdm(total=n, desc="face crops", unit="img", disable=not progress) as bar, closing(decoded):
+        for start, converted in decoded:
             batch = crop_inputs(names[start:start + batch_size], start=start, single=False, detect=detect,
                                 faces="largest", crop=crop, detect_batch=detect_batch,
-                                max_pixels=DEFAULT_MAX_PIXELS, fallback=fallback)
+                                max_pixels=DEFAULT_MAX_PIXELS, fallback=fallback, converted=converted)
             cropped = dict(zip(batch.crop_rows, batch.crops, strict=True))
             for r, row in enumerate(batch.rows):  # one row per image ("largest")
                 i = row.source

@@ -129,6 +129,10 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         #: CPU threads per batch: ``"auto"`` (the cores other processes leave free), a count, or None
         #: (torch's own setting); see :mod:`latentface_sdk.threads`.
         self.threads: Threads = "auto"
+        #: Threads decoding the next batches' image files while a batch is detected and encoded (0: none;
+        #: see :func:`latentface_sdk.images.convert_batches`); 2 did not slow the 2-core CPU (docs/gpu.md).
+        #: The detector's batching across image sizes is ``self.detector.mixed_sizes``.
+        self.decode_workers: int = 2
         self.use_channels_last(True)
         self.eval()
 
@@ -194,7 +198,7 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
     def _pipeline(self) -> FacePipeline:
         return FacePipeline(self.config.crop, partial(encode_crops, self.autoencoder), lambda: self.detector,
-                            self.threads)
+                            self.threads, self.decode_workers)
 
     # -- public API -------------------------------------------------------------------------------------
     def encode(

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeAlias
@@ -144,16 +146,55 @@ def convert_items(
     For a batch a refused item is returned with its error (nothing dropped); for a single image
     (``single=True``) the error is raised, the public rule of every ``FaceEncoder`` method.
     """
-    out = []
-    for k, x in enumerate(items):
-        name = input_name(x, start + k, single)
-        try:
-            out.append(ImageItem(name=name, rgb=to_rgb(x, name=name, max_pixels=max_pixels)))
-        except LatentFaceError as exc:
-            if single:
-                raise
-            out.append(ImageItem(name=name, rgb=None, error=exc))
-    return out
+    return [_convert_one(x, start + k, single, max_pixels) for k, x in enumerate(items)]
+
+
+def _convert_one(item: Any, index: int, single: bool, max_pixels: int) -> ImageItem:
+    """:func:`to_rgb` of input ``index`` as an :class:`ImageItem` (``single``: its error is raised)."""
+    name = input_name(item, index, single)
+    try:
+        return ImageItem(name=name, rgb=to_rgb(item, name=name, max_pixels=max_pixels))
+    except LatentFaceError as exc:
+        if single:
+            raise
+        return ImageItem(name=name, rgb=None, error=exc)
+
+
+def convert_batches(
+    items: Sequence[Any], batch_size: int, *, single: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 0, ahead: int = 2,
+) -> Generator[tuple[int, list[ImageItem]], None, None]:
+    """``(start, convert_items(items[start:start + batch_size]))`` for consecutive batches, in order.
+
+    ``workers > 0`` decodes in that many threads (PIL releases the GIL while it decodes), at most
+    ``ahead`` batches beyond the one being consumed, so memory stays bounded; every item gets the same
+    :class:`ImageItem` (or, for ``single``, the same raised error) as without threads. ``workers=0``
+    converts each batch when it is asked for, in the calling thread. Closing the iterator early cancels
+    the decoding not yet started.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive (got {batch_size})")
+    starts = range(0, len(items), batch_size)
+    if workers <= 0 or single or len(items) <= 1:
+        for start in starts:
+            yield start, convert_items(items[start:start + batch_size], start=start, single=single,
+                                       max_pixels=max_pixels)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentface-decode")
+    pending: deque[tuple[int, list[Future[ImageItem]]]] = deque()
+    try:
+        queued = iter(starts)
+        for start in queued:
+            pending.append((start, [pool.submit(_convert_one, items[i], i, False, max_pixels)
+                                    for i in range(start, min(start + batch_size, len(items)))]))
+            if len(pending) > ahead:
+                first, futures = pending.popleft()
+                yield first, [f.result() for f in futures]
+        while pending:
+            first, futures = pending.popleft()
+            yield first, [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def to_rgb_list(
@@ -428,6 +469,7 @@ __all__ = [
     "FLOAT_TOLERANCE",
     "ImageInput",
     "ImageItem",
+    "convert_batches",
     "convert_items",
     "downscale_for_detection",
     "input_name",

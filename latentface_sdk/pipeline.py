@@ -18,6 +18,7 @@ here, once, for every operation.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeAlias, TypeVar
 
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from .config import CropConfig
 from .detection import FaceBox, FaceDetector, crop_aligned, crop_face, select_faces
 from .errors import NoFaceError
-from .images import convert_items, split_inputs
+from .images import ImageItem, convert_batches, convert_items, split_inputs
 from .models.autoencoder import LatentAutoencoder, Latents
 from .results import Encoding
 from .threads import Threads, thread_scope
@@ -92,16 +93,18 @@ def _no_face_message(name: str, crop: CropConfig) -> str:
 def crop_inputs(
     items: Sequence[Any], *, start: int, single: bool, detect: bool, faces: FacePolicy, crop: CropConfig,
     detect_batch: Callable[[list[np.ndarray]], list[list[FaceBox]]], max_pixels: int,
-    fallback: Literal["center", "none"] = "none",
+    fallback: Literal["center", "none"] = "none", converted: Sequence[ImageItem] | None = None,
 ) -> CropBatch:
     """Convert, detect and crop one batch of inputs (input ``k`` is named as input ``start + k``).
 
     ``single``: the call was for one input, which then raises instead of becoming a failed row
     (:class:`~latentface_sdk.errors.InvalidImageError`, :class:`~latentface_sdk.errors.NoFaceError`).
     ``fallback="center"``: an image without a face is centre-cropped instead (training and evaluation
-    data, :func:`latentface_sdk.cropset.prepare_crops`).
+    data, :func:`latentface_sdk.cropset.prepare_crops`). ``converted``: the items already converted
+    (:func:`~latentface_sdk.images.convert_batches`, decoding ahead in threads); else they are converted here.
     """
-    converted = convert_items(items, start=start, single=single, max_pixels=max_pixels)  # single: raises
+    if converted is None:
+        converted = convert_items(items, start=start, single=single, max_pixels=max_pixels)  # single: raises
     rgbs = {k: c.rgb for k, c in enumerate(converted) if c.rgb is not None}
     found: dict[int, list[FaceBox]] = {}
     if detect and rgbs:
@@ -177,13 +180,16 @@ class FacePipeline:
     ``encoder(crops, batch_size)`` turns uint8 crops ``(M, S, S, 3)`` into :class:`Latents` (the PyTorch
     path: :func:`encode_crops` with the autoencoder bound; the ONNX path runs onnxruntime).
     ``detector`` is called for the (lazily built) MTCNN only when a batch needs detection; ``threads``
-    is the CPU thread setting applied to every batch (:func:`latentface_sdk.threads.thread_scope`).
+    is the CPU thread setting applied to every batch (:func:`latentface_sdk.threads.thread_scope`);
+    ``decode_workers`` threads decode the next batches' files while a batch is detected and encoded
+    (:func:`latentface_sdk.images.convert_batches`; 0: each batch is decoded when its turn comes).
     """
 
     crop: CropConfig
     encoder: Callable[[np.ndarray, int], Latents]
     detector: Callable[[], FaceDetector]
     threads: Threads = "auto"
+    decode_workers: int = 0
 
     def run(
         self, images: Any, *, detect: bool, faces: FacePolicy, batch_size: int, progress: bool, desc: str,
@@ -220,13 +226,15 @@ class FacePipeline:
                 done.append((b, results.get(id(b))))
             waiting.clear()
 
-        with thread_scope(self.threads) as refresh, \
+        decoded = convert_batches(items, batch_size, single=single, max_pixels=max_pixels,
+                                  workers=self.decode_workers)
+        with thread_scope(self.threads) as refresh, closing(decoded), \
                 tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar:
-            for start in range(0, len(items), batch_size):
+            for start, converted in decoded:
                 batch = crop_inputs(items[start:start + batch_size], start=start, single=single,
                                     detect=detect, faces=faces, crop=self.crop,
                                     detect_batch=lambda r: self.detector().detect_batch(r),
-                                    max_pixels=max_pixels)
+                                    max_pixels=max_pixels, converted=converted)
                 if batch.crops.shape[0]:
                     batch.latents = self.encoder(batch.crops, batch_size)
                 waiting.append(batch)

@@ -17,7 +17,14 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from latentface_sdk.errors import ImageTooLargeError, InvalidImageError
-from latentface_sdk.images import ImageInput, ImageItem, downscale_for_detection, to_rgb, to_rgb_list
+from latentface_sdk.images import (
+    ImageInput,
+    ImageItem,
+    convert_batches,
+    downscale_for_detection,
+    to_rgb,
+    to_rgb_list,
+)
 
 
 @pytest.fixture
@@ -368,3 +375,65 @@ def test_downscale_for_detection() -> None:
     assert ys.max() / scale == pytest.approx(1200, abs=1 / scale + 1)
     same, one = downscale_for_detection(small, max_side=1280)
     assert same is small and one == 1.0
+
+
+# ----------------------------------------------------------------------- decoding ahead in threads
+
+
+def _mixed_items(tmp_path: Path) -> list[object]:
+    rng = np.random.default_rng(3)
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(good)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return [str(good), str(broken), rng.integers(0, 256, (8, 9, 3), dtype=np.uint8), np.zeros((4, 4), bool),
+            Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)), str(tmp_path / "missing.jpg"),
+            good]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 10])
+def test_convert_batches_in_threads_gives_what_the_serial_path_gives(tmp_path: Path, batch_size: int) -> None:
+    items = _mixed_items(tmp_path)
+    serial = list(convert_batches(items, batch_size))
+    threaded = list(convert_batches(items, batch_size, workers=3, ahead=1))
+    assert [s for s, _ in serial] == [s for s, _ in threaded] == list(range(0, len(items), batch_size))
+    flat_s = [it for _, b in serial for it in b]
+    flat_t = [it for _, b in threaded for it in b]
+    assert [it.name for it in flat_t] == [it.name for it in flat_s]
+    assert [it.ok for it in flat_t] == [True, False, True, False, True, False, True]  # bad ones marked
+    assert [str(it.error) for it in flat_t] == [str(it.error) for it in flat_s]
+    assert [type(it.error) for it in flat_t] == [type(it.error) for it in flat_s]
+    for a, b in zip(flat_s, flat_t, strict=True):
+        assert (a.rgb is None and b.rgb is None) or np.array_equal(a.rgb, b.rgb)  # type: ignore[arg-type]
+    with pytest.raises(InvalidImageError, match="broken"):
+        list(convert_batches([items[1]], 4, single=True, workers=3))  # one input: its error is raised
+    with pytest.raises(ValueError, match="batch_size"):
+        list(convert_batches(items, 0, workers=2))
+
+
+def test_convert_batches_decodes_a_bounded_number_of_batches_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import latentface_sdk.images as images
+
+    started: list[int] = []
+    gate = threading.Event()
+    real = images._convert_one
+
+    def recording(item: object, index: int, single: bool, max_pixels: int) -> ImageItem:
+        started.append(index)
+        gate.wait(5)
+        return real(item, index, single, max_pixels)
+
+    monkeypatch.setattr(images, "_convert_one", recording)
+    items = [np.zeros((3, 3, 3), np.uint8)] * 40
+    gen = convert_batches(items, 4, workers=2, ahead=2)
+    gate.set()
+    start, first = next(gen)
+    assert start == 0 and len(first) == 4
+    assert len(started) <= 3 * 4  # the batch handed out and at most 2 more were queued
+    gen.close()  # stops and cancels what has not started
+    done = len(started)
+    assert done <= 3 * 4 and sorted(started) == list(range(done))

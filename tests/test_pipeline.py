@@ -459,3 +459,20 @@ def test_disentangle_samples_identities_of_several_batches_together(
     per_batch = enc.disentangle(items, detect=False, seed=3, batch_size=2)
     assert groups == [1, 2, 2, 1]  # 0: every batch with a face alone
     _rows_equal(per_batch.identity_shape, reference.identity_shape)
+
+
+def test_face_pipeline_decoding_ahead_keeps_the_rows_and_marks_bad_files(
+    crops: list[np.ndarray], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    items = [crops[0], str(broken), crops[1], str(tmp_path / "missing.png"), crops[2]]
+    rows = {}
+    for workers in (0, 2):
+        pipe = FacePipeline(CROP, _FakeEncoder(), detector=lambda: pytest.fail("not needed"), threads=None,
+                            decode_workers=workers)
+        done = pipe.run(items, detect=False, faces="largest", batch_size=2, progress=False, desc="x",
+                        max_pixels=10**8)
+        rows[workers] = [(r.source, r.method, r.error) for b, _ in done for r in b.rows]
+    assert rows[2] == rows[0]
+    assert [m for _, m, _ in rows[2]] == ["center", "failed", "center", "failed", "center"]

@@ -36,7 +36,7 @@ from .detection import (
 )
 from .digests import json_digest
 from .images import DEFAULT_MAX_PIXELS, convert_batches
-from .pipeline import crop_inputs
+from .pipeline import auto_decode_workers, crop_inputs
 
 __all__ = ["CropSet", "prepare_crops"]
 
@@ -92,7 +92,7 @@ def prepare_crops(
     progress: bool = True,
     batch_size: int = 32,
     detector: FaceDetector | None = None,
-    decode_workers: int = 2,
+    decode_workers: int | None = None,
 ) -> CropSet:
     """Crop the largest face of every image in ``paths`` (training and evaluation data).
 
@@ -100,7 +100,8 @@ def prepare_crops(
     found, ``fallback="center"`` uses :func:`crop_aligned` (method ``"center"``) and ``"none"`` marks
     the row ``"noface"``. With ``detect=False`` every image is centre-cropped. Unreadable files are
     marked ``"failed"`` and counted, never raised. ``decode_workers`` threads decode the next batches'
-    files during detection (:func:`~latentface_sdk.images.convert_batches`; 0: none). With
+    files during detection (:func:`~latentface_sdk.images.convert_batches`; 0: none; None: 0 on the CPU,
+    4 with a CUDA detector). With
     ``cache_file`` the result is saved as an ``.npz`` keyed by a hash of (paths, file sizes and mtimes,
     crop config, detect, fallback) and reused while the key matches; it is written atomically.
     """
@@ -134,7 +135,8 @@ def prepare_crops(
         assert detector is not None
         return detector.detect_batch(rgbs)
 
-    decoded = convert_batches(names, batch_size, max_pixels=DEFAULT_MAX_PIXELS, workers=decode_workers)
+    workers = auto_decode_workers(decode_workers, getattr(detector, "device", "cpu"))
+    decoded = convert_batches(names, batch_size, max_pixels=DEFAULT_MAX_PIXELS, workers=workers)
     with tqdm(total=n, desc="face crops", unit="img", disable=not progress) as bar, closing(decoded):
         for start, converted in decoded:
             batch = crop_inputs(names[start:start + batch_size], start=start, single=False, detect=detect,

@@ -68,7 +68,14 @@ from .operations import (
     render_views,
     sample_identity,
 )
-from .pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding, encode_crops
+from .pipeline import (
+    CropBatch,
+    FacePipeline,
+    FacePolicy,
+    assemble_encoding,
+    auto_decode_workers,
+    encode_crops,
+)
 from .pretrained import PretrainedMixin
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
@@ -130,9 +137,10 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         #: (torch's own setting); see :mod:`latentface_sdk.threads`.
         self.threads: Threads = "auto"
         #: Threads decoding the next batches' image files while a batch is detected and encoded (0: none;
-        #: see :func:`latentface_sdk.images.convert_batches`); 2 did not slow the 2-core CPU (docs/gpu.md).
-        #: The detector's batching across image sizes is ``self.detector.mixed_sizes``.
-        self.decode_workers: int = 2
+        #: see :func:`latentface_sdk.images.convert_batches`); None: 4 on CUDA, 0 on the CPU
+        #: (:func:`latentface_sdk.pipeline.auto_decode_workers`). The detector's batching across image
+        #: sizes is ``self.detector.mixed_sizes``.
+        self.decode_workers: int | None = None
         self.use_channels_last(True)
         self.eval()
 
@@ -198,7 +206,7 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
     def _pipeline(self) -> FacePipeline:
         return FacePipeline(self.config.crop, partial(encode_crops, self.autoencoder), lambda: self.detector,
-                            self.threads, self.decode_workers)
+                            self.threads, auto_decode_workers(self.decode_workers, self.device))
 
     # -- public API -------------------------------------------------------------------------------------
     def encode(

@@ -35,8 +35,8 @@ from .models.autoencoder import LatentAutoencoder, Latents
 from .results import Encoding
 from .threads import Threads, thread_scope
 
-__all__ = ["CropBatch", "FacePolicy", "crops_to_input", "FacePipeline", "Row", "assemble_encoding",
-           "crop_inputs", "encode_crops", "split_rows", "to_cpu"]
+__all__ = ["CropBatch", "FacePolicy", "auto_decode_workers", "crops_to_input", "FacePipeline", "Row",
+           "assemble_encoding", "crop_inputs", "encode_crops", "split_rows", "to_cpu"]
 
 #: ``"largest"``: the largest face of each input; ``"all"``: every face, one row each.
 FacePolicy: TypeAlias = Literal["largest", "all"]
@@ -147,6 +147,18 @@ def crop_inputs(
             crops.append(cut)
     stacked = np.stack(crops) if crops else np.zeros((0, crop.size, crop.size, 3), dtype=np.uint8)
     return CropBatch(rows=rows, crop_rows=crop_rows, crops=stacked)
+
+
+#: Decode threads on a GPU, where detection no longer hides decoding (``decode_workers=None`` there).
+GPU_DECODE_WORKERS = 4
+
+
+def auto_decode_workers(workers: int | None, device: torch.device | str) -> int:
+    """``workers``, or for ``None``: :data:`GPU_DECODE_WORKERS` on CUDA, 0 elsewhere (on the 2-core CPU 2
+    threads measured -5% to +7%, within the noise: the CPU path stays as it was)."""
+    if workers is not None:
+        return workers
+    return GPU_DECODE_WORKERS if torch.device(device).type == "cuda" else 0
 
 
 def crops_to_input(crops: np.ndarray, device: torch.device, dtype: torch.dtype) -> Tensor:

@@ -476,3 +476,11 @@ def test_face_pipeline_decoding_ahead_keeps_the_rows_and_marks_bad_files(
         rows[workers] = [(r.source, r.method, r.error) for b, _ in done for r in b.rows]
     assert rows[2] == rows[0]
     assert [m for _, m, _ in rows[2]] == ["center", "failed", "center", "failed", "center"]
+
+
+def test_auto_decode_workers_keeps_the_cpu_path_unthreaded() -> None:
+    from latentface_sdk.pipeline import GPU_DECODE_WORKERS, auto_decode_workers
+
+    assert auto_decode_workers(None, "cpu") == 0
+    assert auto_decode_workers(None, torch.device("cuda:0")) == GPU_DECODE_WORKERS  # no GPU touched
+    assert auto_decode_workers(3, "cpu") == 3 and auto_decode_workers(0, "cuda") == 0

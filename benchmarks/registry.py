@@ -126,12 +126,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                f"{RESULTS}/stage1_levers_1000.json"), 90.0,
               options=frozenset({"data", "json"}), env=_ONE_THREAD),
     Benchmark("stage1_levers", "stage1_levers.py",
-              "stage-1 expression levers, each alone as a continuation run, scored on FER, verify, recon",
+              "stage-1 expression levers (each alone, a pair, encoder width) as continuation runs, "
+              "scored on FER, verify, recon",
               "docs/training.md", (f"{RESULTS}/stage1_expression_levers.json",), 90.0,
               options=frozenset({"data", "json"}), stages=(("prepare",), ("train",), ("score",)),
               env=_ONE_THREAD),
     Benchmark("stage2_levers", "stage2_levers.py",
-              "stage-2 levers for the expression of Δexp: longer/shorter stage 2, grey low-res views",
+              "stage-2 levers for the expression of Δexp: longer/shorter stage 2, grey low-res views, "
+              "denoiser conditioning",
               "docs/training.md (expression levers, issue 24)", (f"{RESULTS}/stage2_levers.json",), 240.0,
               options=frozenset({"data", "json"}), env=_ONE_THREAD),
     Benchmark("train_log_summary", "train_log_summary.py",

@@ -217,9 +217,27 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def encoder_ms(model: Path, batch: int = 64, repeats: int = 5) -> float:
+    """Median CPU milliseconds per face of a model folder's four encoders (batch ``batch``, the
+    current torch threads): the cost a capacity lever adds to encode (and to frontalize, which runs them)."""
+    config, tensors = load_model_folder(model)
+    auto = LatentAutoencoder(config.autoencoder).eval()
+    auto.load_state_dict({k.removeprefix("autoencoder."): v.float() for k, v in tensors.items()
+                          if k.startswith("autoencoder.")})
+    x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            for encoder in auto.encoders():
+                encoder(x)
+            times.append(time.perf_counter() - t0)
+    return round(1000 * float(np.median(times[1:])) / batch, 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("prepare", "train", "score", "merge"))
+    p.add_argument("what", choices=("prepare", "train", "score", "merge", "speed"))
     p.add_argument("--parts", nargs="*", type=Path, default=[],
                    help="merge: score JSON files of separate score runs (one arm set each) "
                         "to join into --json")
@@ -246,6 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         for arm in arms:
             if arm != "bundled":
                 print(f"{arm}: {train_arm(arm, args.runs, crops, args.steps)}", flush=True)
+        return 0
+    if args.what == "speed":  # encoders' ms per face of each arm's model beside the bundled one
+        speeds = {"bundled": encoder_ms(Path(resolve(None)))}
+        for arm in arms:
+            if arm != "bundled" and (args.runs / slug(arm) / "model" / "model.safetensors").is_file():
+                speeds[arm] = encoder_ms(args.runs / slug(arm) / "model")
+        for arm, ms in speeds.items():
+            print(f"{arm}: encoders {ms:.2f} ms per face", flush=True)
+        _bench.write_json(args.json, {"command": _bench.command(),
+                                      "machine": _bench.machine(torch.get_num_threads()),
+                                      "batch": 64, "encoder_ms_per_face": speeds})
         return 0
     if args.what == "merge":
         rows: dict[str, Any] = {}

@@ -128,7 +128,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("stage1_levers", "stage1_levers.py",
               "stage-1 expression levers (each alone, a pair, encoder width) as continuation runs, "
               "scored on FER, verify, recon",
-              "docs/training.md", (f"{RESULTS}/stage1_expression_levers.json",), 90.0,
+              "docs/training.md", (f"{RESULTS}/stage1_expression_levers.json",
+                                   f"{RESULTS}/stage1_levers_speed.json"), 90.0,
               options=frozenset({"data", "json"}), stages=(("prepare",), ("train",), ("score",)),
               env=_ONE_THREAD),
     Benchmark("stage2_levers", "stage2_levers.py",

@@ -21,7 +21,8 @@ from latentface_sdk.checkpoint import load_model_folder
 from latentface_sdk.train.recipes import Stage1Config, Stage2Config
 
 
-def test_two_process_stage1_trains_with_landmarks_and_light_cycle(shared_data: Path, tmp_path: Path) -> None:
+def test_two_process_stage1_trains_with_landmarks_light_cycle_and_expression_levers(shared_data: Path,
+                                                                                   tmp_path: Path) -> None:
     with open(shared_data / "celeba10k" / "identity.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "train"][:16]
     manifest = tmp_path / "faces.csv"
@@ -32,6 +33,8 @@ def test_two_process_stage1_trains_with_landmarks_and_light_cycle(shared_data: P
         "batch_size": 4, "steps": 3, "log_every": 1, "grid_every": 3, "checkpoint_every": 3,
         "lambda_landmark": 10.0, "lambda_light_cycle": 1.0, "light_cycle_count": 2, "feature_net": "mtcnn",
         "device": "cpu",
+        # the expression levers: without the photometric confidence its head must still reach DDP
+        "photo_confidence": False, "feature_region_weight": 2.0, "region_weight": 2.0, "keypoint_blur": 5,
     }
     config = tmp_path / "recipe.json"
     config.write_text(json.dumps(recipe))

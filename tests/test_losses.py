@@ -89,6 +89,20 @@ def test_photometric_loss_without_confidence_ignores_the_confidence_map() -> Non
     assert c["photo"] != d["photo"]
 
 
+def test_without_confidence_the_confidence_map_gets_a_zero_gradient_not_none() -> None:
+    """DistributedDataParallel waits for a gradient of every parameter: the unused confidence head must
+    stay in the graph (a two-process run with ``photo_confidence: false`` stopped at its second step)."""
+    from latentface_sdk.train.losses import Stage1Loss
+
+    torch.manual_seed(0)
+    images, pred = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    conf = torch.full((2, 2, 16, 16), 0.5, requires_grad=True)
+    total, _ = Stage1Loss(photo_confidence=False)(_fake_reconstruction(pred, conf), images,
+                                                  torch.nn.Identity())  # type: ignore[arg-type]
+    total.backward()
+    assert conf.grad is not None and float(conf.grad.abs().max()) == 0.0
+
+
 def test_feature_loss_at_the_landmark_regions_counts_the_mouth_more() -> None:
     from latentface_sdk.train.losses import Stage1Loss
 

@@ -273,7 +273,9 @@ class Stage1Loss:
         weight = None
         if self.region_weight > 0 and landmarks is not None:
             weight = region_weights(landmarks.to(images), images.shape[-1], self.region_weight)
-        sig_p = rec.conf_photo if self.photo_confidence else torch.ones_like(rec.conf_photo)
+        # Without the confidence sigma is 1; the map stays in the graph with a zero gradient, so that
+        # DistributedDataParallel, which waits for every parameter's gradient, still gets its head's.
+        sig_p = rec.conf_photo if self.photo_confidence else 1.0 + 0.0 * rec.conf_photo
         photo = confidence_l1(rec.recon.image, images, sig_p[:, :1], mask, weight)
         photo_f = confidence_l1(rec.recon_flip.image, images, sig_p[:, 1:], mask_f, weight)
         feat_in = features(images)

@@ -5,7 +5,7 @@
 
 Trains the two RDMs of ``latentface_sdk/train/configs/stage2_expression.json`` on the bundled model's
 stage 1 (the shipped recipe), keeping the checkpoint at several step counts (``--steps``, default
-2500, 5000, 10000; the shipped RDMs are the 5000-step one), in two arms:
+2500, 5000, 10000; the shipped RDMs are the 5000-step one), in these arms (``--arms``, comma-separated):
 
 * ``recipe``: the recipe as it is;
 * ``grey-lowres views``: every crop of a group also joins it as a grey, low-resolution copy (luma, area-
@@ -14,6 +14,10 @@ stage 1 (the shipped recipe), keeping the checkpoint at several step counts (``-
 * ``condition modulates every layer``: the denoiser's conditioning (``rdm.cond_modulation``): ``Z_exp``
   also scales and shifts every residual layer's features, as the timestep does, instead of entering only
   at the input beside the noisy latent.
+* ``expression groups x8``: the groups of the sets in which one person shows several expressions (Taiwan,
+  London, ORL; ``EXPRESSION_SETS``) drawn 8 times as often as the others, so that more of what the RDM
+  learns to leave out of ``Z_id`` is expression rather than pose, light or age;
+* ``expression groups only``: the RDMs trained on those groups alone.
 
 Each snapshot is scored as ``python -m latentface_sdk.eval fer`` scores ``latentface-fer``: FER-2013
 ``Training`` -> ``PublicTest``, MTCNN crops with the model's policy (centre crop where none is found), the
@@ -54,7 +58,11 @@ from latentface_sdk.train.recipes import Stage2Config  # noqa: E402
 from latentface_sdk.train.stage2 import build_autoencoder, load_groups, load_stage1_folder  # noqa: E402
 
 RECIPE = _bench.REPO_ROOT / "latentface_sdk" / "train" / "configs" / "stage2_expression.json"
-ARMS = ("recipe", "grey-lowres views", "condition modulates every layer")
+ARMS = ("recipe", "grey-lowres views", "condition modulates every layer", "expression groups x8",
+        "expression groups only")
+#: the sets whose people each show several expressions (their groups differ in expression, not in pose
+#: or years as CelebA's and IMFDB's do); the ``expression groups`` arms weight them
+EXPRESSION_SETS = ("taiwan_tcce", "london_frl", "orl_att")
 
 
 def grey_lowres(crops: np.ndarray, seed: int = 1) -> np.ndarray:
@@ -86,6 +94,9 @@ def train_arm(arm: str, out: Path, steps: list[int], stage1: Path, cache: Path) 
     model_key = tensors_digest(ae_tensors)
     latents = cached_latents(ae, face_crops, cache, model_checksum=model_key, progress=False)
     groups = [np.asarray(m) for m in data.group_indices()]
+    if arm.startswith("expression groups"):
+        expr = [m for m in groups if str(data.groups[int(m[0])]).split(":")[0] in EXPRESSION_SETS]
+        groups = expr if arm == "expression groups only" else groups + expr * 7
     if arm == "grey-lowres views":
         extra = cached_latents(ae, grey_lowres(face_crops), cache, model_checksum=model_key, progress=False)
         n = len(face_crops)
@@ -174,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     _bench.write_json(args.json, {"rows": rows, "training": training,
                                   "recipe": str(RECIPE.relative_to(_bench.REPO_ROOT)),
+                                  "stage1": f"{_bench.BUNDLED} (weights checksum {encoder.config.checksum})",
                                   "machine": _bench.machine(1), "command": _bench.command()})
     return 0
 

@@ -9,6 +9,7 @@ as GitHub turns headings into anchors.
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 from test_repo_paths import REPO, tracked_files
@@ -25,8 +26,10 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def anchors(page: Path) -> set[str]:
-    """The anchors of a page's headings (repeated headings get ``-1``, ``-2``... as on GitHub)."""
+@cache
+def anchors(page: Path) -> frozenset[str]:
+    """The anchors of a page's headings (repeated headings get ``-1``, ``-2``... as on GitHub); each page
+    is read once however many links lead to it."""
     seen: dict[str, int] = {}
     out = set()
     for m in HEADING.finditer(FENCE.sub("", page.read_text(encoding="utf-8"))):
@@ -34,7 +37,7 @@ def anchors(page: Path) -> set[str]:
         n = seen.get(base, 0)
         out.add(base if n == 0 else f"{base}-{n}")
         seen[base] = n + 1
-    return out
+    return frozenset(out)
 
 
 def broken_links(page: Path) -> list[str]:

@@ -7,9 +7,13 @@ module holds its parts:
 * :func:`read_frames` decodes one video file frame by frame (never the whole file in memory), keeps every
   ``every``-th frame or ``fps`` frames per second, turns each upright (phone videos carry their rotation
   as a display matrix) and yields :class:`VideoFrame` (index, time in seconds, RGB array);
-* :class:`IoUTracker` links the boxes of consecutive sampled frames into tracks (greedy IoU matching);
+* :mod:`latentface_sdk.shots` finds the cuts (every decoded frame against the one before it), so that
+  each frame carries its shot;
+* :class:`FaceTracker` links the faces of consecutive sampled frames into tracks by box overlap and
+  identity embedding (greedy matching), and ends every track at a cut;
 * :class:`VideoEncoding` is the typed result: one row per face per sampled frame with its frame index,
-  time, track id and the same latents as :meth:`~latentface_sdk.FaceEncoder.encode`.
+  time (from the first frame), shot, track id, identity embedding and the same latents as
+  :meth:`~latentface_sdk.FaceEncoder.encode`.
 
 A file that stops decoding part way (truncated, corrupt) or is no video at all raises
 :class:`VideoDecodeError`, which names the file and the frame and carries the rows decoded before it
@@ -31,12 +35,15 @@ from torch import Tensor
 
 from .errors import DataError
 from .results import Disentangled, Encoding
+from .shots import CUT_THRESHOLD, ShotDetector
 
-__all__ = ["IoUTracker", "VideoDecodeError", "VideoEncoding", "VideoFrame", "box_iou", "concat_video",
-           "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times", "track_means",
-           "upright"]
+__all__ = ["FaceTracker", "IoUTracker", "VideoDecodeError", "VideoEncoding", "VideoFrame", "box_iou",
+           "concat_video", "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times",
+           "track_means", "upright"]
 
 VIDEO_EXTRA = "pip install 'latentface-sdk[video]'"
+#: Side of the square thumbnail (area-averaged by FFmpeg) each decoded frame's shot signature is taken from.
+THUMBNAIL = 48
 
 
 class VideoDecodeError(DataError):
@@ -58,12 +65,16 @@ class VideoDecodeError(DataError):
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """One decoded, upright frame: its index in the video (from 0), its time in seconds, RGB uint8 (H, W,
-    3)."""
+    """One decoded, upright frame: its index in the video (from 0), its time in seconds from the first
+    frame, RGB uint8 (H, W, 3), its shot (:mod:`latentface_sdk.shots`: 0 until the first cut) and the
+    stream time of the video's first frame (``start_time``: ``time + start_time`` is the frame's time in
+    the stream, as FFmpeg reports it)."""
 
     index: int
     time: float
     image: np.ndarray
+    shot: int = 0
+    start_time: float = 0.0
 
 
 def _av() -> Any:
@@ -108,17 +119,26 @@ def sample_times(every: int | None, fps: float | None) -> Callable[[int, float],
 
 
 def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: float | None = None,
-                on_frame: Callable[[int], None] | None = None) -> Iterator[VideoFrame]:
+                on_frame: Callable[[int], None] | None = None,
+                cut_threshold: float | None = CUT_THRESHOLD) -> Iterator[VideoFrame]:
     """Decode ``path`` frame by frame and yield the sampled frames, upright, as RGB arrays.
 
     ``every``: keep every N-th frame; ``fps``: keep about this many frames per second (see
-    :func:`sample_times`); neither: every frame. ``on_frame(n)`` is called with the number of frames
-    decoded so far (for a progress bar). Raises :class:`VideoDecodeError` naming the file and the frame
-    when the file is no video or stops decoding part way (the frames before it have been yielded).
+    :func:`sample_times`); neither: every frame. Times count from the first frame (``VideoFrame.time``
+    is 0 there; the stream's own start offset is ``VideoFrame.start_time``). Every decoded frame, sampled
+    or not, goes through a :class:`~latentface_sdk.shots.ShotDetector` (a 48 x 48 thumbnail; a cut is a
+    :func:`~latentface_sdk.shots.frame_change` of at least ``cut_threshold``, ``None``: no cuts), so each
+    frame carries its ``shot``. ``on_frame(n)`` is called with the number of frames decoded so far (for a
+    progress bar). Raises :class:`VideoDecodeError` naming the file and the frame when the file is no
+    video or stops decoding part way (the frames before it have been yielded).
     """
     av = _av()
     name = os.fspath(path)
     keep = sample_times(every, fps)
+    if cut_threshold is not None and not (isinstance(cut_threshold, (int, float))
+                                          and not isinstance(cut_threshold, bool) and cut_threshold > 0):
+        raise ValueError(f"cut_threshold must be a positive number or None (got {cut_threshold!r})")
+    shots = ShotDetector(cut_threshold)
     if not Path(name).is_file():
         raise VideoDecodeError(name, None, "no such file")
     try:
@@ -132,6 +152,7 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         index = 0
+        start: float | None = None
         frames = container.decode(stream)
         while True:
             try:
@@ -144,9 +165,18 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
                 t = float(frame.time)
             else:
                 t = index / rate if rate else float(index)
+            if start is None:
+                start = t if frame.time is not None else 0.0
+            t -= start
+            shot = shots.shot
+            if cut_threshold is not None:
+                thumb = frame.reformat(width=THUMBNAIL, height=THUMBNAIL, format="rgb24",
+                                       interpolation="AREA").to_ndarray()
+                shot = shots.update(thumb)
             if keep(index, t):
                 image = frame.to_ndarray(format="rgb24")
-                yield VideoFrame(index, t, upright(image, float(getattr(frame, "rotation", 0) or 0)))
+                yield VideoFrame(index, t, upright(image, float(getattr(frame, "rotation", 0) or 0)), shot,
+                                 start)
             index += 1
             if on_frame is not None:
                 on_frame(index)
@@ -189,42 +219,141 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
+def _unit_rows(x: np.ndarray | None, n: int) -> np.ndarray | None:
+    """(n, D) float64 unit rows of ``x`` (NaN rows stay NaN: faces without an identity), or None."""
+    if x is None:
+        return None
+    x = np.asarray(x, dtype=np.float64)
+    x = x.reshape(n, x.shape[-1] if x.ndim else 0)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, x / norm, np.nan)
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+
+
 @dataclass
-class IoUTracker:
-    """Links faces across sampled frames: a face continues the track whose last box overlaps it most
-    (IoU >= ``min_iou``, greedy, best pairs first), if that track was seen within ``max_gap`` sampled
-    frames; otherwise it starts a new track. Track ids count from 0 in order of appearance."""
+class FaceTracker:
+    """Links faces across sampled frames into tracks, each meant to hold one person.
+
+    A face continues a live track (one seen within ``max_gap`` sampled frames) when its box overlaps the
+    track's last box by IoU >= ``min_iou`` and, with identities (``min_similarity`` set and an embedding
+    per face), the cosine of its identity embedding to the track's mean embedding is >= ``min_similarity``;
+    pairs are matched greedily, best ``IoU + cosine`` first.
+
+    Within a shot a face that overlaps no track may re-join a track by identity although its box moved
+    (a fast move, or the face lost for a few frames): the track was last seen up to ``rejoin_gap``
+    sampled frames before, the face's cosine to it is >= ``rejoin_similarity`` (default:
+    ``min_similarity``) and its box centre is within ``rejoin_reach`` face widths per sampled frame since
+    then of the track's last box. The reach matters: the identity embedding tells two people apart across
+    photos far better than within one shot, where light and camera are shared (docs/video-and-3d.md), so
+    a face on the other side of the picture is not taken for the lost one. Any other face starts a new
+    track. A new ``shot`` (:mod:`latentface_sdk.shots`) ends every track: no track crosses a cut. Track
+    ids count from 0 in order of appearance.
+
+    Without identities (``min_similarity=None``, or :meth:`update` given no embeddings) it is the plain
+    IoU tracker; a face whose embedding is NaN (no identity) is linked by its box alone.
+    """
 
     min_iou: float = 0.3
     max_gap: int = 2
+    min_similarity: float | None = None
+    rejoin_gap: int = 10
+    rejoin_similarity: float | None = None
+    rejoin_reach: float = 1.0
     _boxes: dict[int, np.ndarray] = field(default_factory=dict)
     _seen: dict[int, int] = field(default_factory=dict)
+    _sums: dict[int, np.ndarray] = field(default_factory=dict)
+    _shot: int | None = None
     _next: int = 0
 
-    def update(self, sample: int, boxes: np.ndarray) -> np.ndarray:
-        """Track ids (K,) of the boxes (K, 4) of sampled frame number ``sample`` (0, 1, 2, ...)."""
+    def _mean(self, track: int) -> np.ndarray | None:
+        total = self._sums.get(track)
+        if total is None:
+            return None
+        norm = float(np.linalg.norm(total))
+        return total / norm if norm > 0 else None
+
+    def _cosines(self, tracks: list[int], emb: np.ndarray | None, n: int) -> np.ndarray:
+        """(T, n) cosine of each face to each track's mean embedding; NaN where either has none."""
+        out = np.full((len(tracks), n), np.nan)
+        if emb is None:
+            return out
+        for i, t in enumerate(tracks):
+            mean = self._mean(t)
+            if mean is not None and mean.shape[0] == emb.shape[1]:
+                out[i] = emb @ mean
+        return out
+
+    def update(self, sample: int, boxes: np.ndarray, embeddings: np.ndarray | None = None,
+               shot: int | None = None) -> np.ndarray:
+        """Track ids (K,) of the faces of sampled frame number ``sample`` (0, 1, 2, ...): boxes (K, 4),
+        unit identity embeddings (K, D) (NaN rows: unknown), the frame's shot index."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        ids = np.full(len(boxes), -1, dtype=np.int64)
-        live = [t for t, s in self._seen.items() if sample - s <= self.max_gap + 1 and s < sample]
-        if live and len(boxes):
+        n = len(boxes)
+        if shot is not None and shot != self._shot:
+            if self._shot is not None:  # a cut: every track ends here
+                self._boxes.clear()
+                self._seen.clear()
+                self._sums.clear()
+            self._shot = shot
+        use_id = self.min_similarity is not None and embeddings is not None
+        emb = _unit_rows(embeddings, n) if use_id else None
+        ids = np.full(n, -1, dtype=np.int64)
+        used: set[int] = set()
+        live = [t for t, s in self._seen.items() if s < sample and sample - s <= self.max_gap + 1]
+        if live and n:
             iou = box_iou(np.stack([self._boxes[t] for t in live]), boxes)
-            order = np.dstack(np.unravel_index(np.argsort(-iou, axis=None), iou.shape))[0]
-            used_t, used_b = set(), set()
-            for ti, bi in order:
-                if iou[ti, bi] < self.min_iou:
-                    break
-                if ti in used_t or bi in used_b:
-                    continue
-                used_t.add(int(ti))
-                used_b.add(int(bi))
-                ids[bi] = live[ti]
-        for i in range(len(boxes)):
+            cos = self._cosines(live, emb, n)
+            known = ~np.isnan(cos)
+            ok = iou >= self.min_iou
+            if use_id:
+                assert self.min_similarity is not None
+                ok &= ~known | (np.nan_to_num(cos, nan=1.0) >= self.min_similarity)
+            score = np.where(ok, iou + np.nan_to_num(cos, nan=0.0), -np.inf)
+            self._assign(score, live, ids, used)
+        rejoin = self.min_similarity if self.rejoin_similarity is None else self.rejoin_similarity
+        if emb is not None and rejoin is not None and (ids < 0).any():
+            old = [t for t, s in self._seen.items()
+                   if s < sample and sample - s <= self.rejoin_gap + 1 and t not in used]
+            if old:
+                cos = self._cosines(old, emb, n)
+                cos[:, ids >= 0] = np.nan
+                last = np.stack([self._boxes[t] for t in old])
+                gap = sample - np.asarray([self._seen[t] for t in old], dtype=np.float64)
+                dist = np.linalg.norm(_centres(last)[:, None, :] - _centres(boxes)[None, :, :], axis=2)
+                width = np.maximum((last[:, 2] - last[:, 0])[:, None], (boxes[:, 2] - boxes[:, 0])[None, :])
+                near = dist <= self.rejoin_reach * gap[:, None] * width
+                score = np.where(near & (np.nan_to_num(cos, nan=-np.inf) >= rejoin), cos, -np.inf)
+                self._assign(score, old, ids, used)
+        for i in range(n):
             if ids[i] < 0:
                 ids[i] = self._next
                 self._next += 1
-            self._boxes[int(ids[i])] = boxes[i]
-            self._seen[int(ids[i])] = sample
+            t = int(ids[i])
+            self._boxes[t] = boxes[i]
+            self._seen[t] = sample
+            if emb is not None and np.isfinite(emb[i]).all():
+                self._sums[t] = self._sums.get(t, 0.0) + emb[i]
         return ids
+
+    @staticmethod
+    def _assign(score: np.ndarray, tracks: list[int], ids: np.ndarray, used: set[int]) -> None:
+        """Greedy matching, best score first, of pairs with a finite score (tracks x faces)."""
+        order = np.dstack(np.unravel_index(np.argsort(-score, axis=None, kind="stable"), score.shape))[0]
+        for ti, bi in order:
+            if not np.isfinite(score[ti, bi]):
+                break
+            if tracks[ti] in used or ids[bi] >= 0:
+                continue
+            used.add(tracks[ti])
+            ids[bi] = tracks[ti]
+
+
+#: The tracker's former name (box overlap alone is ``FaceTracker()`` without identities).
+IoUTracker = FaceTracker
 
 
 @dataclass(frozen=True, repr=False)
@@ -234,12 +363,20 @@ class VideoEncoding:
     Attributes:
         path: the video file.
         frame: ``(N,)`` int64, the frame index of each row (from 0, in decode order).
-        time: ``(N,)`` float64, the frame's presentation time in seconds.
-        track: ``(N,)`` int64, the track id (the same face across frames; :class:`IoUTracker`).
+        time: ``(N,)`` float64, the frame's time in seconds from the video's first frame (0.0 there).
+        track: ``(N,)`` int64, the track id: one person within one shot (:class:`FaceTracker`); a track
+            never continues across a cut, so the same person in two shots has two track ids.
         encoding: the rows' :class:`~latentface_sdk.Encoding` (latents, boxes in the upright frame's
             pixels, scores); its ``names`` are ``"<path>#<frame>"`` and ``source`` the frame index.
         disentangled: with ``features="disentangle"``, the rows' :class:`~latentface_sdk.Disentangled`.
         frames_decoded: frames read from the file; ``frames_sampled``: frames encoded.
+        shot: ``(N,)`` int64, the shot of each row's frame (0 until the first cut, then 1, ...;
+            :mod:`latentface_sdk.shots`).
+        identity: ``(N, D)`` float32 unit identity embeddings the tracks were linked with
+            (:meth:`~latentface_sdk.FaceEncoder.identity_from_latents`; cosine ``a @ b`` compares two
+            rows, e.g. two tracks' faces across shots), or ``None`` when the model has no identity head.
+        start_time: the stream time in seconds of the video's first frame (the offset FFmpeg reports and
+            ``time`` is measured from; ``time + start_time`` is the stream time).
     """
 
     path: str
@@ -250,33 +387,45 @@ class VideoEncoding:
     disentangled: Disentangled | None = None
     frames_decoded: int = 0
     frames_sampled: int = 0
+    shot: Tensor = None  # type: ignore[assignment]  # zeros when not given (__post_init__)
+    identity: Tensor | None = None
+    start_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.shot is None:
+            object.__setattr__(self, "shot", torch.zeros(len(self), dtype=torch.int64))
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
 
     def __repr__(self) -> str:
         tracks = int(self.track.unique().numel()) if len(self) else 0
-        return (f"VideoEncoding(path={self.path!r}, faces={len(self)}, tracks={tracks}, "
+        shots = int(self.shot.unique().numel()) if len(self) else 0
+        return (f"VideoEncoding(path={self.path!r}, faces={len(self)}, tracks={tracks}, shots={shots}, "
                 f"frames_sampled={self.frames_sampled}, frames_decoded={self.frames_decoded})")
 
     def numpy(self) -> dict[str, np.ndarray]:
         """Every per-row field as numpy arrays (the :meth:`Encoding.numpy` keys plus ``frame``, ``time``,
-        ``track``, and the disentangled parts with ``features="disentangle"``)."""
+        ``track``, ``shot``, ``identity`` when the model has an identity head, and the disentangled parts
+        with ``features="disentangle"``)."""
         out = (self.disentangled or self.encoding).numpy()
         out.update(frame=self.frame.numpy().astype(np.int64), time=self.time.numpy().astype(np.float64),
-                   track=self.track.numpy().astype(np.int64))
+                   track=self.track.numpy().astype(np.int64), shot=self.shot.numpy().astype(np.int64))
+        if self.identity is not None:
+            out["identity"] = self.identity.numpy().astype(np.float32)
         return out
 
     def track_means(self) -> dict[str, np.ndarray]:
-        """One row per track: ``track``, ``faces`` (rows), ``start``/``end`` (seconds) and the mean of each
-        float feature of :meth:`numpy` over the track's rows (the mean pose of a track is its mean head
-        pose)."""
+        """One row per track: ``track``, ``shot``, ``faces`` (rows), ``start``/``end`` (seconds) and the mean
+        of each float feature of :meth:`numpy` over the track's rows (the mean pose of a track is its mean
+        head pose; its ``identity`` is the unit mean embedding)."""
         return track_means(self.numpy())
 
 
 def track_means(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One row per track of video rows (:meth:`VideoEncoding.numpy`'s columns): ``track``, ``faces``,
-    ``start``/``end`` in seconds and the mean of every 2-D float column but ``boxes``."""
+    ``start``/``end`` in seconds, ``shot`` (when the rows have one) and the mean of every 2-D float column
+    but ``boxes`` (``identity`` scaled back to unit length)."""
     ids = np.unique(arrays["track"])
     rows = [arrays["track"] == t for t in ids]
     out: dict[str, np.ndarray] = {"track": ids,
@@ -285,11 +434,17 @@ def track_means(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                                                       dtype=np.float64),
                                   "end": np.asarray([arrays["time"][r].max() for r in rows],
                                                     dtype=np.float64)}
+    if "shot" in arrays:
+        out["shot"] = np.asarray([int(arrays["shot"][r].min()) for r in rows], dtype=np.int64)
     for key, value in arrays.items():
         if key == "boxes" or value.dtype.kind != "f" or value.ndim != 2:
             continue
         out[key] = (np.stack([value[r].mean(axis=0) for r in rows]) if rows
                     else np.zeros((0, value.shape[1]), value.dtype))
+    if "identity" in out and len(ids):
+        norm = np.linalg.norm(out["identity"], axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["identity"] = (out["identity"] / norm).astype(np.float32)
     return out
 
 
@@ -334,6 +489,9 @@ def concat_video(parts: Sequence[VideoEncoding]) -> VideoEncoding:
         disentangled=_cat([p.disentangled for p in parts]),
         frames_decoded=last.frames_decoded,
         frames_sampled=last.frames_sampled,
+        shot=torch.cat([p.shot for p in parts]),
+        identity=_cat([p.identity for p in parts]),
+        start_time=parts[0].start_time,
     )
 
 
@@ -344,15 +502,20 @@ def encode_frames(
     every: int | None = None,
     fps: float | None = None,
     frames_per_batch: int = 32,
-    tracker: IoUTracker | None = None,
+    tracker: FaceTracker | None = None,
     on_frame: Callable[[int], None] | None = None,
+    identify: Callable[[Encoding], Tensor] | None = None,
+    cut_threshold: float | None = CUT_THRESHOLD,
 ) -> Iterator[VideoEncoding]:
     """Stream ``path``: sampled frames in groups of ``frames_per_batch`` through ``run`` (an encoder
     call on a list of RGB arrays), yielding one :class:`VideoEncoding` part per group (rows without a face
-    dropped, track ids linked across groups). A decoding error is raised after the part of the frames
-    read before it has been yielded."""
+    dropped, track ids linked across groups, every track ended at a shot cut). ``identify`` maps a
+    group's :class:`Encoding` to unit identity embeddings ``(N, D)`` (NaN rows where not ok) that the
+    ``tracker`` links faces with and the rows keep (``identity``); ``cut_threshold`` is
+    :func:`read_frames`'. A decoding error is raised after the part of the frames read before it has
+    been yielded."""
     name = os.fspath(path)
-    tracker = tracker or IoUTracker()
+    tracker = tracker or FaceTracker()
     state = {"decoded": 0, "sampled": 0, "samples": 0}
 
     def count(n: int) -> None:
@@ -367,28 +530,34 @@ def encode_frames(
         source = enc.source.numpy()
         ok = enc.ok.numpy().astype(bool)
         boxes = enc.boxes.numpy()
+        identity = identify(enc).float().cpu() if identify is not None and len(enc) else None
+        emb = identity.numpy() if identity is not None else None
         tracks = np.full(len(enc), -1, dtype=np.int64)
         for j in range(len(batch)):  # frames in order, so tracks follow time
             rows = np.flatnonzero((source == j) & ok)
-            tracks[rows] = tracker.update(state["samples"] + j, boxes[rows])
+            tracks[rows] = tracker.update(state["samples"] + j, boxes[rows],
+                                          None if emb is None else emb[rows], batch[j].shot)
         state["samples"] += len(batch)
         keep = np.flatnonzero(ok)
         kept = _take(result, keep)
         kept_enc = kept if isinstance(kept, Encoding) else kept.encoding
         frames = np.asarray([batch[int(s)].index for s in source[keep]], dtype=np.int64)
         times = np.asarray([batch[int(s)].time for s in source[keep]], dtype=np.float64)
+        shots = np.asarray([batch[int(s)].shot for s in source[keep]], dtype=np.int64)
         names = [f"{name}#{f}" for f in frames]
         kept_enc = _replace_rows(kept_enc, names, torch.as_tensor(frames))
         return VideoEncoding(
             path=name, frame=torch.as_tensor(frames), time=torch.as_tensor(times),
             track=torch.as_tensor(tracks[keep]), encoding=kept_enc,
             disentangled=None if isinstance(kept, Encoding) else _with_encoding(kept, kept_enc),
-            frames_decoded=state["decoded"], frames_sampled=state["sampled"],
+            frames_decoded=state["decoded"], frames_sampled=state["sampled"], shot=torch.as_tensor(shots),
+            identity=None if identity is None else identity[torch.as_tensor(keep, dtype=torch.long)],
+            start_time=batch[0].start_time,
         )
 
     batch: list[VideoFrame] = []
     try:
-        for frame in read_frames(name, every=every, fps=fps, on_frame=count):
+        for frame in read_frames(name, every=every, fps=fps, on_frame=count, cut_threshold=cut_threshold):
             batch.append(frame)
             if len(batch) >= frames_per_batch:
                 yield flush(batch)
@@ -414,8 +583,9 @@ def _with_encoding(result: Disentangled, enc: Encoding) -> Disentangled:
 
 
 def empty_video(path: str, features: str, latent_dim: int, frames_decoded: int = 0,
-                frames_sampled: int = 0) -> VideoEncoding:
-    """A result with no rows (a video without faces)."""
+                frames_sampled: int = 0, identity_dim: int = 0) -> VideoEncoding:
+    """A result with no rows (a video without faces); ``identity_dim`` > 0 gives it an empty ``identity``
+    column of that width."""
     z = torch.zeros(0, latent_dim)
     enc = Encoding(texture=z, shape=z.clone(), pose=torch.zeros(0, 6), light=torch.zeros(0, 4),
                    boxes=torch.zeros(0, 4), scores=torch.zeros(0), ok=torch.zeros(0, dtype=torch.bool),
@@ -427,4 +597,5 @@ def empty_video(path: str, features: str, latent_dim: int, frames_decoded: int =
     empty = torch.zeros(0, dtype=torch.int64)
     return VideoEncoding(path=path, frame=empty, time=torch.zeros(0, dtype=torch.float64),
                          track=empty.clone(), encoding=enc, disentangled=dis, frames_decoded=frames_decoded,
-                         frames_sampled=frames_sampled)
+                         frames_sampled=frames_sampled, shot=empty.clone(),
+                         identity=torch.zeros(0, identity_dim) if identity_dim > 0 else None)

@@ -11,8 +11,9 @@ One rule turns a face box into the network input, :func:`crop_face`:
 Already aligned face crops (``detect=False``) go through :func:`crop_aligned`: the centred square of
 side ``min(H, W)``, resized the same way.
 
-:class:`FaceDetector` wraps :class:`facenet_pytorch.MTCNN`, whose weights ship inside the
-``facenet-pytorch`` wheel (nothing is downloaded). Faces are returned largest first, in the
+:class:`FaceDetector` wraps :class:`latentface_sdk.mtcnn.MTCNN`: facenet-pytorch's MTCNN (its networks,
+cascade and weights, which ship with the SDK: nothing is downloaded) without facenet-pytorch or
+torchvision, finding the faces facenet-pytorch finds. Faces are returned largest first, in the
 coordinates of the image passed in, keeping those whose score is at least ``crop.threshold``.
 :func:`latentface_sdk.cropset.prepare_crops` applies all of this to a data set (through the pipeline).
 """
@@ -79,13 +80,13 @@ class FaceDetector:
     whose long side exceeds ``max_side`` are downscaled for detection and the boxes mapped back.
     Inference only; the wrapped MTCNN is a plain ``nn.Module`` (``self.mtcnn``).
 
-    ``mixed_sizes`` says how :meth:`detect_batch` batches images: ``"group"`` runs facenet-pytorch's
-    MTCNN on groups of equal-size images (``max_batch`` at a time); ``"pad"`` runs images of any sizes
-    together, in size buckets of at most ``max_batch`` (:func:`latentface_sdk.detection_batch.detect_mixed`:
-    each image keeps its own pyramid and crops, so its faces are those of ``"group"`` up to float
-    rounding, in a fixed number of kernels per stage instead of two per candidate box); ``"auto"``
-    (default) is ``"pad"`` on CUDA and ``"group"`` elsewhere (the CPU results stay those of
-    facenet-pytorch itself).
+    ``mixed_sizes`` says how :meth:`detect_batch` batches images: ``"group"`` runs facenet-pytorch's MTCNN
+    cascade (:mod:`latentface_sdk.mtcnn`) on groups of equal-size images (``max_batch`` at a time);
+    ``"pad"`` runs images of any sizes together, in size buckets of at most ``max_batch``
+    (:func:`latentface_sdk.detection_batch.detect_mixed`: each image keeps its own pyramid and crops, so
+    its faces are those of ``"group"`` up to float rounding, in a fixed number of kernels per stage
+    instead of two per candidate box); ``"auto"`` (default) is ``"pad"`` on CUDA and ``"group"`` elsewhere
+    (the CPU results stay those of facenet-pytorch itself, bit for bit).
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class FaceDetector:
         max_batch: int = 32,
         mixed_sizes: MixedSizes = "auto",
     ) -> None:
-        from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is built
+        from .mtcnn import MTCNN  # reads the networks' weights: deferred until a detector is built
 
         if mixed_sizes not in ("auto", "group", "pad"):
             raise ValueError(f"mixed_sizes must be 'auto', 'group' or 'pad' (got {mixed_sizes!r})")
@@ -108,7 +109,6 @@ class FaceDetector:
         self.max_batch = max_batch
         self.mixed_sizes: MixedSizes = mixed_sizes
         self.mtcnn = MTCNN(
-            keep_all=True,
             select_largest=True,
             min_face_size=self.crop.min_face_size,
             device=self.device,

@@ -25,8 +25,8 @@ rules on images of any sizes at once, in a fixed number of tensor operations per
 
 So no padded pixel reaches a network output that is kept, and an image's faces do not depend on the
 other images of the batch, up to float rounding (batched convolutions may sum in another order).
-The helpers of ``facenet_pytorch.models.utils.detect_face`` (box generation, regression, squaring,
-NMS) are reused as they are.
+The helpers of facenet-pytorch's ``detect_face`` (box generation, regression, squaring, NMS; in
+:mod:`latentface_sdk.mtcnn`) are reused as they are.
 """
 
 from __future__ import annotations
@@ -37,14 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from facenet_pytorch.models.utils.detect_face import (
-    batched_nms_numpy,
-    bbreg,
-    generateBoundingBox,
-    rerec,
-)
 from torch import Tensor
-from torchvision.ops import batched_nms
+
+from .mtcnn import batched_nms, batched_nms_numpy, bbreg, generateBoundingBox, rerec
 
 __all__ = ["detect_mixed", "pyramid_scales", "size_buckets"]
 
@@ -202,7 +197,7 @@ def detect_mixed(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """MTCNN on uint8 RGB ``(H_i, W_i, 3)`` images of any sizes in one pass.
 
-    ``mtcnn`` is a :class:`facenet_pytorch.MTCNN` (its networks, ``min_face_size``, ``thresholds`` and
+    ``mtcnn`` is a :class:`latentface_sdk.mtcnn.MTCNN` (its networks, ``min_face_size``, ``thresholds`` and
     ``factor`` are used). Returns per image ``(boxes, points)`` like ``detect_face``: float32 ``(n, 5)``
     (``x1, y1, x2, y2, score``) and ``(n, 5, 2)``, in no particular order.
     """

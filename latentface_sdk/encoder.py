@@ -200,9 +200,14 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
     @property
     def render_backend(self) -> Literal["pytorch3d", "fast"]:
-        """The rasteriser ``render`` uses: PyTorch3D's on CUDA, the vectorised one on the CPU (as in
-        training)."""
-        return "pytorch3d" if self.device.type == "cuda" else "fast"
+        """The rasteriser ``render`` uses: PyTorch3D's on CUDA when it is installed (the extra
+        ``[pytorch3d]``), else the vectorised one (always on the CPU, as in training; the two agree within
+        the tolerance of docs/renderer.md)."""
+        if self.device.type != "cuda":
+            return "fast"
+        from .render.rasterize import has_pytorch3d
+
+        return "pytorch3d" if has_pytorch3d() else "fast"
 
     def _pipeline(self) -> FacePipeline:
         return FacePipeline(self.config.crop, partial(encode_crops, self.autoencoder), lambda: self.detector,

@@ -1,4 +1,4 @@
-"""A reconstructed face as a textured triangle mesh, written with PyTorch3D's ``pytorch3d.io``.
+"""A reconstructed face as a textured triangle mesh, written as ``.obj`` (+ ``.mtl`` + PNG) or ``.ply``.
 
 :func:`face_mesh` turns one face's canonical depth map and albedo (what the stage-1 decoders give) into a
 :class:`FaceMesh`: the grid mesh of the depth map (vertex ``(i, j)`` lies on the ray of pixel ``(i, j)``,
@@ -10,12 +10,16 @@ towards +z** (towards a viewer in front of it); the origin is the face's rotatio
 ``centre_depth`` on the optical axis); lengths are in the renderer's depth units, in which the face is
 about 0.17 wide (a 64 px crop at the 10° field of view). Triangles are counter-clockwise seen from the
 front. ``FaceMesh.save`` writes ``.obj`` (with ``.mtl`` and the albedo as a PNG texture, UVs in
-``[0, 1]`` with v up, as OBJ expects) or ``.ply`` (vertex colours as 8-bit RGB).
+``[0, 1]`` with v up, as OBJ expects) or ``.ply`` (binary, vertex colours as 8-bit RGB). The writers are
+this module's own and need no PyTorch3D; their files are byte for byte those of ``pytorch3d.io``'s
+``save_obj(..., decimal_places=6)`` and ``IO().save_mesh(..., binary=True, colors_as_uint8=True)``
+(tests/test_mesh.py compares them where PyTorch3D is installed).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,25 +55,15 @@ class FaceMesh:
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Write the mesh to ``path`` (``.obj``: also ``<stem>.mtl`` and ``<stem>.png`` beside it; ``.ply``);
         returns the files written. Raises :class:`ValueError` for another suffix."""
-        from pytorch3d.io import IO, save_obj
-        from pytorch3d.renderer import TexturesVertex
-        from pytorch3d.structures import Meshes
-
         out = Path(path)
         suffix = out.suffix.lower()
         if suffix not in MESH_SUFFIXES:
             raise ValueError(f"{out}: a mesh is written as {' or '.join(MESH_SUFFIXES)} (got "
                              f"{out.suffix or 'no suffix'!r})")
         out.parent.mkdir(parents=True, exist_ok=True)
-        verts = torch.from_numpy(self.vertices)
-        faces = torch.from_numpy(self.faces)
         if suffix == ".obj":
-            save_obj(out, verts, faces, verts_uvs=torch.from_numpy(self.uvs), faces_uvs=faces,
-                     texture_map=torch.from_numpy(self.texture.astype(np.float32) / 255.0), decimal_places=6)
-            return [out, out.with_suffix(".mtl"), out.with_suffix(".png")]
-        mesh = Meshes([verts], [faces], textures=TexturesVertex([torch.from_numpy(self.colors)]))
-        IO().save_mesh(mesh, out, binary=True, colors_as_uint8=True)
-        return [out]
+            return _write_obj(out, self.vertices, self.faces, self.uvs, self.texture)
+        return _write_ply(out, self.vertices, self.faces, self.colors)
 
     def __repr__(self) -> str:
         return (f"FaceMesh(vertices={len(self.vertices)}, faces={len(self.faces)}, "
@@ -126,3 +120,45 @@ def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: floa
         texture=texture.numpy(),
         grid=torch.stack([rows, cols], dim=1).numpy().astype(np.int64),
     )
+
+
+# ------------------------------------------------------------------------------------------ writers
+
+
+def _write_obj(out: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
+               texture: np.ndarray) -> list[Path]:
+    """``out`` (.obj: vertices, one UV per vertex, faces ``v/vt``), ``<stem>.mtl`` (material ``mesh``
+    with the texture as its diffuse map) and ``<stem>.png`` (``texture``); the layout of PyTorch3D's
+    ``save_obj`` with six decimals, including its leading blank line and no newline after the last face."""
+    from PIL import Image
+
+    lines = [f"\nmtllib {out.stem}.mtl\nusemtl mesh\n\n"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in vertices.astype(np.float32).tolist()]
+    lines += [f"vt {u:.6f} {v:.6f}\n" for u, v in uvs.astype(np.float32).tolist()]
+    lines.append("\n".join(f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (faces.astype(np.int64) + 1).tolist()))
+    out.write_text("".join(lines))
+    mtl, png = out.with_suffix(".mtl"), out.with_suffix(".png")
+    Image.fromarray(np.ascontiguousarray(texture, dtype=np.uint8)).save(png)
+    mtl.write_text(f"newmtl mesh\nmap_Kd {out.stem}.png\n")
+    return [out, mtl, png]
+
+
+def _write_ply(out: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> list[Path]:
+    """``out`` as binary PLY in the machine's byte order: float32 ``x y z`` and uchar ``red green blue``
+    per vertex (colours in ``[0, 1]`` times 255, rounded), ``uchar``-counted ``int`` index lists per face."""
+    order = "big" if sys.byteorder == "big" else "little"
+    header = (f"ply\nformat binary_{order}_endian 1.0\nelement vertex {len(vertices)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+              f"element face {len(faces)}\nproperty list uchar int vertex_index\nend_header\n")
+    verts = np.zeros(len(vertices), dtype=[("xyz", np.float32, 3), ("rgb", np.uint8, 3)])
+    verts["xyz"] = vertices
+    verts["rgb"] = np.rint(np.asarray(colors, dtype=np.float32) * 255)
+    tris = np.zeros(len(faces), dtype=[("count", np.uint8), ("index", np.uint32, 3)])
+    tris["count"] = 3
+    tris["index"] = faces
+    with open(out, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(verts.tobytes())
+        f.write(tris.tobytes())
+    return [out]

@@ -1,5 +1,6 @@
 """latentface_sdk.mesh and FaceEncoder.mesh: the written files load back and render as the renderer
-renders."""
+renders. The writers need no PyTorch3D; where it is installed, its readers load the files and its writers
+give the same bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 import torch
 from _tiny import tiny_config
 from PIL import Image
-from pytorch3d.io import IO, load_obj
 
 from latentface_sdk import FaceEncoder, cli
 from latentface_sdk.mesh import face_mesh, to_camera
@@ -54,7 +54,69 @@ def test_mesh_is_the_face_region_of_the_grid(maps: tuple[torch.Tensor, torch.Ten
     np.testing.assert_allclose(to_camera(m.vertices, 1.0).numpy(), points[rows, cols].numpy(), atol=1e-6)
 
 
+def read_obj(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices, UVs and 0-based ``v/vt`` faces of an .obj written by FaceMesh.save (no PyTorch3D)."""
+    rows: dict[str, list[list[str]]] = {"v": [], "vt": [], "f": []}
+    for line in path.read_text().splitlines():
+        key, *rest = line.split() or [""]
+        if key in rows:
+            rows[key].append(rest)
+    faces = np.array([[[int(i) for i in c.split("/")] for c in f] for f in rows["f"]]) - 1
+    assert (faces[..., 0] == faces[..., 1]).all()  # one UV per vertex
+    return np.array(rows["v"], dtype=np.float64), np.array(rows["vt"], dtype=np.float64), faces[..., 0]
+
+
+def test_obj_mtl_and_ply_read_back_without_pytorch3d(maps: tuple[torch.Tensor, torch.Tensor],
+                                                     tmp_path: Path) -> None:
+    depth, albedo = maps
+    m = face_mesh(depth, albedo, focal=geo.focal_from_fov(10.0), centre_depth=1.0)
+    files = m.save(tmp_path / "face.obj")
+    assert [p.name for p in files] == ["face.obj", "face.mtl", "face.png"] and all(p.is_file() for p in files)
+    assert (tmp_path / "face.obj").read_text().startswith("\nmtllib face.mtl\nusemtl mesh\n")
+    assert (tmp_path / "face.mtl").read_text() == "newmtl mesh\nmap_Kd face.png\n"
+    verts, uvs, faces = read_obj(tmp_path / "face.obj")
+    np.testing.assert_allclose(verts, m.vertices, atol=1e-6)
+    np.testing.assert_allclose(uvs, m.uvs, atol=1e-6)
+    np.testing.assert_array_equal(faces, m.faces)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "face.png").convert("RGB")), m.texture)
+    m.save(tmp_path / "face.ply")
+    data = (tmp_path / "face.ply").read_bytes()
+    header, body = data.split(b"end_header\n", 1)
+    assert f"element vertex {len(m.vertices)}".encode() in header and b"property uchar red" in header
+    vert_t = np.dtype([("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    face_t = np.dtype([("n", "u1"), ("index", "<u4", 3)])
+    vv = np.frombuffer(body, vert_t, count=len(m.vertices))
+    ff = np.frombuffer(body, face_t, offset=vv.nbytes)
+    assert len(ff) == len(m.faces) and (ff["n"] == 3).all()
+    np.testing.assert_array_equal(vv["xyz"], m.vertices)
+    np.testing.assert_array_equal(ff["index"], m.faces)
+    assert np.abs(vv["rgb"] / 255.0 - m.colors).max() <= 0.5 / 255 + 1e-6
+
+
+def test_the_writers_give_pytorch3d_s_bytes(maps: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+    """The files of FaceMesh.save are those pytorch3d.io wrote before the writers became the SDK's own."""
+    p3d_io = pytest.importorskip("pytorch3d.io")
+    from pytorch3d.renderer import TexturesVertex
+    from pytorch3d.structures import Meshes
+
+    depth, albedo = maps
+    m = face_mesh(depth, albedo, focal=geo.focal_from_fov(10.0), centre_depth=1.0)
+    verts, faces = torch.from_numpy(m.vertices), torch.from_numpy(m.faces)
+    (tmp_path / "p3d").mkdir()
+    p3d_io.save_obj(tmp_path / "p3d" / "face.obj", verts, faces, verts_uvs=torch.from_numpy(m.uvs),
+                    faces_uvs=faces, texture_map=torch.from_numpy(m.texture.astype(np.float32) / 255.0),
+                    decimal_places=6)
+    mesh = Meshes([verts], [faces], textures=TexturesVertex([torch.from_numpy(m.colors)]))
+    p3d_io.IO().save_mesh(mesh, tmp_path / "p3d" / "face.ply", binary=True, colors_as_uint8=True)
+    written = m.save(tmp_path / "ours" / "face.obj") + m.save(tmp_path / "ours" / "face.ply")
+    assert len(written) == 4
+    for path in written:
+        assert path.read_bytes() == (tmp_path / "p3d" / path.name).read_bytes(), path.name
+
+
 def test_obj_and_ply_load_back(maps: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+    p3d_io = pytest.importorskip("pytorch3d.io")
+    IO, load_obj = p3d_io.IO, p3d_io.load_obj
     depth, albedo = maps
     m = face_mesh(depth, albedo, focal=geo.focal_from_fov(10.0), centre_depth=1.0)
     files = m.save(tmp_path / "face.obj")
@@ -82,15 +144,17 @@ def test_rendering_the_loaded_mesh_gives_the_render(maps: tuple[torch.Tensor, to
     depth, albedo = maps
     r = FaceRenderer(S, 10.0, 1.0, backend="fast")
     face_mesh(depth, albedo, focal=r.focal, centre_depth=1.0).save(tmp_path / "face.obj")
-    verts, faces, aux = load_obj(tmp_path / "face.obj")
+    v, vt, f = read_obj(tmp_path / "face.obj")
+    verts, uv = torch.from_numpy(v).float(), torch.from_numpy(vt).float()
+    tri = torch.from_numpy(f)
     texture = torch.from_numpy(np.array(Image.open(tmp_path / "face.png").convert("RGB"))).float() / 255
-    uv = aux.verts_uvs  # each vertex's colour read from the texture at its UV (pixel centres)
+    # each vertex's colour read from the texture at its UV (pixel centres)
     cols = (uv[:, 0] * S - 0.5).round().long()
     rows = ((1 - uv[:, 1]) * S - 0.5).round().long()
     colour = texture[rows, cols]
     cam = to_camera(verts, 1.0)[None]
-    raster = rasterize_fast(cam, faces.verts_idx, S, 10.0)
-    drawn = interpolate(raster, faces.verts_idx, colour[None])
+    raster = rasterize_fast(cam, tri, S, 10.0)
+    drawn = interpolate(raster, tri, colour[None])
     pose = torch.zeros(1, 6)
     ref = r.render(albedo[None], depth[None], pose)
     inside = (raster.mask[0, 0] > 0) & (geo.face_region(S) > 0.9)

@@ -12,6 +12,9 @@ pixels; the whole batch is then a few tensor operations. Faces are grouped by th
 bounding box (1, 2, 3, 4, 6, 8, 16, ... pixels per side), so a stretched triangle is still tested
 against every pixel it may cover and the result does not depend on a window size.
 ``tests/test_renderer.py`` measures the agreement with PyTorch3D on random poses.
+
+PyTorch3D is optional (the extra ``[pytorch3d]``): nothing imports it until ``rasterize_pytorch3d`` runs,
+and :func:`require_pytorch3d` turns its absence into an :class:`ImportError` that names the extra.
 """
 
 from __future__ import annotations
@@ -50,8 +53,41 @@ class Raster:
         return (self.pix_to_face >= 0).unsqueeze(1).to(self.bary.dtype)
 
 
+#: How to get PyTorch3D, which only training with ``renderer: "pytorch3d"`` and the comparisons need.
+PYTORCH3D_EXTRA = "pip install 'latentface-sdk[pytorch3d]' (from a checkout: pip install -e '.[pytorch3d]')"
+
+
+def pytorch3d_problem() -> str | None:
+    """Why PyTorch3D cannot be used here (not installed, or its compiled extension does not load with
+    this torch), or ``None`` when it can. Imports ``pytorch3d._C`` the first time it is called."""
+    try:
+        from pytorch3d import _C  # noqa: F401
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "pytorch3d":
+            return "PyTorch3D is not installed"
+        return f"PyTorch3D does not load with torch {torch.__version__} ({exc})"
+    return None
+
+
+def has_pytorch3d() -> bool:
+    """Whether PyTorch3D is installed and loads (see :func:`pytorch3d_problem`)."""
+    return pytorch3d_problem() is None
+
+
+def require_pytorch3d(what: str) -> None:
+    """Raise an :class:`ImportError` naming the extra when ``what`` (e.g. "the pytorch3d rasteriser")
+    cannot run for want of PyTorch3D."""
+    problem = pytorch3d_problem()
+    if problem is not None:
+        raise ImportError(f"{what} needs PyTorch3D: {problem}. Install it with {PYTORCH3D_EXTRA}, "
+                          "or use the project's own rasteriser (backend/renderer 'fast' or 'auto').")
+
+
 def rasterize_pytorch3d(verts: Tensor, faces: Tensor, image_size: int, fov_deg: float) -> Raster:
-    """Rasterise with ``pytorch3d.renderer`` (FoV perspective camera, one face per pixel)."""
+    """Rasterise with ``pytorch3d.renderer`` (FoV perspective camera, one face per pixel).
+
+    Raises :class:`ImportError` (naming the extra ``[pytorch3d]``) when PyTorch3D is not usable."""
+    require_pytorch3d("the pytorch3d rasteriser")
     from pytorch3d.renderer import FoVPerspectiveCameras, MeshRasterizer, RasterizationSettings
     from pytorch3d.structures import Meshes
 

@@ -48,13 +48,27 @@ class RandomConvFeatures(nn.Module):
         return self.net(images * 2.0 - 1.0)
 
 
+def vgg16_layers() -> nn.Sequential:
+    """The convolutional part of VGG16 as torchvision builds it (``vgg16().features``: the same modules at the
+    same indices, so its state dict loads), built here so that the SDK needs no torchvision."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if width == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            assert isinstance(width, int)
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*layers)
+
+
 class VGG16Features(nn.Module):
     """VGG16 up to relu3_3 (B, 256, 16, 16) from a user-supplied safetensors file of torchvision's vgg16."""
 
     def __init__(self, weights: str | Path) -> None:
         super().__init__()
         from safetensors.torch import load_file
-        from torchvision.models import vgg16
 
         path = Path(weights)
         if path.suffix != ".safetensors":
@@ -64,13 +78,13 @@ class VGG16Features(nn.Module):
             state = load_file(str(path))
         except Exception as exc:  # safetensors raises several types for corrupt files
             raise WeightsError(f"{path}: cannot read VGG16 weights ({exc})") from exc
-        full = vgg16(weights=None)
+        features = vgg16_layers()
         feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         try:
-            full.features.load_state_dict(feats, strict=True)
+            features.load_state_dict(feats, strict=True)
         except RuntimeError as exc:
             raise WeightsError(f"{path}: not torchvision vgg16 weights ({exc})") from exc
-        self.net = full.features[:16]
+        self.net = features[:16]
         self.mean: Tensor
         self.std: Tensor
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -82,22 +96,23 @@ class VGG16Features(nn.Module):
 
 
 class MTCNNFeatures(nn.Module):
-    """Face-trained features from MTCNN's ONet (inside the facenet-pytorch wheel, nothing downloaded).
+    """Face-trained features from MTCNN's ONet (its weights ship with the SDK, nothing downloaded).
 
-    ONet's first two convolution stages (conv, PReLU, max-pool, twice): (B, 3, 64, 64) in [0, 1] ->
-    (B, 64, 14, 14). ONet was trained to find faces and their landmarks, so these filters respond to
-    facial structure (eyes, nose, mouth edges) rather than to arbitrary texture. The weights are read
-    with ``torch.load(weights_only=True)`` (tensors only). ONet's weights were converted from a model
-    trained on transposed images, so the input is transposed in and the features transposed back
-    (the feature map stays aligned with the image for the loss's confidence map). Parameters are frozen.
+    ONet's first two convolution stages (conv, PReLU, max-pool, twice): (B, 3, 64, 64) in [0, 1] -> (B, 64,
+    14, 14). ONet was trained to find faces and their landmarks, so these filters respond to facial
+    structure (eyes, nose, mouth edges) rather than to arbitrary texture. The weights are facenet-pytorch's
+    ``onet.pt``, read from the SDK's safetensors copy (:mod:`latentface_sdk.mtcnn`). ONet's weights were
+    converted from a model trained on transposed images, so the input is transposed in and the features
+    transposed back (the feature map stays aligned with the image for the loss's confidence map). Parameters
+    are frozen.
 
     ``state``: the network's own state dict (``net.state_dict()``, as a training bundle carries it,
-    :mod:`latentface_sdk.train.bundle`) instead of the wheel's file: then facenet-pytorch is not needed.
+    :mod:`latentface_sdk.train.bundle`) instead of the shipped file.
     """
 
     def __init__(self, state: Mapping[str, Tensor] | None = None) -> None:
         super().__init__()
-        # ONet's conv1, prelu1, pool1, conv2, prelu2, pool2 (facenet_pytorch.models.mtcnn.ONet).
+        # ONet's conv1, prelu1, pool1, conv2, prelu2, pool2 (latentface_sdk.mtcnn.ONet).
         self.net = nn.Sequential(nn.Conv2d(3, 32, kernel_size=3), nn.PReLU(32),
                                  nn.MaxPool2d(3, 2, ceil_mode=True),
                                  nn.Conv2d(32, 64, kernel_size=3), nn.PReLU(64),
@@ -114,14 +129,10 @@ class MTCNNFeatures(nn.Module):
 
 
 def _onet_state() -> dict[str, Tensor]:
-    """ONet's first two stages from the facenet-pytorch wheel, keyed as :class:`MTCNNFeatures`'s ``net``."""
-    import facenet_pytorch
+    """ONet's first two stages from the shipped MTCNN weights, keyed as :class:`MTCNNFeatures`'s ``net``."""
+    from ..mtcnn import mtcnn_state
 
-    path = Path(facenet_pytorch.__file__).parent / "data" / "onet.pt"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a missing or unreadable file: say which
-        raise WeightsError(f"{path}: cannot read MTCNN ONet weights ({exc})") from exc
+    state = mtcnn_state("onet")  # WeightsError names the file when it is missing or unreadable
     names = {"conv1": "0", "prelu1": "1", "conv2": "3", "prelu2": "4"}
     return {f"{names[k.split('.')[0]]}.{k.split('.', 1)[1]}": v for k, v in state.items()
             if k.split(".")[0] in names}

@@ -165,10 +165,14 @@ def renderer_backend(name: str, device: torch.device) -> Literal["fast", "pytorc
     it makes a step many times faster (benchmarks/train_speed.py), and on an H200 (2026-12, commit
     9a84a52, default recipe, batch 256) it trained at 2,938 images/s against 1,236 with PyTorch3D's.
     PyTorch3D's rasteriser stays the renderer of record: tests/test_renderer.py checks that the two agree.
+    ``"pytorch3d"`` needs the extra ``[pytorch3d]``: without it this raises an :class:`ImportError` naming it.
     """
     if name in ("auto", "fast"):
         return "fast"
     if name == "pytorch3d":
+        from ..render.rasterize import require_pytorch3d
+
+        require_pytorch3d("stage1.renderer 'pytorch3d'")
         return "pytorch3d"
     raise ConfigError(f"stage1.renderer must be 'auto', 'fast' or 'pytorch3d' (got {name!r})")
 

@@ -372,7 +372,7 @@ class VideoEncoding:
         frames_decoded: frames read from the file; ``frames_sampled``: frames encoded.
         shot: ``(N,)`` int64, the shot of each row's frame (0 until the first cut, then 1, ...;
             :mod:`latentface_sdk.shots`).
-        identity: ``(N, D)`` float32 unit identity embeddings the tracks were linked with
+        identity_embedding: ``(N, D)`` float32 unit identity embeddings the tracks were linked with
             (:meth:`~latentface_sdk.FaceEncoder.identity_from_latents`; cosine ``a @ b`` compares two
             rows, e.g. two tracks' faces across shots), or ``None`` when the model has no identity head.
         start_time: the stream time in seconds of the video's first frame (the offset FFmpeg reports and
@@ -388,7 +388,7 @@ class VideoEncoding:
     frames_decoded: int = 0
     frames_sampled: int = 0
     shot: Tensor = None  # type: ignore[assignment]  # zeros when not given (__post_init__)
-    identity: Tensor | None = None
+    identity_embedding: Tensor | None = None
     start_time: float = 0.0
 
     def __post_init__(self) -> None:
@@ -411,21 +411,21 @@ class VideoEncoding:
         out = (self.disentangled or self.encoding).numpy()
         out.update(frame=self.frame.numpy().astype(np.int64), time=self.time.numpy().astype(np.float64),
                    track=self.track.numpy().astype(np.int64), shot=self.shot.numpy().astype(np.int64))
-        if self.identity is not None:
-            out["identity"] = self.identity.numpy().astype(np.float32)
+        if self.identity_embedding is not None:
+            out["identity_embedding"] = self.identity_embedding.numpy().astype(np.float32)
         return out
 
     def track_means(self) -> dict[str, np.ndarray]:
         """One row per track: ``track``, ``shot``, ``faces`` (rows), ``start``/``end`` (seconds) and the mean
         of each float feature of :meth:`numpy` over the track's rows (the mean pose of a track is its mean
-        head pose; its ``identity`` is the unit mean embedding)."""
+        head pose; its ``identity_embedding`` is the unit mean embedding)."""
         return track_means(self.numpy())
 
 
 def track_means(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One row per track of video rows (:meth:`VideoEncoding.numpy`'s columns): ``track``, ``faces``,
     ``start``/``end`` in seconds, ``shot`` (when the rows have one) and the mean of every 2-D float column
-    but ``boxes`` (``identity`` scaled back to unit length)."""
+    but ``boxes`` (``identity_embedding`` scaled back to unit length)."""
     ids = np.unique(arrays["track"])
     rows = [arrays["track"] == t for t in ids]
     out: dict[str, np.ndarray] = {"track": ids,
@@ -441,10 +441,10 @@ def track_means(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             continue
         out[key] = (np.stack([value[r].mean(axis=0) for r in rows]) if rows
                     else np.zeros((0, value.shape[1]), value.dtype))
-    if "identity" in out and len(ids):
-        norm = np.linalg.norm(out["identity"], axis=1, keepdims=True)
+    if "identity_embedding" in out and len(ids):
+        norm = np.linalg.norm(out["identity_embedding"], axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["identity"] = (out["identity"] / norm).astype(np.float32)
+            out["identity_embedding"] = (out["identity_embedding"] / norm).astype(np.float32)
     return out
 
 
@@ -490,7 +490,7 @@ def concat_video(parts: Sequence[VideoEncoding]) -> VideoEncoding:
         frames_decoded=last.frames_decoded,
         frames_sampled=last.frames_sampled,
         shot=torch.cat([p.shot for p in parts]),
-        identity=_cat([p.identity for p in parts]),
+        identity_embedding=_cat([p.identity_embedding for p in parts]),
         start_time=parts[0].start_time,
     )
 
@@ -511,7 +511,7 @@ def encode_frames(
     call on a list of RGB arrays), yielding one :class:`VideoEncoding` part per group (rows without a face
     dropped, track ids linked across groups, every track ended at a shot cut). ``identify`` maps a
     group's :class:`Encoding` to unit identity embeddings ``(N, D)`` (NaN rows where not ok) that the
-    ``tracker`` links faces with and the rows keep (``identity``); ``cut_threshold`` is
+    ``tracker`` links faces with and the rows keep (``identity_embedding``); ``cut_threshold`` is
     :func:`read_frames`'. A decoding error is raised after the part of the frames read before it has
     been yielded."""
     name = os.fspath(path)
@@ -551,7 +551,8 @@ def encode_frames(
             track=torch.as_tensor(tracks[keep]), encoding=kept_enc,
             disentangled=None if isinstance(kept, Encoding) else _with_encoding(kept, kept_enc),
             frames_decoded=state["decoded"], frames_sampled=state["sampled"], shot=torch.as_tensor(shots),
-            identity=None if identity is None else identity[torch.as_tensor(keep, dtype=torch.long)],
+            identity_embedding=(None if identity is None
+                                else identity[torch.as_tensor(keep, dtype=torch.long)]),
             start_time=batch[0].start_time,
         )
 
@@ -598,4 +599,4 @@ def empty_video(path: str, features: str, latent_dim: int, frames_decoded: int =
     return VideoEncoding(path=path, frame=empty, time=torch.zeros(0, dtype=torch.float64),
                          track=empty.clone(), encoding=enc, disentangled=dis, frames_decoded=frames_decoded,
                          frames_sampled=frames_sampled, shot=empty.clone(),
-                         identity=torch.zeros(0, identity_dim) if identity_dim > 0 else None)
+                         identity_embedding=torch.zeros(0, identity_dim) if identity_dim > 0 else None)

@@ -42,8 +42,9 @@ __all__ = ["FaceTracker", "IoUTracker", "VideoDecodeError", "VideoEncoding", "Vi
            "track_means", "upright"]
 
 VIDEO_EXTRA = "pip install 'latentface-sdk[video]'"
-#: Side of the square thumbnail (area-averaged by FFmpeg) each decoded frame's shot signature is taken from.
-THUMBNAIL = 48
+#: Side of the square thumbnail (area-averaged by FFmpeg) each decoded frame's shot signature is taken from:
+#: the signature's 24 x 24 grid itself.
+THUMBNAIL = 24
 
 
 class VideoDecodeError(DataError):
@@ -126,7 +127,7 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
     ``every``: keep every N-th frame; ``fps``: keep about this many frames per second (see
     :func:`sample_times`); neither: every frame. Times count from the first frame (``VideoFrame.time``
     is 0 there; the stream's own start offset is ``VideoFrame.start_time``). Every decoded frame, sampled
-    or not, goes through a :class:`~latentface_sdk.shots.ShotDetector` (a 48 x 48 thumbnail; a cut is a
+    or not, goes through a :class:`~latentface_sdk.shots.ShotDetector` (a 24 x 24 thumbnail; a cut is a
     :func:`~latentface_sdk.shots.frame_change` of at least ``cut_threshold``, ``None``: no cuts), so each
     frame carries its ``shot``. ``on_frame(n)`` is called with the number of frames decoded so far (for a
     progress bar). Raises :class:`VideoDecodeError` naming the file and the frame when the file is no
@@ -139,6 +140,7 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
                                           and not isinstance(cut_threshold, bool) and cut_threshold > 0):
         raise ValueError(f"cut_threshold must be a positive number or None (got {cut_threshold!r})")
     shots = ShotDetector(cut_threshold)
+    thumbnails = av.video.reformatter.VideoReformatter()  # one scaler for every frame: 3x faster
     if not Path(name).is_file():
         raise VideoDecodeError(name, None, "no such file")
     try:
@@ -170,8 +172,8 @@ def read_frames(path: str | os.PathLike[str], *, every: int | None = None, fps: 
             t -= start
             shot = shots.shot
             if cut_threshold is not None:
-                thumb = frame.reformat(width=THUMBNAIL, height=THUMBNAIL, format="rgb24",
-                                       interpolation="AREA").to_ndarray()
+                thumb = thumbnails.reformat(frame, width=THUMBNAIL, height=THUMBNAIL, format="rgb24",
+                                            interpolation="AREA").to_ndarray()
                 shot = shots.update(thumb)
             if keep(index, t):
                 image = frame.to_ndarray(format="rgb24")
@@ -337,6 +339,10 @@ class FaceTracker:
             self._seen[t] = sample
             if emb is not None and np.isfinite(emb[i]).all():
                 self._sums[t] = self._sums.get(t, 0.0) + emb[i]
+        horizon = max(self.max_gap, self.rejoin_gap) + 1
+        for t in [t for t, s in self._seen.items() if sample - s > horizon]:  # past re-joining: forget
+            del self._seen[t], self._boxes[t]
+            self._sums.pop(t, None)
         return ids
 
     @staticmethod

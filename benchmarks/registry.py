@@ -97,6 +97,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "frames/s of encode_video on a clip against encoding the same frames as image files",
               "docs/benchmarks.md: 8; docs/video-and-3d.md", (f"{RESULTS}/video_speed.json",), 3.0,
               in_all=True),
+    Benchmark("frontal_photo", "frontal_photo.py",
+              "ms per face of frontalize (64 px, 256 px, with detection) and mesh, texture='photo' against "
+              "'albedo'",
+              "docs/api.md (Frontal views textured from the photo); docs/video-and-3d.md (meshes)",
+              (f"{RESULTS}/frontal_photo.json",), 2.0),
     Benchmark("pose_check", "pose_check.py",
               "pose, frontalization, light and reconstruction of stage 1 on held-out faces",
               "docs/results.md (3D); docs/training.md; weights/latentface-cpu-small/README.md",

@@ -19,12 +19,14 @@ writes
   the front, from 35 and from 70 degrees to the side | the same three views in plain grey, where the
   shading shows the shape alone.
 
-Faces are cropped by the model's own crop policy (MTCNN, as in training). Images are upscaled
-(nearest neighbour) so that the 64x64 crops can be seen. The turned UTKFace faces are searched in
-file order, 32 images at a time, until enough are found (the quick mode's 4 are in the first 64 of the
-593 held-out images; detecting all of them made ``--quick`` take 67-92 s). ``--quick`` takes 10-16 s
-single-threaded (``OMP_NUM_THREADS=1``) on 2 cores shared with a training job, about half of it
-importing torch and the training code and loading the model.
+These pictures show the model itself: frontal views, sweeps and meshes use the decoded albedo
+(``texture="albedo"``, the paper's rendering); ``examples/frontal_photo.py`` draws the frontal views
+textured from the photo. Faces are cropped by the model's own crop policy (MTCNN, as in training).
+Images are upscaled (nearest neighbour) so that the 64x64 crops can be seen. The turned UTKFace faces
+are searched in file order, 32 images at a time, until enough are found (the quick mode's 4 are in the
+first 64 of the 593 held-out images; detecting all of them made ``--quick`` take 67-92 s).
+``--quick`` takes 10-16 s single-threaded (``OMP_NUM_THREADS=1``) on 2 cores shared with a training
+job, about half of it importing torch and the training code and loading the model.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def to_u8(images: torch.Tensor) -> np.ndarray:
 
 def frontal_pairs(encoder: FaceEncoder, faces: np.ndarray, per_row: int) -> Image.Image:
     """Each face beside its frontalized render, ``per_row`` pairs a row (a last, incomplete row left out)."""
-    front = to_u8(encoder.frontalize(list(faces), detect=False, return_tensors=True).tensor)
+    front = to_u8(encoder.frontalize(list(faces), detect=False, texture="albedo", return_tensors=True).tensor)
     pairs = [np.concatenate([faces[i], front[i]], axis=1) for i in range(len(faces))]
     rows = [np.concatenate(pairs[i:i + per_row], axis=1) for i in range(0, len(pairs) - per_row + 1, per_row)]
     return Image.fromarray(np.concatenate(rows, axis=0))
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         yaws = list(range(-45, 46, 15))
         columns = [np.stack(sweep_faces)]
         for yaw in yaws:
-            view = encoder.render(sweep_faces, yaw=float(yaw), detect=False, return_tensors=True)
+            view = encoder.render(sweep_faces, yaw=float(yaw), detect=False, texture="albedo",
+                                  return_tensors=True)
             columns.append(to_u8(view.tensor))
         rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(len(sweep_faces))]
         upscale(Image.fromarray(np.concatenate(rows, axis=0)), args.scale).save(args.out / "yaw_sweep.png")
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "mesh" in wanted:
         mesh_faces = [faces[i] for i in range(min(args.mesh_faces, len(faces)))]
-        meshes = encoder.mesh(mesh_faces, view="frontal", detect=False).meshes
+        meshes = encoder.mesh(mesh_faces, view="frontal", detect=False, texture="albedo").meshes
         ok = [(crop, m) for crop, m in zip(mesh_faces, meshes, strict=True) if m is not None]
         picture = mesh_picture([c for c, _ in ok], [m for _, m in ok], size=96 * args.scale)
         picture.save(args.out / "mesh.png")

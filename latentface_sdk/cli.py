@@ -4,12 +4,12 @@
 
     latentface encode      INPUTS... -o OUT.npz   [options]
     latentface disentangle INPUTS... -o OUT.npz   [--seed 0 --steps 5] [options]
-    latentface frontalize  INPUTS... -o OUT_DIR   [--light same|neutral --maps] [options]
+    latentface frontalize  INPUTS... -o OUT_DIR   [--light same|neutral --maps --texture --size] [options]
     latentface encode      INPUTS... -o OUT_DIR --engine ray [--workers N --address auto]
     latentface demo        [--port 7860 --share]
     latentface export-onnx --out DIR [--model NAME_OR_DIR --overwrite]
     latentface models      [--json]
-    latentface mesh        INPUTS... -o face.obj|face.ply|OUT_DIR [--view frontal|photo --format obj|ply]
+    latentface mesh        INPUTS... -o face.obj|.ply|.glb|OUT_DIR [--view --format --texture photo|albedo]
     latentface video       VIDEO -o ROWS.npz [--every N | --fps F] [--disentangle --track-means]
 
 INPUTS are image files and folders; folders are searched recursively for image files (by extension),
@@ -253,7 +253,8 @@ def _frontalize_one(args: argparse.Namespace, enc: FaceEncoder, inputs: list[Inp
             f"(got {len(inputs)} input(s){', --faces all' if args.faces != 'largest' else ''}"
             f"{', --maps' if args.maps else ''}); give a folder to write several PNGs and index.csv"
         )
-    r = enc.frontalize([inputs[0].path], detect=not args.no_detect, light=args.light, return_tensors=True)
+    r = enc.frontalize([inputs[0].path], detect=not args.no_detect, light=args.light, texture=args.texture,
+                       size=args.size, return_tensors=True)
     if not bool(r.ok[0]):
         print(f"latentface frontalize: {inputs[0].path}: {r.errors[0]}; nothing written", file=sys.stderr)
         return 1
@@ -261,8 +262,9 @@ def _frontalize_one(args: argparse.Namespace, enc: FaceEncoder, inputs: list[Inp
 
     image = Image.fromarray(_to_uint8(r.tensor[0]))
     atomic_write(out, lambda fh: image.save(fh, format=_IMAGE_OUTPUTS[out.suffix.lower()]))
-    print(f"latentface frontalize: wrote {out} (64x64, the face of {inputs[0].path} seen from the front)",
-          file=sys.stderr)
+    side = r.tensor.shape[-1]
+    print(f"latentface frontalize: wrote {out} ({side}x{side}, the face of {inputs[0].path} seen from the "
+          "front)", file=sys.stderr)
     return 0
 
 
@@ -278,13 +280,13 @@ def _run_mesh(args: argparse.Namespace, enc: FaceEncoder, inputs: list[InputFile
                          f"largest face (got {len(inputs)} input(s)); "
                          "give a folder to write one mesh per face")
     if not single and out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: is a file; give a .obj or .ply file for one face, or a folder")
+        raise UsageError(f"{out}: is a file; give a .obj, .ply or .glb file for one face, or a folder")
     written, failed = 0, 0
     with runfiles.progress_bar(len(inputs), "mesh", args.progress) as bar:
         for start in range(0, len(inputs), args.chunk_size):
             chunk = inputs[start:start + args.chunk_size]
             r = enc.mesh([f.path for f in chunk], view=args.view, detect=not args.no_detect, faces=args.faces,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, texture=args.texture)
             face_of: dict[int, int] = {}
             for i, mesh in enumerate(r.meshes):
                 src = int(r.source[i])
@@ -316,7 +318,8 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str,
         return _frontalize_one(args, enc, inputs)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file; frontalize writes PNGs into a folder")
-    options = {"detect": not args.no_detect, "faces": args.faces, "light": args.light, "maps": args.maps}
+    options = {"detect": not args.no_detect, "faces": args.faces, "light": args.light, "maps": args.maps,
+               "texture": args.texture, "size": args.size}
     key = runfiles.run_key("frontalize", options, model_id, [f.path for f in inputs], args.chunk_size)
     parts_dir = out / ".latentface-parts"
     runfiles.prepare_parts(parts_dir, key)
@@ -329,7 +332,7 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str,
                 chunk = inputs[start:stop]
                 r = enc.frontalize([f.path for f in chunk], detect=not args.no_detect, faces=args.faces,
                                    light=args.light, maps=args.maps, batch_size=args.batch_size,
-                                   return_tensors=True)
+                                   texture=args.texture, size=args.size, return_tensors=True)
                 rows = []
                 face_of: dict[int, int] = {}
                 for i in range(len(r)):
@@ -478,6 +481,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _view_size(text: str) -> int:
+    from .photo_views import MAX_SIZE
+
+    value = _positive(text)
+    if not 16 <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a size from 16 to {MAX_SIZE} pixels, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``latentface``."""
     parser = argparse.ArgumentParser(
@@ -580,28 +592,38 @@ def build_parser() -> argparse.ArgumentParser:
                      help="DDIM start: Gaussian noise or z_T = 0 (default: the model's rdm.sample_init)")
     dis.add_argument("--samples", type=_positive, default=1, help="identity samples averaged (default 1)")
     front = image_command("frontalize", "frontal re-renders as PNGs",
-                          "Write one PNG per face (64x64, canonical pose) and index.csv into a folder; or, "
-                          "when OUT ends in .png/.jpg/.webp/.bmp, the largest face of one input as that one "
-                          "image.",
+                          "Write one PNG per face (canonical pose; 64x64 or --size) and index.csv into a "
+                          "folder; or, when OUT ends in .png/.jpg/.webp/.bmp, the largest face of one input "
+                          "as that one image.",
                           ["latentface frontalize photo.jpg -o front.png",
+                           "latentface frontalize photo.jpg -o front.png --size 256",
                            "latentface frontalize photos/ -o frontal/ --light neutral --maps"],
                           "the folder to write PNGs into, or one image file (.png, .jpg, ...) for one input")
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
     front.add_argument("--maps", action="store_true",
-                       help="also write albedo, depth, normal and shading PNGs")
-    mesh = image_command("mesh", "each face as a textured 3D mesh (.obj + .mtl + .png, or .ply)",
-                         "Reconstruct each face's depth and albedo and write it as a textured mesh of the "
+                       help="also write albedo, depth, normal and shading PNGs (64x64)")
+    front.add_argument("--texture", choices=("photo", "albedo"), default="photo",
+                       help="the face's colours from the photo itself (default) or the decoded albedo, "
+                            "shaded")
+    front.add_argument("--size", type=_view_size, default=None,
+                       help="side of the frontal view in pixels, 16 to 1024 (default 64; e.g. 256, read "
+                            "from the photo at that resolution)")
+    mesh = image_command("mesh", "each face as a textured 3D mesh (.obj + .mtl + .png, .ply or .glb)",
+                         "Reconstruct each face's depth and texture and write it as a textured mesh of the "
                          "face region: y up, facing +z, in the renderer's depth units. A .obj comes with its "
-                         ".mtl and the albedo as a PNG texture; a .ply carries vertex colours.",
+                         ".mtl and the texture as a PNG (256x256 from the photo, or the 64x64 albedo); a "
+                         ".ply carries vertex colours; a .glb embeds the texture.",
                          ["latentface mesh photo.jpg -o face.obj",
                           "latentface mesh photos/ -o meshes/ --format ply --view photo"],
-                         "one .obj or .ply file (one input, its largest face), or a folder for one mesh per "
-                         "face")
+                         "one .obj, .ply or .glb file (one input, its largest face), or a folder for one "
+                         "mesh per face")
     mesh.add_argument("--view", choices=("frontal", "photo"), default="frontal",
                       help="frontal (default) or turned by the head rotation seen in the photo")
-    mesh.add_argument("--format", choices=("obj", "ply"), default="obj",
+    mesh.add_argument("--format", choices=("obj", "ply", "glb"), default="obj",
                       help="file type in a folder (default obj)")
+    mesh.add_argument("--texture", choices=("photo", "albedo"), default="photo",
+                      help="texture from the photo itself, 256x256 (default), or the decoded albedo")
     vid = command("video", "every face of a video file, frame by frame, to one .npz "
                   "(pip install 'latentface-sdk[video]')",
                   "Decode a video file (PyAV), keep every N-th frame or F frames per second, and write one "

@@ -68,6 +68,7 @@ from .operations import (
     render_views,
     sample_identity,
 )
+from .photo_views import check_size, check_texture, mesh_maps, render_textured_views
 from .pipeline import (
     CropBatch,
     FacePipeline,
@@ -77,6 +78,7 @@ from .pipeline import (
     encode_crops,
 )
 from .pretrained import PretrainedMixin
+from .render.photo_texture import TextureMode
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 from .threads import Threads
@@ -319,6 +321,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         images: Images,
         *,
         light: LightSpec = "same",
+        texture: TextureMode = "photo",
+        size: int | None = None,
         maps: bool = False,
         return_tensors: bool = False,
         detect: bool = True,
@@ -329,14 +333,21 @@ class FaceEncoder(PretrainedMixin, nn.Module):
     ) -> Frontalized:
         """Re-render each face in the canonical (frontal, centred) pose.
 
+        ``texture="photo"`` (default) colours the face from the photo itself: each canonical point of the
+        decoded depth, moved by the estimated pose and projected, reads the photo where it lands; points
+        the turned head hides take the mirrored side's colours, then the albedo's
+        (:mod:`latentface_sdk.render.photo_texture`). ``"albedo"`` draws the decoded albedo, shaded (the
+        paper's rendering; smoother and more generic). ``size``: the output's side in pixels (default the
+        model's 64; e.g. 256, read from the original photo at that resolution where it has the pixels).
         ``light="same"`` shades with the light estimated from the input, ``"neutral"`` with
-        :data:`NEUTRAL_LIGHT`, or give ``(ambient, diffuse, dx, dy)``. ``maps=True`` adds the canonical
-        albedo, depth, normal and shading maps. ``return_tensors=True`` skips building PIL images
-        (``images`` is then empty; use ``tensor``). Other arguments as in :meth:`encode`.
+        :data:`NEUTRAL_LIGHT`, or give ``(ambient, diffuse, dx, dy)`` (a photo texture is relit by the
+        ratio of the two shadings). ``maps=True`` adds the canonical albedo, depth, normal and shading
+        maps (at the model's 64x64). ``return_tensors=True`` skips building PIL images (``images`` is
+        then empty; use ``tensor``). Other arguments as in :meth:`encode`.
         """
-        return self.render(images, yaw=0.0, pitch=0.0, roll=0.0, light=light, maps=maps,
-                           return_tensors=return_tensors, detect=detect, faces=faces, batch_size=batch_size,
-                           progress=progress, max_pixels=max_pixels, desc="frontalize")
+        return self.render(images, yaw=0.0, pitch=0.0, roll=0.0, light=light, texture=texture, size=size,
+                           maps=maps, return_tensors=return_tensors, detect=detect, faces=faces,
+                           batch_size=batch_size, progress=progress, max_pixels=max_pixels, desc="frontalize")
 
     def render(
         self,
@@ -346,6 +357,8 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         pitch: float = 0.0,
         roll: float = 0.0,
         light: LightSpec = "same",
+        texture: TextureMode = "photo",
+        size: int | None = None,
         maps: bool = False,
         return_tensors: bool = False,
         detect: bool = True,
@@ -358,31 +371,39 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         """Re-render each face from another view: rotated by ``yaw``, ``pitch``, ``roll`` (degrees) about its
         centre.
 
-        ``yaw=pitch=roll=0`` is :meth:`frontalize`. The face is decoded to canonical albedo and depth,
-        shaded (see ``light`` in :meth:`frontalize`) and rendered with the model's camera (no
-        translation). Returns a :class:`Frontalized` whose ``pose`` holds the view.
+        ``yaw=pitch=roll=0`` is :meth:`frontalize`. The face is decoded to canonical depth and textured
+        (``texture``, ``light`` and ``size`` as in :meth:`frontalize`) and rendered with the model's camera
+        (no translation). Returns a :class:`Frontalized` whose ``pose`` holds the view.
         """
         angles = (float(yaw), float(pitch), float(roll))
         if not all(math.isfinite(a) for a in angles):
             raise ValueError(f"yaw, pitch and roll must be finite numbers of degrees (got {angles})")
         fixed_light = parse_light(light)
+        mode = check_texture(texture)
+        model_size = self.config.autoencoder.image_size
+        side = check_size(size, model_size)
 
         def draw(batch: CropBatch) -> RenderedViews:
             assert batch.latents is not None
-            return render_views(self.autoencoder, self.renderer, batch.latents, angles=angles,
-                                light=fixed_light, maps=maps, backend=self.render_backend)
+            if mode == "albedo" and side == model_size:  # the paper's rendering, unchanged
+                return render_views(self.autoencoder, self.renderer, batch.latents, angles=angles,
+                                    light=fixed_light, maps=maps, backend=self.render_backend)
+            return render_textured_views(self.autoencoder, self.renderer, batch, angles=angles,
+                                         light=fixed_light, maps=maps, backend=self.render_backend,
+                                         texture=mode, size=side)
 
         done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
                                     progress=progress, desc=desc, max_pixels=max_pixels, work=draw)
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
-        return assemble_frontalized(done, enc, self.config.autoencoder.image_size, maps=maps,
-                                    return_tensors=return_tensors)
+        return assemble_frontalized(done, enc, side, maps=maps, return_tensors=return_tensors,
+                                    map_size=model_size)
 
     def mesh(
         self,
         images: Images,
         *,
         view: Literal["frontal", "photo"] = "frontal",
+        texture: TextureMode = "photo",
         detect: bool = True,
         faces: FacePolicy = "largest",
         batch_size: int = 64,
@@ -390,18 +411,25 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> FaceMeshes:
         """Each face as a textured 3D mesh: the decoded depth map's grid mesh over the face region, coloured
-        and textured by the decoded albedo (:mod:`latentface_sdk.mesh`: axes y up, facing +z).
+        and textured (:mod:`latentface_sdk.mesh`: axes y up, facing +z).
 
-        ``view="frontal"`` gives the canonical (frontal) face; ``"photo"`` turns it by the head rotation
-        estimated from the photo. ``result.meshes[i].save("face.obj")`` writes ``.obj`` (+ ``.mtl`` and a PNG
-        texture) or ``.ply``. Other arguments as in :meth:`encode`.
+        ``texture="photo"`` (default): a 256x256 texture from the photo itself, as :meth:`frontalize`
+        builds it (the photo's own light kept; hidden parts from the mirrored side, then the albedo);
+        ``"albedo"``: the decoded albedo (64x64, unlit). ``view="frontal"`` gives the canonical (frontal)
+        face; ``"photo"`` turns it by the head rotation estimated from the photo.
+        ``result.meshes[i].save("face.obj")`` writes ``.obj`` (+ ``.mtl`` and a PNG texture), ``.ply``
+        (vertex colours) or ``.glb`` (texture embedded). Other arguments as in :meth:`encode`.
         """
         if view not in ("frontal", "photo"):
             raise ValueError(f"view must be 'frontal' or 'photo' (got {view!r})")
+        mode = check_texture(texture)
 
         def decode(batch: CropBatch) -> CanonicalMaps:
             assert batch.latents is not None
-            return decode_maps(self.autoencoder, batch.latents)
+            if mode == "albedo":
+                return decode_maps(self.autoencoder, batch.latents)
+            return mesh_maps(self.autoencoder, self.renderer, batch, texture=mode,
+                             backend=self.render_backend)
 
         done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
                                     progress=progress, desc="mesh", max_pixels=max_pixels, work=decode)

@@ -32,7 +32,7 @@ from .render import geometry as geo
 __all__ = ["FaceMesh", "face_mesh", "MESH_SUFFIXES", "to_camera"]
 
 #: The file types :meth:`FaceMesh.save` writes.
-MESH_SUFFIXES = (".obj", ".ply")
+MESH_SUFFIXES = (".obj", ".ply", ".glb")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class FaceMesh:
 
     ``vertices`` float32 ``(V, 3)``; ``faces`` int64 ``(F, 3)`` indices into ``vertices``; ``uvs`` float32
     ``(V, 2)`` in ``[0, 1]`` (v up) into ``texture``; ``colors`` float32 ``(V, 3)`` in ``[0, 1]`` (the albedo
-    at each vertex); ``texture`` uint8 ``(H, W, 3)``, the albedo map; ``grid`` int64 ``(V, 2)``, the ``(row,
+    at each vertex); ``texture`` uint8 ``(T, T, 3)``, the canonical texture (the albedo map, or the photo
+    texture of ``FaceEncoder.mesh(texture="photo")``, 256x256); ``grid`` int64 ``(V, 2)``, the ``(row,
     column)`` of the depth-map pixel each vertex comes from.
     """
 
@@ -53,14 +54,19 @@ class FaceMesh:
     grid: np.ndarray
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
-        """Write the mesh to ``path`` (``.obj``: also ``<stem>.mtl`` and ``<stem>.png`` beside it; ``.ply``);
-        returns the files written. Raises :class:`ValueError` for another suffix."""
+        """Write the mesh to ``path`` (``.obj``: also ``<stem>.mtl`` and ``<stem>.png`` beside it; ``.ply``;
+        ``.glb``: binary glTF with the texture embedded, :func:`latentface_sdk.gltf.write_glb`); returns the
+        files written. Raises :class:`ValueError` for another suffix."""
         out = Path(path)
         suffix = out.suffix.lower()
         if suffix not in MESH_SUFFIXES:
             raise ValueError(f"{out}: a mesh is written as {' or '.join(MESH_SUFFIXES)} (got "
                              f"{out.suffix or 'no suffix'!r})")
         out.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".glb":
+            from .gltf import write_glb
+
+            return [write_glb(self, out)]
         if suffix == ".obj":
             return _write_obj(out, self.vertices, self.faces, self.uvs, self.texture)
         return _write_ply(out, self.vertices, self.faces, self.colors)
@@ -78,8 +84,13 @@ def to_camera(vertices: np.ndarray | Tensor, centre_depth: float) -> Tensor:
 
 
 def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: float,
-              rotation: Tensor | None = None, region_min: float = 0.5) -> FaceMesh:
+              rotation: Tensor | None = None, region_min: float = 0.5,
+              texture: Tensor | None = None) -> FaceMesh:
     """One face's mesh from its canonical ``depth`` ``(H, W)`` and ``albedo`` ``(3, H, W)`` in ``[0, 1]``.
+
+    ``texture``: a canonical texture ``(3, T, T)`` in ``[0, 1]`` of any size over the same square (the
+    photo texture) to use instead of the albedo, as the texture image and for the vertex colours (read
+    at each vertex's pixel centre).
 
     Vertices where :func:`~latentface_sdk.render.geometry.face_region` is below ``region_min`` are dropped,
     with the triangles that use them. ``rotation``: a pose ``(6,)`` whose yaw, pitch and roll turn the face
@@ -89,6 +100,8 @@ def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: floa
     if depth.dim() != 2 or albedo.shape != (3, *depth.shape):
         raise ValueError(f"expected depth (H, W) and albedo (3, H, W); got {tuple(depth.shape)} and "
                          f"{tuple(albedo.shape)}")
+    if texture is not None and (texture.dim() != 3 or texture.shape[0] != 3):
+        raise ValueError(f"expected a texture (3, T, T); got {tuple(texture.shape)}")
     h, w = depth.shape
     d = depth.detach().to("cpu", torch.float32)
     points = geo.depth_to_points(d[None], focal)  # (1, H, W, 3), camera space
@@ -109,15 +122,21 @@ def face_mesh(depth: Tensor, albedo: Tensor, *, focal: float, centre_depth: floa
     index[kept] = torch.arange(kept.numel())
     rows, cols = kept // w, kept % w
     uvs = torch.stack([(cols.float() + 0.5) / w, 1.0 - (rows.float() + 0.5) / h], dim=1)
-    colors = albedo.detach().to("cpu", torch.float32).clamp(0, 1).reshape(3, -1).t()[kept]
-    texture = (albedo.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0)
-               * 255).round().to(torch.uint8)
+    image = (albedo if texture is None else texture).detach().to("cpu", torch.float32).clamp(0, 1)
+    if image.shape[-2:] != (h, w):
+        at = geo.image_grid(h, w).reshape(1, 1, h * w, 2)  # each vertex's pixel centre, in [-1, 1]
+        per_vertex = torch.nn.functional.grid_sample(image[None], at, mode="bilinear", padding_mode="border",
+                                                     align_corners=False)[0, :, 0]
+    else:
+        per_vertex = image.reshape(3, -1)
+    colors = per_vertex.t()[kept]
+    texture_image = (image.permute(1, 2, 0) * 255).round().to(torch.uint8)
     return FaceMesh(
         vertices=verts[kept].numpy().astype(np.float32),
         faces=index[tri].numpy().astype(np.int64),
         uvs=uvs.numpy().astype(np.float32),
         colors=colors.numpy().astype(np.float32),
-        texture=texture.numpy(),
+        texture=texture_image.numpy(),
         grid=torch.stack([rows, cols], dim=1).numpy().astype(np.int64),
     )
 

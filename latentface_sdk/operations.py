@@ -63,11 +63,13 @@ class IdentityLatents:
 @dataclass
 class CanonicalMaps:
     """Decoded canonical maps of a batch's crops: ``albedo`` ``(M, 3, S, S)`` in [0, 1], ``depth``
-    ``(M, S, S)`` and each face's ``pose`` ``(M, 6)``."""
+    ``(M, S, S)``, each face's ``pose`` ``(M, 6)`` and, for photo-textured meshes, the canonical texture
+    from the photo ``(M, 3, T, T)`` (:func:`latentface_sdk.photo_views.mesh_maps`)."""
 
     albedo: Tensor
     depth: Tensor
     pose: Tensor
+    texture: Tensor | None = None
 
 
 def decode_maps(autoencoder: LatentAutoencoder, latents: Latents) -> CanonicalMaps:
@@ -87,7 +89,8 @@ def assemble_meshes(done: Sequence[tuple[CropBatch, CanonicalMaps | None]], enc:
             for k, r in enumerate(batch.crop_rows):
                 meshes[row + r] = face_mesh(maps.depth[k], maps.albedo[k], focal=renderer.focal,
                                             centre_depth=renderer.centre_depth,
-                                            rotation=maps.pose[k] if view == "photo" else None)
+                                            rotation=maps.pose[k] if view == "photo" else None,
+                                            texture=None if maps.texture is None else maps.texture[k])
         row += n_rows
     return FaceMeshes(meshes=meshes, view=view, encoding=enc)
 
@@ -215,9 +218,11 @@ def assemble_expression(done: Sequence[tuple[CropBatch, ExpressionMaps | None]],
 
 
 def assemble_frontalized(done: Sequence[tuple[CropBatch, RenderedViews | None]], enc: Encoding, size: int, *,
-                         maps: bool, return_tensors: bool) -> Frontalized:
+                         maps: bool, return_tensors: bool, map_size: int | None = None) -> Frontalized:
     """The rows of all batches' renders (NaN where a row failed; mask 0 there) and, unless
-    ``return_tensors``, a PIL image per ok row."""
+    ``return_tensors``, a PIL image per ok row. Renders are ``size`` pixels wide, the maps ``map_size``
+    (default ``size``)."""
+    side = size if map_size is None else map_size
 
     def gather(field: str, shape: tuple[int, ...]) -> Tensor:
         return torch.cat([b.scatter(getattr(r, field) if r else None, shape) for b, r in done])
@@ -234,8 +239,8 @@ def assemble_frontalized(done: Sequence[tuple[CropBatch, RenderedViews | None]],
                 pil.append(None)
     return Frontalized(
         tensor=image, mask=mask, pose=gather("pose", (6,)), light=gather("light", (4,)), encoding=enc,
-        images=pil, albedo=gather("albedo", (3, size, size)) if maps else None,
-        depth=gather("depth", (size, size)) if maps else None,
-        normal=gather("normal", (3, size, size)) if maps else None,
-        shading=gather("shading", (1, size, size)) if maps else None,
+        images=pil, albedo=gather("albedo", (3, side, side)) if maps else None,
+        depth=gather("depth", (side, side)) if maps else None,
+        normal=gather("normal", (3, side, side)) if maps else None,
+        shading=gather("shading", (1, side, side)) if maps else None,
     )

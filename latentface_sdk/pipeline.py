@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .config import CropConfig
-from .detection import FaceBox, FaceDetector, crop_aligned, crop_face, select_faces
+from .detection import FaceBox, FaceDetector, crop_aligned, crop_face, select_faces, square_box
 from .errors import NoFaceError
 from .images import ImageItem, convert_batches, convert_items, split_inputs
 from .models.autoencoder import LatentAutoencoder, Latents
@@ -68,6 +68,11 @@ class CropBatch:
     crop_rows: list[int]  # row index of each crop
     crops: np.ndarray  # uint8 (M, S, S, 3)
     latents: Latents | None = None  # (M, ...) float32 on the CPU after FacePipeline.run
+    #: float64 (M, 4): each crop's square ``(x1, y1, x2, y2)`` in its source image's pixels
+    squares: np.ndarray | None = None
+    #: each crop's source RGB image (shared, not copied), kept until the batch's work has run: the photo
+    #: textures of ``frontalize``/``mesh`` read it at more than the crop's resolution
+    sources: list[np.ndarray] | None = None
 
     def scatter(self, values: Tensor | None, shape: tuple[int, ...]) -> Tensor:
         """``(len(rows), *shape)`` float32 CPU tensor: NaN, with the per-crop ``values`` in their rows."""
@@ -113,6 +118,8 @@ def crop_inputs(
     rows: list[Row] = []
     crops: list[np.ndarray] = []
     crop_rows: list[int] = []
+    squares: list[tuple[float, float, float, float]] = []
+    sources: list[np.ndarray] = []
     for k, item in enumerate(converted):
         name, source = item.name, start + k
         if item.rgb is None:
@@ -127,6 +134,8 @@ def crop_inputs(
             crop_rows.append(len(rows))
             rows.append(Row(name, source, box=(left, top, left + side, top + side), method="center"))
             crops.append(crop_aligned(rgb, crop.size))
+            squares.append((left, top, left + side, top + side))
+            sources.append(rgb)
             continue
         if not chosen:
             if single:
@@ -145,8 +154,11 @@ def crop_inputs(
             crop_rows.append(len(rows))
             rows.append(Row(name, source, box=face.box, score=face.score, landmarks=face.landmarks))
             crops.append(cut)
+            squares.append(square_box(face.box, crop.margin))
+            sources.append(rgb)
     stacked = np.stack(crops) if crops else np.zeros((0, crop.size, crop.size, 3), dtype=np.uint8)
-    return CropBatch(rows=rows, crop_rows=crop_rows, crops=stacked)
+    return CropBatch(rows=rows, crop_rows=crop_rows, crops=stacked,
+                     squares=np.asarray(squares, dtype=np.float64).reshape(-1, 4), sources=sources)
 
 
 #: Decode threads on a GPU, where detection no longer hides decoding (``decode_workers=None`` there).
@@ -233,6 +245,7 @@ class FacePipeline:
                 sizes = [b.crops.shape[0] for b in with_faces]
                 results = {id(b): r for b, r in zip(with_faces, split_rows(result, sizes), strict=True)}
             for b in waiting:
+                b.sources = None  # the source images are not kept beyond the batch's work
                 if b.latents is not None:
                     b.latents = to_cpu(b.latents)
                 done.append((b, results.get(id(b))))
@@ -264,8 +277,14 @@ def _merge(batches: Sequence[CropBatch]) -> CropBatch:
         return batches[0]
     parts = [b.latents for b in batches if b.latents is not None]
     assert len(parts) == len(batches)
+    squares = [b.squares for b in batches]
+    sources = [b.sources for b in batches]
     return CropBatch(rows=[], crop_rows=[], crops=np.concatenate([b.crops for b in batches]),
-                     latents=concat_latents(parts))
+                     latents=concat_latents(parts),
+                     squares=(np.concatenate([q for q in squares if q is not None])
+                              if all(q is not None for q in squares) else None),
+                     sources=([im for s in sources if s is not None for im in s]
+                              if all(s is not None for s in sources) else None))
 
 
 def split_rows(result: T, sizes: Sequence[int]) -> list[T]:

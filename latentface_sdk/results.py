@@ -229,17 +229,18 @@ class Frontalized(_RowsOfEncoding):
     """Faces re-rendered by :meth:`FaceEncoder.frontalize` (canonical pose) or :meth:`FaceEncoder.render`.
 
     Attributes:
-        tensor: ``(N, 3, 64, 64)`` the renders in ``[0, 1]`` (black where the face mesh does not cover
-            the pixel; NaN rows where not ok).
-        mask: ``(N, 1, 64, 64)`` in [0, 1]: where the rendered face is (the mesh covers the pixel and it
+        tensor: ``(N, 3, S, S)`` the renders in ``[0, 1]`` (``S``: the call's ``size``, default 64; textured
+            from the photo or by the albedo as the call's ``texture`` says; black where the face mesh does
+            not cover the pixel; NaN rows where not ok).
+        mask: ``(N, 1, S, S)`` in [0, 1]: where the rendered face is (the mesh covers the pixel and it
             lies inside the canonical face region, :func:`~latentface_sdk.render.geometry.face_region`).
         images: the renders as RGB PIL images (``None`` for rows that are not ok); empty when the call
             asked for ``return_tensors=True``.
         pose: ``(N, 6)`` the pose each face was rendered under.
         light: ``(N, 4)`` the light each face was shaded with.
-        albedo, depth, normal, shading: the canonical-frame maps when asked for with ``maps=True``
-            (``(N, 3, 64, 64)`` albedo in ``[0, 1]``, ``(N, 64, 64)`` depth, ``(N, 3, 64, 64)`` unit
-            normals, ``(N, 1, 64, 64)`` shading), else ``None``.
+        albedo, depth, normal, shading: the canonical-frame maps when asked for with ``maps=True``, at the
+            model's 64x64 whatever ``size`` (``(N, 3, 64, 64)`` albedo in ``[0, 1]``, ``(N, 64, 64)`` depth,
+            ``(N, 3, 64, 64)`` unit normals, ``(N, 1, 64, 64)`` shading), else ``None``.
         encoding: the stage-1 result the renders came from (boxes, rows, errors).
     """
 
@@ -277,7 +278,8 @@ class FaceMeshes(_RowsOfEncoding):
 
     Attributes:
         meshes: one mesh per row (``None`` for rows that are not ok); ``meshes[i].save("face.obj")``
-            writes it (``.obj`` + ``.mtl`` + PNG texture, or ``.ply``).
+            writes it (``.obj`` + ``.mtl`` + PNG texture, ``.ply`` or ``.glb``); the texture is the photo's
+            (256x256) or the albedo (64x64), as the call's ``texture`` says.
         view: ``"frontal"`` (canonical pose) or ``"photo"`` (turned by each photo's head rotation).
         encoding: the stage-1 result the meshes came from (boxes, pose, rows, errors).
     """
@@ -295,8 +297,8 @@ class FaceMeshes(_RowsOfEncoding):
         return f"FaceMeshes(n={len(self)}, ok={len(ok)}, view={self.view!r}{sizes})"
 
     def save(self, folder: str | os.PathLike[str], suffix: str = ".obj") -> list[Path | None]:
-        """Write every ok row's mesh into ``folder`` as ``face<i><suffix>`` (``.obj`` or ``.ply``); returns
-        each row's main file (``None`` for rows that are not ok)."""
+        """Write every ok row's mesh into ``folder`` as ``face<i><suffix>`` (``.obj``, ``.ply`` or ``.glb``);
+        returns each row's main file (``None`` for rows that are not ok)."""
         out: list[Path | None] = []
         root = Path(folder)
         for i, mesh in enumerate(self.meshes):

@@ -33,8 +33,9 @@ def outputs(shared: Path) -> dict[str, np.ndarray]:
     inputs = [str(shared / "photos" / p) for p in PHOTOS] + [str(shared / "photos" / "no_such_photo.jpg")]
     e = enc.encode(inputs, faces="all")
     d = enc.disentangle(inputs, faces="all")
-    f = enc.frontalize(inputs, faces="all", maps=True, return_tensors=True)
-    r = enc.render(inputs, faces="all", yaw=30.0, light="neutral", return_tensors=True)
+    # the paper's albedo rendering (texture="albedo"), pinned before the photo texture became the default
+    f = enc.frontalize(inputs, faces="all", maps=True, return_tensors=True, texture="albedo")
+    r = enc.render(inputs, faces="all", yaw=30.0, light="neutral", return_tensors=True, texture="albedo")
     assert f.albedo is not None and f.depth is not None
     out = {f"encode_{k}": v for k, v in e.numpy().items() if k not in ("names", "errors")}
     out.update({f"disentangle_{k}": d.numpy()[k] for k in ("identity_texture", "identity_shape")})

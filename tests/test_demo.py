@@ -69,6 +69,9 @@ def test_analyse_shows_the_face_its_maps_and_views(encoder: FaceEncoder, photo: 
     assert r.mesh is not None and len(r.mesh.vertices) > 1000 and len(r.mesh.faces) > 1000
     same = encoder.mesh([str(photo)], view="frontal").meshes[0]
     assert same is not None and np.allclose(same.vertices, r.mesh.vertices, atol=1e-5)
+    assert r.mesh.texture.shape == (256, 256, 3)  # the photo texture, as FaceEncoder.mesh gives it
+    assert np.abs(same.texture.astype(int) - r.mesh.texture.astype(int)).max() <= 1
+    assert r.frontal.size == (128, 128)  # drawn at the page's size from the photo, not enlarged
 
 
 def test_the_glb_the_page_shows_loads_with_pytorch3d(encoder: FaceEncoder, photo: Path,
@@ -82,7 +85,11 @@ def test_the_glb_the_page_shows_loads_with_pytorch3d(encoder: FaceEncoder, photo
     loaded = _load_glb(path)
     assert np.allclose(loaded.verts_packed().numpy(), mesh.vertices, atol=1e-6)
     assert np.array_equal(loaded.faces_packed().numpy(), mesh.faces)
-    colours = loaded.textures.verts_features_packed().numpy()  # linear, as glTF stores them
+    texture = loaded.textures.maps_padded()[0].numpy()  # the embedded PNG, read through the UVs
+    assert texture.shape == (256, 256, 3) and np.allclose(texture, mesh.texture / 255.0, atol=1e-6)
+    assert np.allclose(loaded.textures.verts_uvs_padded()[0].numpy(), mesh.uvs, atol=1e-6)
+    coloured = _load_glb(write_glb(mesh, tmp_path / "colours.glb", colors=True))  # vertex colours instead
+    colours = coloured.textures.verts_features_packed().numpy()  # linear, as glTF stores them
     assert colours.shape == mesh.colors.shape and 0.0 <= colours.min() and colours.max() <= 1.0
     srgb = np.where(colours <= 0.0031308, 12.92 * colours, 1.055 * np.power(colours, 1 / 2.4) - 0.055)
     assert np.allclose(srgb, np.clip(mesh.colors, 0, 1), atol=1e-4)  # the albedo, back from linear
@@ -132,7 +139,7 @@ def test_the_api_endpoint_through_gradio_client(served: str, photo: Path, tmp_pa
     verts = loaded.verts_packed().numpy()
     assert verts.shape[0] > 1000 and loaded.faces_packed().shape[0] > 1000
     assert 0.1 < float(np.ptp(verts[:, 0])) < 0.3  # about 0.17 wide (the renderer's depth units)
-    assert loaded.textures.verts_features_packed().shape == (verts.shape[0], 3)
+    assert tuple(loaded.textures.maps_padded().shape) == (1, 256, 256, 3)  # the photo texture
     grey = tmp_path / "grey.png"
     Image.new("RGB", (160, 120), (128, 128, 128)).save(grey)
     with pytest.raises(Exception, match="No face found"):

@@ -11,7 +11,8 @@ raw                  grey pixels, 2x2 average-pooled to 32x32, in [0, 1]
 lbp                  uniform LBP (P=8, R=1) histograms on an 8x8 grid of cells
 hog                  HOG, 9 orientations, 8x8-pixel cells, 2x2-cell blocks
 random-encoder       [Z_t, Z_s] of a randomly initialised (seeded) copy of our autoencoder
-lbp-frontal          LBP histograms of the model's frontal re-render (``FaceEncoder.frontalize``)
+lbp-frontal          LBP histograms of the model's frontal re-render (``FaceEncoder.frontalize``), albedo
+lbp-frontal-photo    LBP histograms of the frontal view textured from the photo (``texture="photo"``)
 hog-frontal          HOG of the model's frontal re-render (expression kept by the frontal view?)
 raw-frontal          grey pixels of the model's frontal re-render
 latentface           [Z_t, Z_s] from ``FaceEncoder.encode``
@@ -247,14 +248,16 @@ class _LatentFaceFeatures(FeatureExtractor):
 class _FrontalizedFeatures(FeatureExtractor):
     """A baseline computed on the model's frontal re-render of each crop (``FaceEncoder.frontalize``)."""
 
-    def __init__(self, ctx: FeatureContext, base: FeatureExtractor) -> None:
+    def __init__(self, ctx: FeatureContext, base: FeatureExtractor, texture: str = "albedo") -> None:
         self.encoder = ctx.encoder()
         self.base = base
         self.batch_size = ctx.batch_size
+        self.texture = texture
         self._identity = encoder_identity(self.encoder)
 
     def identity(self) -> str:
-        return f"{self._identity}:frontalize:light=same:{self.base.identity()}"
+        mode = "" if self.texture == "albedo" else f":texture={self.texture}"  # albedo: the first caches
+        return f"{self._identity}:frontalize:light=same{mode}:{self.base.identity()}"
 
     def crop_config(self) -> CropConfig | None:
         return model_crop(self.encoder)
@@ -262,7 +265,7 @@ class _FrontalizedFeatures(FeatureExtractor):
     def __call__(self, crops: np.ndarray, *, progress: bool = False) -> np.ndarray:
         images = list(np.asarray(crops, dtype=np.uint8))
         front = self.encoder.frontalize(images, detect=False, batch_size=self.batch_size, return_tensors=True,
-                                        progress=progress)
+                                        progress=progress, texture=self.texture)
         rgb = (front.tensor.nan_to_num(0.0).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         return self.base(np.ascontiguousarray(rgb), progress=progress)
 
@@ -272,6 +275,14 @@ def _lbp_frontal(ctx: FeatureContext) -> FeatureExtractor:
     from .baselines import LBPHistograms
 
     return _FrontalizedFeatures(ctx, LBPHistograms())
+
+
+@register_feature("lbp-frontal-photo",
+                  "LBP histograms of the frontal view textured from the photo (frontalize(texture='photo'))")
+def _lbp_frontal_photo(ctx: FeatureContext) -> FeatureExtractor:
+    from .baselines import LBPHistograms
+
+    return _FrontalizedFeatures(ctx, LBPHistograms(), texture="photo")
 
 
 @register_feature("hog-frontal", "HOG of the model's frontalized face (FaceEncoder.frontalize)")

@@ -9,20 +9,21 @@ sweep, the face as a 3D mesh you can turn, and the latents. A Gradio app over
 notebook); :func:`build_demo` wraps it in a ``gradio.Blocks`` page whose button is also an API endpoint
 (``/analyse``, for ``gradio_client``). Needs ``pip install 'latentface-sdk[demo]'``.
 
-The 3D view is Gradio's ``Model3D`` (a Babylon.js viewer) showing the frontal mesh of
+The frontal view, the yaw sweep and the 3D view are textured from the photo itself
+(:mod:`latentface_sdk.render.photo_texture`, as ``FaceEncoder.frontalize`` and ``mesh`` do by default),
+drawn at ``64 * scale`` pixels from the photo's own pixels; the reconstruction and the maps are the
+model's (albedo). The 3D view is Gradio's ``Model3D`` (a Babylon.js viewer) showing the frontal mesh of
 :func:`~latentface_sdk.mesh.face_mesh` (what ``FaceEncoder.mesh(view="frontal")`` gives for the face) as a
-binary glTF (``.glb``, :func:`write_glb`: positions, normals, the albedo as vertex colours, a matte PBR
-material), one self-contained file that the viewer lights and shades. (In that viewer an ``.obj``
-without a material shows black, and its ``.mtl`` and texture PNG would have to be served beside it; a
-``.ply`` shows its colours, but duller and less shaded.)
+binary glTF (``.glb``, :func:`~latentface_sdk.gltf.write_glb`: positions, normals, the 256x256 photo
+texture, a matte PBR material), one self-contained file that the viewer lights and shades. (In that
+viewer an ``.obj`` without a material shows black, and its ``.mtl`` and texture PNG would have to be
+served beside it; a ``.ply`` shows its colours, but duller and less shaded.)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import struct
 import tempfile
 import threading
 import weakref
@@ -36,12 +37,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..detection import crop_face, select_faces
+from ..detection import crop_face, select_faces, square_box
 from ..errors import NoFaceError
+from ..gltf import vertex_normals, write_glb
 from ..images import ImageInput, to_rgb
 from ..mesh import FaceMesh, face_mesh
 from ..models.autoencoder import Latents
 from ..operations import RenderedViews, render_views
+from ..photo_views import mesh_maps
+from ..pipeline import CropBatch
+from ..render.photo_texture import render_texture
 
 if TYPE_CHECKING:
     import gradio
@@ -77,12 +82,13 @@ class DemoResult:
         reconstruction: the face re-rendered in its estimated pose and light.
         albedo, depth, shading: the canonical maps (depth: near = bright; shading divided by its maximum,
             since ambient + diffuse light often passes 1 where the face meets the light).
-        frontal: the face re-rendered frontally (canonical pose, its own light).
-        sweep: the face rendered at each yaw of :data:`SWEEP_YAWS`, left to right.
+        frontal: the face re-rendered frontally (canonical pose, its own light), textured from the photo.
+        sweep: the face rendered at each yaw of :data:`SWEEP_YAWS`, left to right, textured from the photo.
         latents: pose (degrees), light, and the texture and shape latents' sizes and first values.
         faces: how many faces MTCNN found in the photo.
-        mesh: the face as a 3D mesh, frontal (canonical pose): y up, facing +z (:mod:`latentface_sdk.mesh`);
-            :func:`write_glb` writes it as the page shows it, ``mesh.save`` as ``.obj`` or ``.ply``.
+        mesh: the face as a 3D mesh, frontal (canonical pose), with the 256x256 photo texture: y up, facing
+            +z (:mod:`latentface_sdk.mesh`); :func:`write_glb` writes it as the page shows it, ``mesh.save``
+            as ``.obj``, ``.ply`` or ``.glb``.
     """
 
     found: Image.Image
@@ -146,7 +152,26 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
 
     front = view((0.0, 0.0, 0.0), maps=True)
     posed = view((yaw, pitch, roll))
-    views = [view((float(y), 0.0, 0.0)).image[0] for y in SWEEP_YAWS]
+    # the photo texture (as FaceEncoder.mesh makes it, from the photo at the texture's resolution), drawn
+    # frontally and along the sweep at the page's size
+    square = np.asarray([square_box(face.box, encoder.config.crop.margin)], dtype=np.float64)
+    batch = CropBatch(rows=[], crop_rows=[0], crops=np.asarray(crop)[None], latents=codes, squares=square,
+                      sources=[rgb])
+    r = encoder.renderer
+    with torch.inference_mode():
+        maps = mesh_maps(encoder.autoencoder, r, batch, texture="photo", backend=encoder.render_backend)
+        texture = maps.texture
+        assert texture is not None
+
+        def photo_view(y: float) -> torch.Tensor:
+            pose = maps.depth.new_tensor([[0.0, 0.0, 0.0, y, 0.0, 0.0]])
+            image, _ = render_texture(texture, maps.depth, pose, focal=r.focal,
+                                      centre_depth=r.centre_depth, fov_deg=r.fov_deg, size=64 * scale,
+                                      backend=encoder.render_backend)
+            return image[0].clamp(0.0, 1.0)
+
+        frontal = photo_view(0.0)
+        views = [photo_view(float(y)) for y in SWEEP_YAWS]
     assert front.albedo is not None and front.depth is not None and front.shading is not None
     light = [float(v) for v in enc.light[0]]
     latents = {
@@ -169,82 +194,13 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
         depth=_depth_image(front.depth[0], scale),
         shading=_image(front.shading[0, 0] / front.shading[0, 0].nan_to_num(0.0).max().clamp(min=1e-6),
                        scale),
-        frontal=_image(front.image[0], scale),
-        sweep=_image(torch.cat(views, dim=2), scale),
+        frontal=_image(frontal, 1),
+        sweep=_image(torch.cat(views, dim=2), 1),
         latents=latents,
         faces=len(boxes),
-        mesh=face_mesh(front.depth[0], front.albedo[0], focal=encoder.renderer.focal,
-                       centre_depth=encoder.renderer.centre_depth),
+        mesh=face_mesh(maps.depth[0], maps.albedo[0], focal=r.focal, centre_depth=r.centre_depth,
+                       texture=texture[0]),
     )
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit normals ``(V, 3)`` float32: the area-weighted sum of the normals of each vertex's triangles
-    (counter-clockwise triangles: the normals point to the side they are seen counter-clockwise from)."""
-    v = vertices.astype(np.float64)
-    a, b, c = (v[faces[:, k]] for k in range(3))
-    per_face = np.cross(b - a, c - a)  # length = twice the area
-    normals = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], per_face)
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    return normals.astype(np.float32)
-
-
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c.astype(np.float64), 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-_GLB_MAGIC, _GLB_JSON, _GLB_BIN = 0x46546C67, 0x4E4F534A, 0x004E4942
-_FLOAT, _UINT32 = 5126, 5125
-_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-
-
-def write_glb(mesh: FaceMesh, path: str | os.PathLike[str]) -> Path:
-    """Write ``mesh`` as a binary glTF 2.0 file (``.glb``): one triangle primitive with positions, vertex
-    normals (:func:`vertex_normals`), the albedo as vertex colours (``COLOR_0``, linear as glTF wants) and a
-    matte material. glTF's axes are the mesh's (y up, the front facing +z). ``pytorch3d.io.IO`` reads it
-    back once ``pytorch3d.io.experimental_gltf_io.MeshGlbFormat`` is registered. Returns the path."""
-    verts = np.ascontiguousarray(mesh.vertices, dtype=np.float32)
-    faces = np.ascontiguousarray(mesh.faces, dtype=np.int64)
-    if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) == 0 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"expected vertices (V, 3) and faces (F, 3), V > 0; got {verts.shape} and "
-                         f"{faces.shape}")
-    arrays = [(verts, "VEC3", _FLOAT, _ARRAY_BUFFER),
-              (vertex_normals(verts, faces), "VEC3", _FLOAT, _ARRAY_BUFFER),
-              (_srgb_to_linear(mesh.colors), "VEC3", _FLOAT, _ARRAY_BUFFER),
-              (faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT32, _ELEMENT_ARRAY_BUFFER)]
-    blob = bytearray()
-    views: list[dict[str, Any]] = []
-    accessors: list[dict[str, Any]] = []
-    for i, (arr, kind, component, target) in enumerate(arrays):
-        data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data), "target": target})
-        blob += data + b"\0" * (-len(data) % 4)  # every view starts on a 4-byte boundary
-        accessors.append({"bufferView": i, "componentType": component, "count": int(arr.shape[0]),
-                          "type": kind})
-    accessors[0]["min"] = [float(x) for x in verts.min(axis=0)]  # glTF requires the positions' bounds
-    accessors[0]["max"] = [float(x) for x in verts.max(axis=0)]
-    doc = {
-        "asset": {"version": "2.0", "generator": "latentface_sdk.integrations.demo"},
-        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "face"}],
-        "meshes": [{"name": "face", "primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1, "COLOR_0": 2},
-                                                    "indices": 3, "material": 0, "mode": 4}]}],
-        "materials": [{"name": "albedo", "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0],
-                                                                  "metallicFactor": 0.0,
-                                                                  "roughnessFactor": 0.8}}],
-        "buffers": [{"byteLength": len(blob)}], "bufferViews": views, "accessors": accessors,
-    }
-    text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as fh:
-        fh.write(struct.pack("<III", _GLB_MAGIC, 2, 12 + 8 + len(text) + 8 + len(blob)))
-        fh.write(struct.pack("<II", len(text), _GLB_JSON) + text)
-        fh.write(struct.pack("<II", len(blob), _GLB_BIN) + bytes(blob))
-    return out
 
 
 class _MeshFiles:

@@ -1,9 +1,15 @@
 """Shared pytest fixtures: where the shared face data lives (skipping cleanly without it), and the tiny
 model and crops most encoder tests run on; for the Hub tests, a clean environment and a checkout with
-bundled models."""
+bundled models.
+
+Also the quick/full split (``tests/README.md``): tests marked ``slow`` (end-to-end runs, training, example
+scripts, subprocesses that import the whole stack) are deselected unless ``--full`` is given or
+``LATENTFACE_FULL_TESTS=1`` is set (``.ci/run`` sets it, so CI runs every test), an explicit ``-m``
+expression is given, or the test's file or node id is named on the command line."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +24,47 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: Set to 1 (``.ci/run`` does) to run the tests marked ``slow`` too; same as ``--full``.
+FULL_ENV = "LATENTFACE_FULL_TESTS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", default=False,
+                     help=f"also run the tests marked slow (or set {FULL_ENV}=1; .ci/run does)")
+
+
+def _full(config: pytest.Config) -> bool:
+    return bool(config.getoption("--full")) or os.environ.get(FULL_ENV, "").strip() not in ("", "0")
+
+
+def _named_files(config: pytest.Config) -> set[Path]:
+    """Test files named on the command line, alone or with a ``::`` node id (folders do not count)."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return set()
+    named = set()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        if path.is_file():
+            named.add(path.resolve())
+    return named
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _full(config):
+        return "latentface: full suite (tests marked slow included)"
+    return (f"latentface: quick suite: tests marked slow are deselected unless named; --full or {FULL_ENV}=1 "
+            "runs them (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _full(config) or config.option.markexpr:  # an explicit -m expression decides by itself
+        return
+    named = _named_files(config)
+    slow = [it for it in items if it.get_closest_marker("slow") and it.path.resolve() not in named]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        gone = set(map(id, slow))
+        items[:] = [it for it in items if id(it) not in gone]
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ def test_fast_path_is_the_default_and_switches_the_layout(enc: FaceEncoder) -> N
         enc.use_channels_last(True)
 
 
+@pytest.mark.slow
 def test_encode_fast_equals_plain_on_random_and_real_crops(enc: FaceEncoder) -> None:
     g = np.random.default_rng(0)
     crops = g.integers(0, 256, size=(37, 64, 64, 3), dtype=np.uint8)  # odd size: a partial last batch

@@ -183,8 +183,9 @@ def _args(*argv: str) -> Any:
 def test_run_passes_each_script_the_options_it_has(tmp_path: Path) -> None:
     names = registry.by_name()
     enc = suite.commands(names["encode_speed"], _args("x", "--threads", "2", "--quick"), tmp_path)
+    # (tmp_path is absolute, unless the checkout sits right in the temp folder: suite._rel's rules below)
     assert enc == [["python", "benchmarks/encode_speed.py", "--threads", "2", "--repeats", "1", "--quick",
-                    "--json", str(tmp_path / "encode.json")]]
+                    "--json", suite._rel(tmp_path / "encode.json")]]
     enc = suite.commands(names["encode_speed"], _args("x"), registry.REPO_ROOT / "benchmarks" / "results")
     assert enc == [["python", "benchmarks/encode_speed.py", "--repeats", "5", "--json",
                     "benchmarks/results/encode.json"]]
@@ -195,6 +196,15 @@ def test_run_passes_each_script_the_options_it_has(tmp_path: Path) -> None:
     levers = suite.commands(names["stage1_levers"], _args("x", "--extra=--steps 10"), tmp_path)
     assert ([c[2] for c in levers] == ["prepare", "train", "score"]
             and all(c[-2:] == ["--steps", "10"] for c in levers))
+
+
+def test_paths_are_given_as_a_reader_types_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative inside the checkout and beside it, absolute elsewhere, wherever the checkout lives."""
+    root = tmp_path / "lf ci" / "main"
+    monkeypatch.setattr(registry, "REPO_ROOT", root)
+    assert suite._rel(root / "runs" / "x.json") == "runs/x.json"
+    assert suite._rel(root.parent / "shared" / "data") == "../shared/data"
+    assert suite._rel(tmp_path / "elsewhere" / "x.json") == str(tmp_path / "elsewhere" / "x.json")
 
 
 def test_run_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str]) -> None:
@@ -208,13 +218,33 @@ def test_run_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str]) -> No
         assert message in capsys.readouterr().err, argv
 
 
+def test_relative_paths_replace_the_longest_machine_prefix_first() -> None:
+    """The rules on a made-up machine where the checkout lives under the temp folder in a path with a
+    space and home holds the temp folder: inside the repository -> relative, beside it -> ``../shared``,
+    elsewhere in the temp folder -> ``$TMPDIR``, in home -> ``~``, a sibling that merely starts with the
+    repository's name untouched by the repository's rule."""
+    pairs = sorted({"/h/tmp/lf ci/main": ".", "/h/tmp/lf ci/shared": "../shared", "/h/tmp": "$TMPDIR",
+                    "/h": "~"}.items(), key=lambda kv: -len(kv[0]))
+    got = suite.relative_paths({"a": ["--json /h/tmp/lf ci/main/benchmarks/results/x.json",
+                                      "/h/tmp/lf ci/shared/data/photos", "/h/tmp/lf ci/main",
+                                      "/h/tmp/lf ci/mainx/y", "/h/tmp/other", "/h/cache", "/hx", 3]}, pairs)
+    assert got == {"a": ["--json benchmarks/results/x.json", "../shared/data/photos", ".",
+                         "$TMPDIR/lf ci/mainx/y", "$TMPDIR/other", "~/cache", "/hx", 3]}
+
+
 def test_paths_of_this_machine_become_relative() -> None:
+    """The same on this machine, wherever the checkout lives (under the temp folder or home included)."""
     repo = str(registry.REPO_ROOT)
     shared = str(registry.REPO_ROOT.parent / "shared")
     got = suite.relative_paths({"a": [f"--json {repo}/benchmarks/results/x.json", f"{shared}/data/photos",
-                                      repo, f"{repo}x/y", str(Path.home() / "cache"), 3]})
-    assert got == {"a": ["--json benchmarks/results/x.json", "../shared/data/photos", ".", f"{repo}x/y",
-                         "~/cache", 3]}
+                                      repo, 3]})
+    assert got == {"a": ["--json benchmarks/results/x.json", "../shared/data/photos", ".", 3]}
+    # a sibling folder whose name starts with the repository's is not inside it: it gets the rules of the
+    # temp folder and home (where the checkout may itself live) but never the repository's
+    sibling = f"{repo}x/y"
+    others = [(prefix, repl) for prefix, repl in suite._machine_paths() if repl != "."]
+    assert suite.relative_paths(sibling) == suite.relative_paths(sibling, others)
+    assert suite.relative_paths(sibling).endswith(f"{registry.REPO_ROOT.name}x/y")
 
 
 def test_a_run_stamps_its_results_and_records_its_time(tmp_path: Path,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _close import assert_close_to_scale
 from _tiny import tiny_config
 from PIL import Image
 
@@ -159,9 +160,10 @@ def test_disentangle_arrays_match_the_api(folder: Path, model_dir: Path, tmp_pat
     with np.load(out, allow_pickle=False) as z:
         for key in ("identity_texture", "identity_shape", "expression_texture", "expression_shape",
                     "texture"):
-            np.testing.assert_allclose(z[key], getattr(d, key).numpy(), atol=1e-6, err_msg=key)
+            # the command may run on more threads than the API here: float32 rounding (tests/_close.py)
+            assert_close_to_scale(z[key], getattr(d, key).numpy(), msg=key)
         ver = np.concatenate([z["identity_texture"], z["identity_shape"], z["texture"], z["shape"]], axis=1)
-        np.testing.assert_allclose(ver, d.verification_features.numpy(), atol=1e-6)
+        assert_close_to_scale(ver, d.verification_features.numpy())
 
 
 def test_frontalize_writes_pngs_and_an_index(folder: Path, model_dir: Path, tmp_path: Path) -> None:
@@ -221,6 +223,7 @@ def test_usage_errors_exit_2(folder: Path, model_dir: Path, tmp_path: Path,
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_console_script_on_the_readme_photo(model_dir: Path, tmp_path: Path, shared_data: Path) -> None:
     """The README's command (with a stand-in model until the bundled weights land), as a real process."""
     exe = Path(sys.executable).with_name("latentface")
@@ -251,6 +254,7 @@ def test_missing_extras_are_usage_errors_that_name_the_extra(folder: Path, model
     assert "pip install 'latentface-sdk[demo]'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_onnx_writes_a_folder_and_refuses_to_clobber(tiny_onnx: tuple[Path, Path], tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     model_dir, _ = tiny_onnx

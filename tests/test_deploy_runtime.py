@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _close import assert_close_to_scale, scale_of
 from PIL import Image
 
 from latentface_sdk import FaceEncoder, InvalidImageError, OnnxFaceEncoder
@@ -32,8 +33,8 @@ def test_encode_matches_pytorch(tiny_onnx: tuple[Path, Path], crops: np.ndarray)
         list(crops), detect=False)
     got = OnnxFaceEncoder.from_pretrained(out, threads=1).encode(list(crops), detect=False, batch_size=4)
     assert got.ok.all() and len(got.ok) == 6
-    for name in ("texture", "shape", "pose", "light", "boxes"):
-        torch.testing.assert_close(getattr(got, name), getattr(ref, name), atol=1e-4, rtol=0)
+    for name in ("texture", "shape", "pose", "light", "boxes"):  # float32 rounding: see tests/_close.py
+        assert_close_to_scale(getattr(got, name), getattr(ref, name), msg=name)
 
 
 @pytest.mark.parametrize("init", ["zero", "noise"])
@@ -46,7 +47,9 @@ def test_disentangle_with_a_seed_matches_pytorch(tiny_onnx: tuple[Path, Path], c
     ref = torch_enc.disentangle(list(crops), **kw)  # type: ignore[arg-type]
     got = onnx_enc.disentangle(list(crops), batch_size=4, **kw)  # type: ignore[arg-type]
     for name in ("identity_texture", "identity_shape", "expression_texture", "expression_shape"):
-        torch.testing.assert_close(getattr(got, name), getattr(ref, name), atol=1e-4, rtol=0)
+        # expression = latent - identity: its rounding is that of the latent it was computed from
+        latent = getattr(ref.encoding, name.split("_")[1])
+        assert_close_to_scale(getattr(got, name), getattr(ref, name), scale=scale_of(latent), msg=name)
     if init == "noise":  # another seed gives another identity sample
         other = onnx_enc.disentangle(list(crops), seed=8, init="noise", detect=False)
         assert float((other.identity_texture - got.identity_texture).abs().max()) > 1e-3
@@ -79,6 +82,7 @@ def test_altered_or_missing_graph_is_refused(tiny_onnx: tuple[Path, Path], tmp_p
         OnnxFaceEncoder(tiny_onnx[1], threads=0)
 
 
+@pytest.mark.slow
 def test_from_pretrained_exports_a_torch_model_once(tiny_onnx: tuple[Path, Path], tmp_path: Path) -> None:
     model_dir, _ = tiny_onnx
     enc = OnnxFaceEncoder.from_pretrained(model_dir, export_dir=tmp_path, threads=1)
@@ -90,17 +94,26 @@ def test_from_pretrained_exports_a_torch_model_once(tiny_onnx: tuple[Path, Path]
     assert "tiny-onnx" in repr(again)
 
 
+@pytest.mark.slow
 def test_bundled_weights_match_pytorch(tmp_path: Path, shared_data: Path) -> None:
-    """The shipped model through onnxruntime, on real faces found by MTCNN: within 1e-4 of PyTorch."""
+    """The shipped model through onnxruntime, on real faces found by MTCNN: PyTorch's results up to float32
+    rounding.
+
+    The shape latents reach magnitudes of ~230, where one float32 ulp is 1.5e-5: an absolute 1e-4 is seven
+    ulps there and failed on another machine (1.07e-4, a relative 5e-7). The tolerance is relative to each
+    tensor's magnitude (``tests/_close.py``); here the measured differences are 7e-8 to 6e-7 of it."""
     onnx_enc = OnnxFaceEncoder.from_pretrained(export_dir=tmp_path, threads=1)
     torch_enc = FaceEncoder.from_pretrained(device="cpu")
     photos = [str(shared_data / "photos" / n) for n in ("biden.jpg", "obama2.jpg")]
     a, b = torch_enc.disentangle(photos, seed=0), onnx_enc.disentangle(photos, seed=0)
     assert a.ok.all() and b.ok.all()
     torch.testing.assert_close(b.encoding.boxes, a.encoding.boxes)
-    for name in ("texture", "shape", "identity_texture", "identity_shape", "expression_texture"):
-        torch.testing.assert_close(getattr(b, name), getattr(a, name), atol=1e-4, rtol=0)
-    torch.testing.assert_close(b.encoding.pose, a.encoding.pose, atol=1e-4, rtol=0)
+    for name in ("texture", "shape", "identity_texture", "identity_shape"):
+        assert_close_to_scale(getattr(b, name), getattr(a, name), msg=name)
+    # expression = texture - identity: rounded at the magnitude of the texture latent it came from
+    assert_close_to_scale(b.expression_texture, a.expression_texture, scale=scale_of(a.texture),
+                          msg="expression_texture")
+    assert_close_to_scale(b.encoding.pose, a.encoding.pose, msg="pose")
 
 
 def test_example_runs_without_torch(tiny_onnx: tuple[Path, Path], crops: np.ndarray, tmp_path: Path) -> None:

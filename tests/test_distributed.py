@@ -21,6 +21,7 @@ from latentface_sdk.checkpoint import load_model_folder
 from latentface_sdk.train.recipes import Stage1Config, Stage2Config
 
 
+@pytest.mark.slow
 def test_two_process_stage1_trains_with_landmarks_light_cycle_and_expression_levers(shared_data: Path,
                                                                                    tmp_path: Path) -> None:
     with open(shared_data / "celeba10k" / "identity.csv", newline="") as fh:
@@ -86,6 +87,7 @@ def _weights(folder: Path) -> dict[str, object]:
     return dict(load_model_folder(folder)[1])
 
 
+@pytest.mark.slow
 def test_two_process_stage1_resumes_to_a_straight_run_and_equals_one_process(shared_data: Path,
                                                                              tmp_path: Path) -> None:
     """Two ranks x batch 2: a run stopped at step 2 and resumed ends with the straight run's weights, and
@@ -136,6 +138,7 @@ def test_two_process_stage1_resumes_to_a_straight_run_and_equals_one_process(sha
     assert (flat_a - flat_c).norm() <= 1e-2 * flat_a.norm()
 
 
+@pytest.mark.slow
 def test_two_process_stage2_ranks_agree_and_resume_matches_a_straight_run(shared_data: Path,
                                                                           tmp_path: Path) -> None:
     from _tiny import tiny_config

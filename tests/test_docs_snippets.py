@@ -113,6 +113,7 @@ BASH = _blocks("bash")
 
 
 @pytest.mark.parametrize(("doc", "index", "code"), BASH, ids=[f"{d}#{i}" for d, i, _ in BASH])
+@pytest.mark.slow
 def test_bash_snippets_parse(doc: str, index: int, code: str) -> None:
     commands = shell_commands(code)
     assert commands, f"{doc} block {index} has no command"
@@ -135,6 +136,7 @@ def test_bash_snippets_parse(doc: str, index: int, code: str) -> None:
                     f"{doc}: `{part}` never parsed its arguments:\n{proc.stdout[-800:]}")
 
 
+@pytest.mark.slow
 def test_python_snippets_run_as_pasted(shared_data: Path, tmp_path: Path) -> None:
     blocks = _blocks("python")
     assert len(blocks) >= 2

@@ -65,6 +65,7 @@ def _is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_verification_on_three_folds_of_celeba(shared_data: Path, tmp_path: Path) -> None:
     pairs = read_pairs(shared_data / "celeba10k" / "pairs_verify.txt").select_folds([0, 1, 2])
     assert len(pairs) == 660
@@ -95,6 +96,7 @@ def test_verification_on_three_folds_of_celeba(shared_data: Path, tmp_path: Path
         np.testing.assert_array_equal(a.cosine_accuracy, b.cosine_accuracy)
 
 
+@pytest.mark.slow
 def test_fer_on_a_slice_of_fer2013(shared_data: Path, tmp_path: Path) -> None:
     train = read_split(shared_data / "fer2013", "Training").limit_per_class(20)
     test = read_split(shared_data / "fer2013", "PublicTest", train.classes).limit_per_class(10)
@@ -184,6 +186,7 @@ def test_feature_cache_is_keyed_by_extractor_and_files(tmp_path: Path) -> None:
         assert cache.load("x", key, 3) is None
 
 
+@pytest.mark.slow
 def test_eval_command_line(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from latentface_sdk.eval.cli import main
 
@@ -213,6 +216,7 @@ def test_eval_command_line(shared_data: Path, tmp_path: Path, capsys: pytest.Cap
     assert "nope.txt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_module_runs_and_every_command_shows_an_example() -> None:
     for command in ("verify", "fer", "features"):
         proc = subprocess.run([sys.executable, "-m", "latentface_sdk.eval", command, "--help"],

@@ -52,6 +52,7 @@ def test_train_dispatcher_usage_lists_examples(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("script", ["verify.py", "fer.py", "pictures.py"])
+@pytest.mark.slow
 def test_examples_have_a_quick_mode(script: str) -> None:
     proc = subprocess.run([sys.executable, str(REPO / "examples" / script), "--help"], capture_output=True,
                           text=True, timeout=120)

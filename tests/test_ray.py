@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _close import assert_close_to_scale
 from _tiny import tiny_config
 from PIL import Image
 
@@ -84,8 +85,9 @@ def test_encode_batch_names_rows_by_path_and_keeps_bad_inputs(model_dir: Path, f
     assert list(rows["names"]) == list(direct["names"])  # file bytes named by path == the files themselves
     assert list(rows["errors"]) == list(direct["errors"])
     np.testing.assert_array_equal(rows["ok"], direct["ok"])
-    np.testing.assert_allclose(rows["texture"], direct["texture"], rtol=0, atol=1e-6, equal_nan=True)
-    np.testing.assert_allclose(rows["boxes"], direct["boxes"], rtol=0, atol=1e-4, equal_nan=True)
+    # float32 rounding at each array's magnitude (boxes are pixels, up to ~950 here): tests/_close.py
+    assert_close_to_scale(rows["texture"], direct["texture"], msg="texture")
+    assert_close_to_scale(rows["boxes"], direct["boxes"], msg="boxes")
     bad = dict(zip(rows["names"], rows["errors"], strict=True))
     assert "no face found" in bad[str(folder / "c_grey.png")]
     assert bad[str(folder / "d_broken.jpg")].startswith(str(folder / "d_broken.jpg") + ": ")
@@ -131,6 +133,7 @@ def test_the_callable_class_names_rows_by_the_input_list(model_dir: Path, folder
     assert set(rows["model"]) == {model_id_of(batches.encoder.config, model_dir)}
 
 
+@pytest.mark.slow
 def test_cli_on_ray_writes_the_rows_of_the_local_cli(model_dir: Path, folder: Path, tmp_path: Path,
                                                      local_ray: None, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +157,8 @@ def test_cli_on_ray_writes_the_rows_of_the_local_cli(model_dir: Path, folder: Pa
         assert list(got[key]) == list(want[key]), key
     np.testing.assert_array_equal(got["source"], want["source"])
     np.testing.assert_array_equal(got["ok"], want["ok"])
-    for key in ("texture", "shape", "pose", "light", "boxes", "scores"):
-        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-4, equal_nan=True, err_msg=key)
+    for key in ("texture", "shape", "pose", "light", "boxes", "scores"):  # other processes, other threads
+        assert_close_to_scale(got[key], want[key], msg=key)
 
 
 def test_cli_on_ray_refuses_a_non_empty_folder(model_dir: Path, folder: Path, tmp_path: Path,

@@ -100,6 +100,7 @@ def _log(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_overfit_on_eight_real_faces_lowers_photometric_error(eight_faces: np.ndarray,
                                                               tmp_path: Path) -> None:
     cfg = Stage1Config.from_dict(dict(model=TINY, batch_size=8, lr=1e-3, steps=60, log_every=1, grid_every=60,
@@ -114,6 +115,7 @@ def test_overfit_on_eight_real_faces_lowers_photometric_error(eight_faces: np.nd
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_with_the_same_loss(eight_faces: np.ndarray, tmp_path: Path) -> None:
     data = CropDataset(np.concatenate([eight_faces, eight_faces[:, :, ::-1]]), flip=True)
     base = dict(model=TINY, batch_size=4, steps=6, log_every=1, grid_every=100, checkpoint_every=3,
@@ -174,6 +176,7 @@ def eight_with_landmarks(shared_data: Path) -> CropDataset:
     return CropDataset(crops.crops, flip=True, landmarks=crops.landmarks)
 
 
+@pytest.mark.slow
 def test_recipe_with_landmarks_and_light_cycle_trains_and_logs_pose_health(
     eight_with_landmarks: CropDataset, tmp_path: Path
 ) -> None:
@@ -190,6 +193,7 @@ def test_recipe_with_landmarks_and_light_cycle_trains_and_logs_pose_health(
     assert meta["lambda_landmark"] == 10.0 and len(meta["canonical_keypoints"]) == 5
 
 
+@pytest.mark.slow
 def test_landmark_loss_pulls_the_keypoints_onto_mtcnn_points(eight_with_landmarks: CropDataset) -> None:
     from latentface_sdk.landmarks import canonical_keypoints
     from latentface_sdk.train.stage1 import Stage1Trainer

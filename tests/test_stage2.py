@@ -203,6 +203,7 @@ def _tiny_cfg(**kw: object) -> Stage2Config:
     return Stage2Config.from_dict(base)
 
 
+@pytest.mark.slow
 def test_training_makes_generated_identity_closer_to_the_truth_than_z_exp(tmp_path: Path) -> None:
     ids, z = _synthetic(groups=256, frames=16, seed=1)
     flat = z.reshape(-1, 16)
@@ -343,6 +344,7 @@ def _stage1_folder(folder: Path) -> ModelConfig:
     return cfg
 
 
+@pytest.mark.slow
 def test_main_writes_a_model_folder_and_resumes(tmp_path: Path) -> None:
     _stage1_folder(tmp_path / "stage1")
     vox = tmp_path / "vox"

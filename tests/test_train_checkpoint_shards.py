@@ -141,6 +141,7 @@ def _log(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_run_resumes_from_a_checkpoint_that_came_back_in_parts(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
@@ -162,6 +163,7 @@ def test_a_run_resumes_from_a_checkpoint_that_came_back_in_parts(tmp_path: Path,
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5), (a, b)
 
 
+@pytest.mark.slow
 def test_init_from_reads_a_checkpoint_in_parts(checkpoint: Path, tmp_path: Path) -> None:
     split_checkpoint(checkpoint, tmp_path / "parts", optimizer=False, max_bytes=SMALL)
     _, expected = load_model_folder(checkpoint)

@@ -154,6 +154,7 @@ def long_folder(folder: Path, shared_data: Path, tmp_path_factory: pytest.TempPa
     [("encode", signal.SIGKILL), ("disentangle", signal.SIGINT)],
     ids=["encode-SIGKILL", "disentangle-SIGINT"],
 )
+@pytest.mark.slow
 def test_a_killed_run_restarted_gives_the_same_bytes(
     command: str, sig: int, long_folder: Path, tiny_model: Path, tmp_path: Path
 ) -> None:

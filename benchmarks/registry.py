@@ -144,6 +144,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "docs/training.md (expression levers, issue 24)",
               (f"{RESULTS}/stage2_levers.json", f"{RESULTS}/stage2_levers_expression_groups.json"), 240.0,
               options=frozenset({"data", "json"}), env=_ONE_THREAD),
+    Benchmark("install_check", "install_check.py",
+              "fresh venvs with the core beside a CPU, the oldest and the newest torch, and the GPU and full "
+              "installs: size, install time, torch kept, quickstart, core tests, pinned outputs",
+              "docs/install.md (Sizes and times)", (f"{RESULTS}/install_check.json",), 25.0,
+              options=frozenset({"quick", "data", "json"})),
     Benchmark("train_log_summary", "train_log_summary.py",
               "medians of a stage-1 train.log over step windows (reads a log; measures nothing itself)",
               "docs/training.md (what the shipped run measured)", (), 0.0, options=frozenset(), kind="tool"),

@@ -97,6 +97,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "frames/s of encode_video on a clip against encoding the same frames as image files",
               "docs/benchmarks.md: 8; docs/video-and-3d.md", (f"{RESULTS}/video_speed.json",), 3.0,
               in_all=True),
+    Benchmark("answers_check", "answers_check.py",
+              "identity embedding (cosine, verify threshold), shared-photo separation and expressions() on "
+              "held-out data, as an app uses them",
+              "docs/results.md (Answers out of the box); weights/latentface-cpu-small/README.md",
+              (f"{RESULTS}/answers.json",), 12.0,
+              options=frozenset({"threads", "quick", "data", "model", "json"}),
+              args=("--pictures", "docs/images")),
+    Benchmark("light_real", "light_real.py",
+              "does the light latent follow real light: mirrored photos and the face's shading asymmetry",
+              "docs/results.md (Light on real photographs)", (f"{RESULTS}/light_real.json",), 3.0,
+              options=frozenset({"threads", "quick", "data", "model", "json"})),
     Benchmark("frontal_photo", "frontal_photo.py",
               "ms per face of frontalize (64 px, 256 px, with detection) and mesh, texture='photo' against "
               "'albedo'",

@@ -7,8 +7,11 @@ Export the model once (on a machine with the SDK), then ship the folder with you
 
 Each image should be a face crop (a photo cut around one face, roughly centred, as the SDK's MTCNN crop
 does): the centred square is resized to the export's crop size, as ``FaceEncoder.encode(..., detect=False)``
-does. The script prints each face's pose and light and the size of its identity and expression latents,
-and, for two or more images, the cosine similarity of their identities (``Z_id``, texture and shape).
+does. The script prints each face's pose and light, its expression (when the export has the expression
+head: the top class and its probability) and, for two or more images, the cosine similarity of their
+identity embeddings (``identity.onnx``, made for cosine; ``*`` marks pairs at or above the model's
+same-person threshold). An export of weights without heads falls back to the cosine of ``Z_id``, which
+tells people apart far less well.
 """
 
 from __future__ import annotations
@@ -61,18 +64,36 @@ def main(argv: list[str] | None = None) -> int:
     id_t, id_s, exp_t, exp_s = disentangle.run(
         None, {"texture": texture, "shape": shape, "noise_texture": noise_t, "noise_shape": noise_s})
 
+    graphs, heads = card["graphs"], card.get("heads", {})
+    labels = [""] * len(crops)
+    if "expression" in graphs:
+        expression = ort.InferenceSession(str(folder / graphs["expression"]["file"]), opts,
+                                          providers=["CPUExecutionProvider"])
+        probs = expression.run(None, {"crops": crops})[0]
+        classes = heads["expression_classes"]
+        labels = [f"; looks {classes[int(p.argmax())]} ({p.max():.0%})" for p in probs]
     for i, name in enumerate(args.images):
         yaw, pitch, roll = pose[i, 3:]
         print(f"{name}: yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f} deg; light ambient "
-              f"{light[i, 0]:.2f} diffuse {light[i, 1]:.2f}; identity {id_t.shape[1]}+{id_s.shape[1]}, "
-              f"expression |Δexp| {np.linalg.norm(exp_t[i]):.2f}")
+              f"{light[i, 0]:.2f} diffuse {light[i, 1]:.2f}; expression |Δexp| "
+              f"{np.linalg.norm(exp_t[i]):.2f}{labels[i]}")
     if len(crops) > 1:
-        ident = np.concatenate([id_t, id_s], axis=1)
-        ident /= np.linalg.norm(ident, axis=1, keepdims=True)
+        if "identity" in graphs:
+            session = ort.InferenceSession(str(folder / graphs["identity"]["file"]), opts,
+                                           providers=["CPUExecutionProvider"])
+            ident = session.run(None, {"texture": texture, "shape": shape})[0]  # unit rows already
+            threshold = float(heads["identity_threshold"])
+            what = f"identity embedding cosine similarity (* = same person, threshold {threshold:.3f})"
+        else:
+            ident = np.concatenate([id_t, id_s], axis=1)
+            ident /= np.linalg.norm(ident, axis=1, keepdims=True)
+            threshold, what = 2.0, "identity cosine similarity (Z_id; this export has no identity head)"
         sim = ident @ ident.T
-        print("identity cosine similarity:")
+        print(what + ":")
         for i, name in enumerate(args.images):
-            print("  " + " ".join(f"{v:+.3f}" for v in sim[i]) + f"  {Path(name).name}")
+            cells = " ".join(f"{v:+.3f}{'*' if v >= threshold and i != j else ' '}"
+                             for j, v in enumerate(sim[i]))
+            print(f"  {cells}  {Path(name).name}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Reading and writing model folders: ``config.json`` + ``model.safetensors`` (safetensors only).
 
 A model folder holds every network of a checkpoint in one safetensors file, with prefixes per part:
-``autoencoder.`` (stage 1), ``rdm_texture.`` and ``rdm_shape.`` (stage 2). The config records the
+``autoencoder.`` (stage 1), ``rdm_texture.`` and ``rdm_shape.`` (stage 2), and ``heads.`` (the answer heads,
+when the config has them). The config records the
 SHA-256 of the weights file, which :func:`load_model_folder` verifies. Nothing here ever unpickles.
 """
 
@@ -17,7 +18,7 @@ from .config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
 from .digests import file_digest
 from .errors import ChecksumError, WeightsError
 
-PREFIXES = ("autoencoder.", "rdm_texture.", "rdm_shape.")
+PREFIXES = ("autoencoder.", "rdm_texture.", "rdm_shape.", "heads.")
 
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 

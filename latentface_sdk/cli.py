@@ -2,7 +2,8 @@
 
 ::
 
-    latentface encode      INPUTS... -o OUT.npz   [options]
+    latentface encode      INPUTS... -o OUT.npz   [--answers] [options]
+    latentface verify      A B [--threshold T --json]
     latentface disentangle INPUTS... -o OUT.npz   [--seed 0 --steps 5] [options]
     latentface frontalize  INPUTS... -o OUT_DIR   [--light same|neutral --maps --texture --size] [options]
     latentface encode      INPUTS... -o OUT_DIR --engine ray [--workers N --address auto]
@@ -130,6 +131,8 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
     if out.is_dir():
         raise UsageError(f"{out}: is a folder; {args.command} writes one .npz file")
     options: dict[str, Any] = {"detect": not args.no_detect, "faces": args.faces}
+    if args.command == "encode" and args.answers:
+        options["answers"] = True
     if args.command == "disentangle":
         options.update(seed=args.seed, steps=args.steps or enc.config.rdm.sample_steps, samples=args.samples,
                        init=args.init or enc.config.rdm.sample_init)
@@ -147,7 +150,14 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
             parts.append(part)
             if not runfiles.part_done(part):
                 chunk = paths[start:stop]
-                if args.command == "encode":
+                if args.command == "encode" and args.answers:
+                    # one pass: expressions() encodes too; the identity comes from its latents
+                    x = enc.expressions(chunk, detect=not args.no_detect, faces=args.faces,
+                                        batch_size=args.batch_size)
+                    arrays = x.numpy()
+                    arrays.pop("expression_classes")  # once per file, in the extra arrays below
+                    arrays["identity_embedding"] = enc.identity_from_latents(x.encoding).numpy()
+                elif args.command == "encode":
                     arrays = enc.encode(chunk, detect=not args.no_detect, faces=args.faces,
                                         batch_size=args.batch_size).numpy()
                 else:
@@ -166,6 +176,9 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
         "model": np.asarray(model_id),
         "run_key": np.asarray(key),
     }
+    if options.get("answers"):
+        extra["expression_classes"] = np.asarray(enc.config.heads.expression_classes, dtype=str)
+        extra["identity_threshold"] = np.asarray(enc.identity_threshold)
     runfiles.assemble_npz(out, parts, extra)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return runfiles.summary_of(out, len(inputs)).report(args.command, str(out))
@@ -191,7 +204,9 @@ def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int
     try:
         for part in enc.encode_video_parts(video, every=args.every, fps=args.fps, features=features,
                                            faces=args.faces, batch_size=args.batch_size,
-                                           progress=args.progress, min_iou=args.min_iou, seed=args.seed):
+                                           progress=args.progress, min_iou=args.min_iou, seed=args.seed,
+                                           min_similarity=args.min_similarity,
+                                           cut_threshold=None if args.no_cuts else args.cut_threshold):
             arrays = part.numpy()
             arrays.pop("verification_features", None)
             arrays.pop("fer_features", None)
@@ -202,7 +217,9 @@ def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int
     except VideoDecodeError as exc:
         error = exc
     if not parts:
-        empty = empty_video(str(video), features, enc.config.autoencoder.latent_dim).numpy()
+        identity_dim = enc.config.heads.identity_dim if enc.heads.identity is not None else 0
+        empty = empty_video(str(video), features, enc.config.autoencoder.latent_dim,
+                            identity_dim=identity_dim).numpy()
         empty.pop("verification_features", None)
         empty.pop("fer_features", None)
         parts.append(parts_dir / "part-000000.npz")
@@ -210,11 +227,12 @@ def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int
     extra = {"video": np.asarray(str(video)), "model": np.asarray(model_id),
              "frames_decoded": np.asarray(last.frames_decoded if last else 0),
              "frames_sampled": np.asarray(last.frames_sampled if last else 0),
+             "start_time": np.asarray(last.start_time if last else 0.0),
              "decode_error": np.asarray("" if error is None else str(error))}
     runfiles.assemble_npz(out, parts, extra)
     shutil.rmtree(parts_dir, ignore_errors=True)
     with np.load(out, allow_pickle=False) as z:
-        rows, tracks = int(z["ok"].shape[0]), len(np.unique(z["track"]))
+        rows, tracks, shots = int(z["ok"].shape[0]), len(np.unique(z["track"])), len(np.unique(z["shot"]))
         if args.track_means and rows:
             from .video import track_means
 
@@ -223,7 +241,7 @@ def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int
             np.savez(out.with_name(out.stem + ".tracks.npz"), **means)  # type: ignore[arg-type]
     sampled = int(extra["frames_sampled"])
     print(f"latentface video: {video}: {sampled} frame(s) sampled, {rows} face row(s) in {tracks} track(s) "
-          f"written to {out}")
+          f"and {shots} shot(s) written to {out}")
     if error is not None:
         print(f"latentface video: error: {error} (the rows of the frames before it are written)",
               file=sys.stderr)
@@ -399,7 +417,10 @@ def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
                                "revision": args.revision, "local_files_only": args.local_files_only or None}
     if args.command == "disentangle":
         options.update(steps=args.steps, seed=args.seed, num_samples=args.samples, init=args.init)
-    encode_files([f.path for f in inputs], out, operation=args.command, model=args.model,
+    operation: Literal["encode", "disentangle", "answers"] = (
+        "answers" if args.command == "encode" and args.answers
+        else "disentangle" if args.command == "disentangle" else "encode")
+    encode_files([f.path for f in inputs], out, operation=operation, model=args.model,
                  workers=args.workers, address=args.address, batch_size=args.batch_size,
                  threads=args.threads or 1, device=args.device, progress=args.progress, **options)
     import pyarrow.parquet as pq
@@ -409,6 +430,29 @@ def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
                       [bool(v) for v in table.column("ok").to_pylist()],
                       [str(e) for e in table.column("errors").to_pylist()])
     return summary.report(args.command, str(out))
+
+
+def _run_verify(args: argparse.Namespace, enc: FaceEncoder) -> int:
+    """``latentface verify A B``: one sentence (or JSON) with the cosine and the decision."""
+    for path in (args.a, args.b):
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such file")
+    try:
+        v = enc.verify([args.a], [args.b], threshold=args.threshold, batch_size=args.batch_size)
+    except LatentFaceError as exc:
+        raise UsageError(str(exc)) from exc
+    ok = bool(v.ok[0])
+    if args.json:
+        print(json.dumps({"a": args.a, "b": args.b, "ok": ok, "error": v.errors[0],
+                          "similarity": float(v.similarity[0]) if ok else None,
+                          "same_person": bool(v.same_person[0]), "threshold": v.threshold}))
+    elif ok:
+        verdict = "the same person" if bool(v.same_person[0]) else "two different people"
+        print(f"{args.a} vs {args.b}: cosine {float(v.similarity[0]):.3f} -> {verdict} "
+              f"(threshold {v.threshold:.3f})")
+    else:
+        print(f"latentface verify: {v.errors[0]}", file=sys.stderr)
+    return 0 if ok else 1
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -572,9 +616,13 @@ def build_parser() -> argparse.ArgumentParser:
                         ["latentface encode photos/ -o features.npz",
                          "latentface encode group.jpg --faces all -o faces.npz",
                          "latentface encode crops/ --no-detect -o crops.npz   # already 64x64 face crops",
+                         "latentface encode photos/ --answers -o faces.npz   # + identity, expression",
                          "latentface encode photos/ -o features/ --engine ray --workers 2   # Parquet files"],
                         "the .npz file to write (with --engine ray: a folder for Parquet files)")
     engine_options(enc)
+    enc.add_argument("--answers", action="store_true",
+                     help="also identity_embedding (unit vectors for cosine), expression_probabilities and "
+                          "expression (the top label) per face, from the model's heads")
     dis = image_command("disentangle", "identity and expression latents to one .npz",
                         "Write the encode arrays plus identity_texture, identity_shape, expression_texture, "
                         "expression_shape (N,256) to one .npz. Verification features are [identity_texture, "
@@ -627,11 +675,16 @@ def build_parser() -> argparse.ArgumentParser:
     vid = command("video", "every face of a video file, frame by frame, to one .npz "
                   "(pip install 'latentface-sdk[video]')",
                   "Decode a video file (PyAV), keep every N-th frame or F frames per second, and write one "
-                  "row per face per sampled frame: frame, time (s), track (faces linked across frames by box "
-                  "overlap), boxes and the encode (or disentangle) arrays. A file that stops decoding part "
-                  "way keeps the rows before it (exit code 1, the file and frame named on stderr).",
+                  "row per face per sampled frame: frame, time (s from the first frame; the stream's offset "
+                  "is start_time), shot (a new one after each cut), track (one person within one shot: "
+                  "faces linked across frames by box overlap and identity, every track ended at a cut), "
+                  "identity_embedding (the unit vector the faces were linked by, when the weights have an "
+                  "identity head), boxes and the encode (or disentangle) arrays. A file that stops decoding "
+                  "part way keeps the rows before it (exit code 1, the file and frame named on stderr).",
                   ["latentface video clip.mp4 -o rows.npz --fps 5",
-                   "latentface video interview.mov -o rows.npz --every 10 --disentangle --track-means"])
+                   "latentface video interview.mov -o rows.npz --every 10 --disentangle --track-means",
+                   "latentface video concert.mp4 -o rows.npz --fps 5 --min-similarity 0.3 "
+                   "--cut-threshold 0.8"])
     vid.add_argument("input", metavar="VIDEO", help="one video file (any format FFmpeg reads)")
     vid.add_argument("-o", "--output", required=True, help="the .npz file to write")
     sampling = vid.add_mutually_exclusive_group()
@@ -643,10 +696,36 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise with --disentangle")
     vid.add_argument("--min-iou", type=float, default=0.3,
                      help="box overlap that continues a track (default 0.3)")
+    vid.add_argument("--min-similarity", type=float, default=None,
+                     help="identity cosine to a track's faces that continues it (default: the model's "
+                          "identity threshold; weights without an identity head link by boxes alone)")
+    cuts = vid.add_mutually_exclusive_group()
+    cuts.add_argument("--cut-threshold", type=float, default=1.0,
+                      help="frame change that is a cut, ending every track (default 1.0; lower finds more "
+                           "cuts)")
+    cuts.add_argument("--no-cuts", action="store_true", help="no shot-cut detection (one shot)")
     vid.add_argument("--track-means", action="store_true",
-                     help="also OUT.tracks.npz: one row per track with its mean features, start and end")
+                     help="also OUT.tracks.npz: one row per track with its shot, mean features, start and "
+                          "end")
     model_options(vid, "bundled model name, model folder or Hub id", hub=False)
     run_options(vid, "torch CPU threads (default: free cores)")
+    ver = command("verify", "are two photos the same person? (cosine of identity embeddings)",
+                  "Find the largest face of each photo, compare their identity embeddings and print the "
+                  "cosine similarity and the decision at the model's threshold (chosen on training "
+                  "identities; its error rates are in the model card). Exit code 0 when both faces were "
+                  "found, 1 when one was not.",
+                  ["latentface verify a.jpg b.jpg", "latentface verify a.jpg b.jpg --threshold 0.5 --json"])
+    ver.add_argument("a", help="the first image file")
+    ver.add_argument("b", help="the second image file")
+    ver.add_argument("--threshold", type=float, default=None,
+                     help="cosine at and above which the two are called the same person (default: the "
+                          "model's)")
+    ver.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+    model_options(ver, "bundled model name, model folder or Hugging Face Hub id (default: the bundled "
+                       "model)", hub=True)
+    run_options(ver, "CPU threads (default: the cores other processes leave free)")
+    ver.set_defaults(progress=False)
+
     demo = command("demo", "the Gradio demo page (pip install 'latentface-sdk[demo]')",
                    "Start a web page where a photo is uploaded and its face found, albedo, depth, shading, "
                    "frontal view, yaw sweep and latents are shown.",
@@ -692,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_models(args)
         if args.command == "export-onnx":
             return _run_export_onnx(args)
-        inputs = collect_inputs(args.inputs) if args.command != "video" else []
+        inputs = collect_inputs(args.inputs) if args.command not in ("video", "verify") else []
         from . import hub
         from .config import WEIGHTS_NAME
         from .digests import file_digest
@@ -707,6 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_id = f"{enc.config.name}@{enc.config.checksum or file_digest(folder / WEIGHTS_NAME)}"
         if args.command == "video":
             return _run_video(args, enc, model_id)
+        if args.command == "verify":
+            return _run_verify(args, enc)
         print(f"latentface {args.command}: {len(inputs)} input(s), model {enc.config.name} on {enc.device}",
               file=sys.stderr)
         if args.command == "frontalize":

@@ -5,7 +5,9 @@ One :class:`ModelConfig` describes a whole LatentFace checkpoint: the stage-1 au
 and the face-crop policy (:class:`CropConfig`). ``to_dict``/``from_dict`` are exact inverses;
 unknown versions and unknown or ill-typed fields raise :class:`~latentface_sdk.errors.ConfigError`.
 
-Format versions: 2 (this SDK writes it) dropped the autoencoder fields that could take only one value
+Format versions: 3 (this SDK writes it) added the ``heads`` section (:class:`HeadsConfig`: the identity
+embedding and expression head shipped with the weights; absent in older files, which load without
+heads). 2 dropped the autoencoder fields that could take only one value
 (``AutoencoderConfig.RETIRED``): the input size and the pose and light sizes (fixed: :data:`IMAGE_SIZE`,
 :data:`POSE_DIM`, :data:`LIGHT_DIM`, still readable as properties of :class:`AutoencoderConfig`) and two
 stage-1 levers that were measured and dropped (``shared_trunk``, ``pose_init_scale``; docs/training.md,
@@ -27,9 +29,9 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 from .errors import ConfigError
 
 #: The config format this version of the SDK writes (see the module docstring for what changed).
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 #: The formats it reads: version 1 may carry the retired fields (``AutoencoderConfig.RETIRED``).
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = (1, 2, 3)
 
 #: The network's input side in pixels, and the sizes of the pose ``(tx, ty, tz, yaw, pitch, roll)`` and
 #: light ``(ambient, diffuse, dx, dy)`` vectors: fixed by the architecture, not configurable.
@@ -201,6 +203,45 @@ class CropConfig:
 
 
 @dataclass
+class HeadsConfig:
+    """The answer heads shipped with the weights (:mod:`latentface_sdk.models.heads`); all absent by
+    default (older weights, and the weights of a fresh stage 2).
+
+    ``identity_dim`` > 0: an identity head maps ``identity_input`` features (``"latents"``: ``[Z_t, Z_s]``;
+    ``"identity"``: ``[Z_id_t, Z_id_s]``; ``"verification"``: ``[Z_id_t, Z_id_s, Z_t, Z_s]``) to a unit
+    embedding of that size; two faces whose embeddings have cosine ``>= identity_threshold`` are called the
+    same person. ``expression_classes`` non-empty: an expression head gives probabilities over these
+    classes from :meth:`~latentface_sdk.FaceEncoder.expression_features`. ``fitted`` says on what data and
+    how they were fitted and measured (free-form, carried as is).
+    """
+
+    identity_dim: int = 0
+    identity_input: str = "verification"
+    identity_threshold: float = 0.5
+    expression_classes: tuple[str, ...] = ()
+    #: the expression head reads the crop turned grey (luma in all three channels): what it was trained on
+    #: (FER-2013 is grey), so colour photos reach it as its training faces did
+    expression_grey: bool = False
+    fitted: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.identity_dim < 0:
+            raise ConfigError(f"heads.identity_dim must be >= 0 (got {self.identity_dim})")
+        if self.identity_input not in IDENTITY_INPUTS:
+            raise ConfigError(f"heads.identity_input must be one of {IDENTITY_INPUTS} "
+                              f"(got {self.identity_input!r})")
+        if not -1.0 <= self.identity_threshold <= 1.0:
+            raise ConfigError(f"heads.identity_threshold must be a cosine in [-1, 1] "
+                              f"(got {self.identity_threshold})")
+        if len(set(self.expression_classes)) != len(self.expression_classes):
+            raise ConfigError(f"heads.expression_classes repeats a name: {list(self.expression_classes)}")
+
+
+#: What the identity head may read (see :class:`HeadsConfig`).
+IDENTITY_INPUTS = ("latents", "identity", "verification")
+
+
+@dataclass
 class ModelConfig:
     """The whole checkpoint: what ``config.json`` holds.
 
@@ -215,6 +256,7 @@ class ModelConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     rdm: RDMConfig = field(default_factory=RDMConfig)
     crop: CropConfig = field(default_factory=CropConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
     checksum: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -228,6 +270,7 @@ class ModelConfig:
         self.autoencoder.validate()
         self.rdm.validate()
         self.crop.validate()
+        self.heads.validate()
         if self.rdm.latent_dim != self.autoencoder.latent_dim:
             raise ConfigError("rdm.latent_dim must equal autoencoder.latent_dim")
 
@@ -264,6 +307,7 @@ class ModelConfig:
                                          f"{source}: autoencoder"),
                 rdm=build_config(RDMConfig, data.get("rdm", {}), f"{source}: rdm"),
                 crop=build_config(CropConfig, data.get("crop", {}), f"{source}: crop"),
+                heads=build_config(HeadsConfig, data.get("heads", {}), f"{source}: heads"),
                 checksum=checksum,
                 metadata=dict(metadata),
             )
@@ -298,7 +342,8 @@ class ModelConfig:
 
 
 def _versions() -> str:
-    return " and ".join(str(v) for v in READ_VERSIONS)
+    names = [str(v) for v in READ_VERSIONS]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def read_json(path: Path) -> Any:
@@ -337,10 +382,14 @@ def _scalar_type(hint: Any, default: Any) -> Any:
     return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
 
 
-def _check_scalar(kind: Any, default: Any, value: Any, where: str) -> Any:
+def _check_scalar(kind: Any, default: Any, value: Any, where: str, hint: Any = None) -> Any:
     if kind is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if str in typing.get_args(hint):
+            if any(not isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+            return tuple(value)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
             raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
         item = type(default[0]) if default else float
@@ -356,6 +405,8 @@ def _check_scalar(kind: Any, default: Any, value: Any, where: str) -> Any:
         return kind(value)
     elif kind is str and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
+    elif kind is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected an object, got {value!r}")
     return value
 
 
@@ -394,7 +445,7 @@ def build_config(kind: type[_T], data: Any, source: str = "config") -> _T:
             item = typing.cast(type[Any], args[0])
             values[key] = [build_config(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         else:
-            values[key] = _check_scalar(_scalar_type(hint, default), default, value, where)
+            values[key] = _check_scalar(_scalar_type(hint, default), default, value, where, hint)
     missing = [n for n, f in fields.items() if n not in values and _field_default(f) is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"{source}: missing field(s) {missing}")

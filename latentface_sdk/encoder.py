@@ -43,12 +43,26 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .answers import (
+    ExpressionScores,
+    IdentityVectors,
+    assemble_expressions,
+    assemble_identity,
+    compare,
+    embed_batch,
+    embed_latents,
+    expression_head,
+    identity_head,
+    score_batch,
+    verify_settings,
+)
 from .config import ModelConfig
 from .detection import FaceDetector
 from .errors import ConfigError
 from .expression import EXPRESSION_READOUT, readout_layout
 from .images import DEFAULT_MAX_PIXELS, ImageInput
 from .models.autoencoder import LatentAutoencoder, Latents
+from .models.heads import AnswerHeads
 from .models.rdm import RepresentationDiffusion
 from .operations import (
     IDENTITY_ROWS,
@@ -80,7 +94,16 @@ from .pipeline import (
 from .pretrained import PretrainedMixin
 from .render.photo_texture import TextureMode
 from .render.renderer import FaceRenderer
-from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
+from .results import (
+    Disentangled,
+    Encoding,
+    ExpressionFeatures,
+    Expressions,
+    FaceMeshes,
+    Frontalized,
+    IdentityEmbeddings,
+    Verification,
+)
 from .threads import Threads
 from .video import VideoEncoding
 
@@ -132,6 +155,10 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         self.rdm_texture = RepresentationDiffusion(config.rdm)
         self.rdm_shape = RepresentationDiffusion(config.rdm)
         self.renderer = FaceRenderer(ae.image_size, ae.fov_deg, (ae.depth_min + ae.depth_max) / 2.0)
+        layout = readout_layout(self.autoencoder, EXPRESSION_READOUT)
+        #: the answer heads shipped with the weights (identity embedding, expression classes); either may
+        #: be absent (:class:`~latentface_sdk.models.heads.AnswerHeads`)
+        self.heads = AnswerHeads(config.heads, ae.latent_dim, max(stop for _, stop in layout.values()))
         self._detector: FaceDetector | None = None
         self._detector_lock = threading.Lock()
         self.channels_last = False
@@ -316,6 +343,116 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
         return assemble_expression(done, enc, readout_layout(self.autoencoder, EXPRESSION_READOUT))
 
+    def identity_embedding(
+        self,
+        images: Images,
+        *,
+        detect: bool = True,
+        faces: FacePolicy = "largest",
+        batch_size: int = 64,
+        progress: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> IdentityEmbeddings:
+        """One unit-length identity vector per face, made for cosine similarity (``a @ b`` of two rows).
+
+        The model's identity head (``config.heads``: what it reads and how it was fitted) projects the
+        identity features so that one person's faces lie close and two people's apart; the RDM runs from
+        ``z_T = 0`` here, so a face always gets the same vector. Two faces whose cosine is at least
+        :attr:`identity_threshold` are called the same person (:meth:`verify`). ``result.similarity()``
+        gives the cosine matrix of all rows. Other arguments as in :meth:`encode`.
+
+        Raises :class:`~latentface_sdk.errors.ConfigError` when the weights have no identity head.
+        """
+        head = identity_head(self.heads, self.config.name)
+        source, steps = self.config.heads.identity_input, self.config.rdm.sample_steps
+
+        def embed(batch: CropBatch) -> IdentityVectors:
+            assert batch.latents is not None
+            return embed_batch(head, source, batch.latents, self.rdm_texture, self.rdm_shape, steps)
+
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="identity", max_pixels=max_pixels, work=embed,
+                                    work_rows=IDENTITY_ROWS)
+        enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
+        return assemble_identity(done, enc, self.config.heads.identity_dim, self.identity_threshold)
+
+    def identity_from_latents(self, encoding: Encoding) -> Tensor:
+        """Identity embeddings ``(N, D)`` of an :class:`Encoding` a caller already has (from :meth:`encode`,
+        a video, a saved ``.npz`` loaded back): the same vectors :meth:`identity_embedding` gives for those
+        faces, NaN rows where ``encoding.ok`` is False. No image is read again."""
+        head = identity_head(self.heads, self.config.name)
+        dim = self.config.heads.identity_dim
+        out = torch.full((len(encoding), dim), float("nan"))
+        ok = encoding.ok.bool()
+        if bool(ok.any()):
+            p = next(self.parameters())
+            with torch.inference_mode():
+                emb = embed_latents(head, self.config.heads.identity_input,
+                                    encoding.texture[ok].to(p.device, p.dtype),
+                                    encoding.shape[ok].to(p.device, p.dtype), self.rdm_texture,
+                                    self.rdm_shape, self.config.rdm.sample_steps)
+            out[ok] = emb.float().cpu()
+        return out
+
+    @property
+    def identity_threshold(self) -> float:
+        """The cosine of two identity embeddings at and above which :meth:`verify` says "same person"
+        (chosen on training identities; the model card gives its error rates on held-out ones)."""
+        return float(self.config.heads.identity_threshold)
+
+    def verify(
+        self,
+        a: Images,
+        b: Images,
+        *,
+        threshold: float | None = None,
+        detect: bool = True,
+        batch_size: int = 64,
+        progress: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Verification:
+        """Are ``a`` and ``b`` the same person? One image each, or two lists compared pair by pair.
+
+        Returns a :class:`Verification`: the cosine of the two faces' identity embeddings (the largest
+        face of each image), ``same_person`` (cosine >= ``threshold``, default :attr:`identity_threshold`)
+        and, for lists, which side of a pair failed and why (that pair's similarity is NaN). Two single
+        images raise like :meth:`encode` does when one has no face.
+        """
+        cut = verify_settings(a, b, threshold, self.identity_threshold)
+        sides = [self.identity_embedding(x, detect=detect, batch_size=batch_size, progress=progress,
+                                         max_pixels=max_pixels) for x in (a, b)]
+        return compare(sides[0], sides[1], cut)
+
+    def expressions(
+        self,
+        images: Images,
+        *,
+        detect: bool = True,
+        faces: FacePolicy = "largest",
+        batch_size: int = 64,
+        progress: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Expressions:
+        """The facial expression of each face: probabilities over the expression head's classes
+        (FER-2013's seven for the bundled weights: angry, disgust, fear, happy, neutral, sad, surprise)
+        and the most probable label. No training on your side: the head is the paper's linear probe on
+        :meth:`expression_features` (mirrored), shipped with the weights; the model card says what trained
+        it and its accuracy. A head trained on grey faces (``config.heads.expression_grey``, as the bundled
+        one, on FER-2013) reads each crop turned grey. Other arguments as in :meth:`encode`.
+
+        Raises :class:`~latentface_sdk.errors.ConfigError` when the weights have no expression head.
+        """
+        head = expression_head(self.heads, self.config.name)
+        grey = self.config.heads.expression_grey
+
+        def score(batch: CropBatch) -> ExpressionScores:
+            return score_batch(self.autoencoder, head, batch, grey=grey)
+
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="expressions", max_pixels=max_pixels, work=score)
+        enc = assemble_encoding([b for b, _ in done], self.config.autoencoder.latent_dim)
+        return assemble_expressions(done, enc, tuple(self.config.heads.expression_classes))
+
     def frontalize(
         self,
         images: Images,
@@ -446,13 +583,25 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         yield from self._video_stream(path, settings)
 
     def _video_stream(self, path: str | os.PathLike[str], o: dict[str, Any]) -> Iterator[VideoEncoding]:
-        from .video import IoUTracker, encode_frames, frame_count
+        from .video import FaceTracker, encode_frames, frame_count
 
         if o["features"] not in ("encode", "disentangle"):
             raise ValueError(f"features must be 'encode' or 'disentangle' (got {o['features']!r})")
         per = o["frames_per_batch"]
         if isinstance(per, bool) or not isinstance(per, int) or per < 1:
             raise ValueError(f"frames_per_batch must be a positive int (got {per!r})")
+        similarity = o["min_similarity"]
+        if similarity is not None and (isinstance(similarity, bool)
+                                       or not isinstance(similarity, (int, float))
+                                       or not -1.0 <= float(similarity) <= 1.0):
+            raise ValueError(f"min_similarity must be a cosine in [-1, 1] or None (got {similarity!r})")
+        has_identity = self.heads.identity is not None
+        if similarity is not None and not has_identity:
+            raise ConfigError(f"min_similarity needs an identity head and the weights {self.config.name!r} "
+                              "have none: leave it None to link faces by box overlap alone")
+        if similarity is None and has_identity:
+            similarity = self.identity_threshold
+        tracker = FaceTracker(o["min_iou"], o["max_gap"], None if similarity is None else float(similarity))
 
         def run(frames: list[Any]) -> Encoding | Disentangled:
             if o["features"] == "disentangle":
@@ -465,7 +614,9 @@ class FaceEncoder(PretrainedMixin, nn.Module):
                 bar.update(n - bar.n)
 
             yield from encode_frames(path, run, every=o["every"], fps=o["fps"], frames_per_batch=per,
-                                     tracker=IoUTracker(o["min_iou"], o["max_gap"]), on_frame=on_frame)
+                                     tracker=tracker, on_frame=on_frame,
+                                     identify=self.identity_from_latents if has_identity else None,
+                                     cut_threshold=o["cut_threshold"])
 
     def encode_video(
         self,
@@ -479,18 +630,31 @@ class FaceEncoder(PretrainedMixin, nn.Module):
         batch_size: int = 64,
         min_iou: float = 0.3,
         max_gap: int = 2,
+        min_similarity: float | None = None,
+        cut_threshold: float | None = 1.0,
         seed: int | None = 0,
         progress: bool = False,
     ) -> VideoEncoding:
-        """Every face of a video file: one row per face per sampled frame, with frame index, time, box and
-        track id, and the latents of :meth:`encode` (``features="disentangle"``: also :meth:`disentangle`'s).
+        """Every face of a video file: one row per face per sampled frame, with frame index, time, shot,
+        box, track id and identity embedding, and the latents of :meth:`encode`
+        (``features="disentangle"``: also :meth:`disentangle`'s).
 
         Needs PyAV (``pip install 'latentface-sdk[video]'``). ``every=N`` keeps every N-th frame, ``fps``
-        about that many frames per second (neither: all frames). Frames are decoded one at a time and
-        encoded ``frames_per_batch`` at a time; ``faces="all"`` (default) or ``"largest"`` per frame. Faces
-        are linked into tracks by box overlap (IoU >= ``min_iou`` with a track seen within ``max_gap``
-        sampled frames); ``result.track_means()`` gives one mean row per track. Frames without a face give
-        no row (a video without faces gives an empty result). Rotated phone videos are turned upright.
+        about that many frames per second (neither: all frames); ``time`` counts from the first frame
+        (``result.start_time`` is the stream's offset). Frames are decoded one at a time and encoded
+        ``frames_per_batch`` at a time; ``faces="all"`` (default) or ``"largest"`` per frame.
+
+        Tracks (:class:`~latentface_sdk.video.FaceTracker`) hold one person within one shot: every
+        decoded frame is compared with the one before it and a change of at least ``cut_threshold``
+        (:mod:`latentface_sdk.shots`; ``None``: no cut detection) starts a new shot, which ends every
+        track. A face continues a track seen within ``max_gap`` sampled frames when the boxes overlap
+        (IoU >= ``min_iou``) and its identity embedding (:meth:`identity_from_latents`) has a cosine of at
+        least ``min_similarity`` with the track's mean (``None``: the model's :attr:`identity_threshold`);
+        within a shot a face may also re-join a track lost a few frames before by identity, where its box
+        lies within one face width per sampled frame since. Weights without an identity head link faces by
+        box overlap alone (``min_similarity`` must then be None). ``result.track_means()`` gives one mean
+        row per track. Frames without a face give no row (a video without faces gives an empty result).
+        Rotated phone videos are turned upright.
 
         Raises :class:`~latentface_sdk.video.VideoDecodeError` (a :class:`DataError`) naming the file and
         the frame when the file is no video or stops decoding part way; its ``partial`` holds the rows of
@@ -500,17 +664,21 @@ class FaceEncoder(PretrainedMixin, nn.Module):
 
         settings = {"every": every, "fps": fps, "features": features, "faces": faces,
                     "frames_per_batch": frames_per_batch, "batch_size": batch_size, "min_iou": min_iou,
-                    "max_gap": max_gap, "seed": seed, "progress": progress}
+                    "max_gap": max_gap, "min_similarity": min_similarity, "cut_threshold": cut_threshold,
+                    "seed": seed, "progress": progress}
+        identity_dim = self.config.heads.identity_dim if self.heads.identity is not None else 0
         parts: list[VideoEncoding] = []
         try:
             for part in self._video_stream(path, settings):
                 parts.append(part)
         except VideoDecodeError as exc:
             exc.partial = (concat_video(parts) if parts
-                           else empty_video(os.fspath(path), features, self.config.autoencoder.latent_dim))
+                           else empty_video(os.fspath(path), features, self.config.autoencoder.latent_dim,
+                                            identity_dim=identity_dim))
             raise
         if not parts:
-            return empty_video(os.fspath(path), features, self.config.autoencoder.latent_dim)
+            return empty_video(os.fspath(path), features, self.config.autoencoder.latent_dim,
+                               identity_dim=identity_dim)
         return concat_video(parts)
 
     def forward(self, images: Tensor) -> Latents:

@@ -20,6 +20,7 @@ from .config import WEIGHTS_NAME, ModelConfig
 from .devices import resolve_device
 from .errors import WeightsError
 from .models.autoencoder import LatentAutoencoder
+from .models.heads import AnswerHeads
 from .models.rdm import RepresentationDiffusion
 from .threads import Threads, choose_threads
 
@@ -36,6 +37,7 @@ class PretrainedMixin:
     autoencoder: LatentAutoencoder
     rdm_texture: RepresentationDiffusion
     rdm_shape: RepresentationDiffusion
+    heads: AnswerHeads
     threads: Threads
 
     if TYPE_CHECKING:  # the model class defines it; declared so that cls(config) type-checks
@@ -90,7 +92,8 @@ class PretrainedMixin:
         return model.to(device=resolve_device(device), dtype=dtype)  # type: ignore[attr-defined]
 
     def load_tensors(self, state: dict[str, Tensor], *, source: str = "state dict") -> None:
-        """Load a model-folder state dict (keys prefixed ``autoencoder.``, ``rdm_texture.``, ``rdm_shape.``).
+        """Load a model-folder state dict (keys prefixed ``autoencoder.``, ``rdm_texture.``, ``rdm_shape.``,
+        and ``heads.`` when the config has answer heads).
 
         Missing, unexpected and mis-shaped tensors raise :class:`WeightsError` naming ``source`` and the keys.
         """
@@ -104,8 +107,12 @@ class PretrainedMixin:
             load_part(module, state, prefix, source)
 
     def _parts(self) -> list[tuple[str, nn.Module]]:
-        return [("autoencoder.", self.autoencoder), ("rdm_texture.", self.rdm_texture),
-                ("rdm_shape.", self.rdm_shape)]
+        parts: list[tuple[str, nn.Module]] = [("autoencoder.", self.autoencoder),
+                                              ("rdm_texture.", self.rdm_texture),
+                                              ("rdm_shape.", self.rdm_shape)]
+        if not self.heads.empty:  # older weights have no heads (config.heads empty): nothing to load
+            parts.append(("heads.", self.heads))
+        return parts
 
     def save_pretrained(self, folder: str | os.PathLike[str], *,
                         storage_dtype: torch.dtype | None = None) -> Path:
@@ -114,16 +121,18 @@ class PretrainedMixin:
 
         The weights file is written atomically and its SHA-256 recorded in the config (and in
         ``self.config.checksum``). ``storage_dtype=torch.float16`` stores floating-point tensors at half
-        size (how the bundled weights ship); loading casts them back to the model's dtype, so outputs
-        differ from the full-precision model only by the rounding of the weights. Returns the folder.
+        size (how the bundled weights ship; the small answer heads stay float32); loading casts them back
+        to the model's dtype, so outputs differ from the full-precision model only by the rounding of the
+        weights. Returns the folder.
         """
         if storage_dtype is not None and not storage_dtype.is_floating_point:
             raise ValueError(f"storage_dtype must be a floating-point dtype (got {storage_dtype})")
         state: dict[str, Tensor] = {}
         for prefix, module in self._parts():
             state.update(prefixed(module, prefix))
-        if storage_dtype is not None:
-            state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
+        if storage_dtype is not None:  # the answer heads stay float32: small, and fitted to that precision
+            state = {k: v.to(storage_dtype) if v.is_floating_point() and not k.startswith("heads.") else v
+                     for k, v in state.items()}
         cfg = copy.deepcopy(self.config)
         cfg.checksum = None
         out = save_model_folder(Path(os.fspath(folder)), cfg, state)

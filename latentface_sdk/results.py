@@ -25,7 +25,8 @@ from torch import Tensor
 
 from .mesh import FaceMesh
 
-__all__ = ["Encoding", "Disentangled", "ExpressionFeatures", "Frontalized", "FaceMeshes"]
+__all__ = ["Encoding", "Disentangled", "ExpressionFeatures", "Expressions", "Frontalized", "FaceMeshes",
+           "IdentityEmbeddings", "Verification"]
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -305,3 +306,116 @@ class FaceMeshes(_RowsOfEncoding):
             out.append(mesh.save(root / f"face{i}{suffix}")[0] if mesh is not None else None)
         return out
 
+
+
+@dataclass(frozen=True, repr=False)
+class IdentityEmbeddings(_RowsOfEncoding):
+    """One unit-length identity vector per face (:meth:`FaceEncoder.identity_embedding`), made for cosine
+    similarity: the dot product of two rows is their cosine, high for one person, low for two.
+
+    Attributes:
+        embeddings: ``(N, D)`` float32 unit rows (NaN rows where not ok).
+        threshold: the model's same-person cosine threshold (chosen on training identities; the model
+            card states its false-accept and false-reject rates on held-out identities).
+        encoding: the stage-1 result of the same faces (latents, boxes, rows, errors).
+    """
+
+    embeddings: Tensor
+    threshold: float
+    encoding: Encoding
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def similarity(self, other: IdentityEmbeddings | None = None) -> Tensor:
+        """Cosine similarity matrix ``(N, M)`` between these rows and ``other``'s (default: these rows
+        again); NaN where either row is not ok."""
+        b = self.embeddings if other is None else other.embeddings
+        return self.embeddings @ b.T
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """``identity_embedding`` and the encoding's arrays (latents, boxes, rows)."""
+        out = self.encoding.numpy()
+        out["identity_embedding"] = _np(self.embeddings)
+        return out
+
+
+@dataclass(frozen=True, repr=False)
+class Verification:
+    """Pairs of faces compared (:meth:`FaceEncoder.verify`): one row per pair ``(a[i], b[i])``.
+
+    Attributes:
+        similarity: ``(N,)`` cosine of the two identity embeddings (NaN where a side has no face).
+        same_person: ``(N,)`` bool, ``similarity >= threshold`` (False where a side failed).
+        threshold: the cosine threshold used (the model's, unless the call gave one).
+        ok: ``(N,)`` bool, both sides had a face; ``errors[i]`` says which side failed and why.
+        a, b: the two sides' :class:`IdentityEmbeddings` (boxes, names, the embeddings themselves).
+    """
+
+    similarity: Tensor
+    same_person: Tensor
+    threshold: float
+    ok: Tensor
+    errors: list[str | None]
+    a: IdentityEmbeddings
+    b: IdentityEmbeddings
+
+    def __len__(self) -> int:
+        return int(self.similarity.shape[0])
+
+    def __repr__(self) -> str:
+        if len(self) == 1 and bool(self.ok[0]):
+            return (f"Verification(similarity={float(self.similarity[0]):.3f}, "
+                    f"same_person={bool(self.same_person[0])}, threshold={self.threshold:.3f})")
+        first = next((e for e in self.errors if e is not None), None)
+        tail = f", first_error={first!r}" if first is not None else ""
+        return (f"Verification(n={len(self)}, ok={int(self.ok.sum())}, same={int(self.same_person.sum())}, "
+                f"threshold={self.threshold:.3f}{tail})")
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """``similarity``, ``same_person``, ``ok``, ``errors`` and ``threshold`` as numpy arrays."""
+        return {"similarity": _np(self.similarity), "same_person": _np(self.same_person).astype(bool),
+                "ok": _np(self.ok).astype(bool), "threshold": np.asarray(self.threshold),
+                "errors": np.asarray(["" if e is None else e for e in self.errors], dtype=str)}
+
+
+@dataclass(frozen=True, repr=False)
+class Expressions(_RowsOfEncoding):
+    """Facial expression of each face (:meth:`FaceEncoder.expressions`): probabilities over the head's
+    classes (FER-2013's seven for the bundled weights) and the most probable one.
+
+    Attributes:
+        probabilities: ``(N, C)`` float32, rows sum to 1 (NaN rows where not ok).
+        classes: the class names, in column order.
+        labels: the top class per row (``None`` where not ok).
+        encoding: the stage-1 result of the same faces (latents, boxes, rows, errors).
+    """
+
+    probabilities: Tensor
+    classes: tuple[str, ...]
+    labels: list[str | None]
+    encoding: Encoding
+
+    def __len__(self) -> int:
+        return int(self.probabilities.shape[0])
+
+    def top(self, k: int = 3) -> list[list[tuple[str, float]]]:
+        """The ``k`` most probable classes of each row as ``(name, probability)``, best first (empty for
+        rows that are not ok)."""
+        out: list[list[tuple[str, float]]] = []
+        for row, ok in zip(self.probabilities, self.ok.tolist(), strict=True):
+            if not ok:
+                out.append([])
+                continue
+            values, idx = row.topk(min(k, len(self.classes)))
+            out.append([(self.classes[int(i)], float(v)) for v, i in zip(values, idx, strict=True)])
+        return out
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """``expression_probabilities``, ``expression`` (top label, empty where not ok), ``classes`` and the
+        encoding's arrays."""
+        out = self.encoding.numpy()
+        out["expression_probabilities"] = _np(self.probabilities)
+        out["expression"] = np.asarray(["" if v is None else v for v in self.labels], dtype=str)
+        out["expression_classes"] = np.asarray(self.classes, dtype=str)
+        return out

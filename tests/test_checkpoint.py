@@ -98,7 +98,7 @@ def test_pickled_files_are_named_by_suffix(tmp_path: Path) -> None:
 
 def test_parts_split_and_prefix_back() -> None:
     state = _state()
-    assert PREFIXES == ("autoencoder.", "rdm_texture.", "rdm_shape.")
+    assert PREFIXES == ("autoencoder.", "rdm_texture.", "rdm_shape.", "heads.")
     parts = {p: split_state(state, p) for p in PREFIXES}
     assert sorted(parts["autoencoder."]) == ["half", "w"] and list(parts["rdm_shape."]) == ["flag"]
     assert split_state({"autoencoderx.w": torch.zeros(1)}, "autoencoder.") == {}  # the dot is part of it

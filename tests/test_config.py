@@ -42,7 +42,7 @@ def _old_format(cfg: ModelConfig) -> dict[str, Any]:
 
 def test_the_current_format_has_no_retired_field() -> None:
     data = tiny_config().to_dict()
-    assert CONFIG_VERSION == 2 and data["version"] == 2
+    assert CONFIG_VERSION == 3 and data["version"] == 3
     assert not set(RETIRED) & set(data["autoencoder"])
     ae = AutoencoderConfig()
     assert (ae.image_size, ae.pose_dim, ae.light_dim) == (IMAGE_SIZE, POSE_DIM, LIGHT_DIM) == (64, 6, 4)
@@ -101,10 +101,10 @@ def test_a_retired_field_at_another_value_is_refused_saying_why(tmp_path: Path, 
     assert "removed in config version 2" in message
 
 
-@pytest.mark.parametrize("version", [0, 3, 99])
+@pytest.mark.parametrize("version", [0, 4, 99])
 def test_unknown_versions_are_refused(version: int) -> None:
     data = {**tiny_config().to_dict(), "version": version}
-    with pytest.raises(ConfigError, match=f"config version {version} is not supported.*versions 1 and 2"):
+    with pytest.raises(ConfigError, match=f"config version {version} is not supported.*versions 1, 2 and 3"):
         ModelConfig.from_dict(data)
 
 

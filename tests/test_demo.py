@@ -72,6 +72,20 @@ def test_analyse_shows_the_face_its_maps_and_views(encoder: FaceEncoder, photo: 
     assert r.mesh.texture.shape == (256, 256, 3)  # the photo texture, as FaceEncoder.mesh gives it
     assert np.abs(same.texture.astype(int) - r.mesh.texture.astype(int)).max() <= 1
     assert r.frontal.size == (128, 128)  # drawn at the page's size from the photo, not enlarged
+    # the expression bars: the head's seven probabilities, most probable first, as enc.expressions gives them
+    assert list(r.expressions)[0] == "happy" and len(r.expressions) == 7
+    assert sum(r.expressions.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_compare_panel_answers_same_person(served: str, shared_data: Path) -> None:
+    client = Client(served, verbose=False)
+    photos = shared_data / "photos"
+    def ask(a: str, b: str) -> str:
+        return str(client.predict(handle_file(str(photos / a)), handle_file(str(photos / b)),
+                                  api_name="/compare"))
+
+    same, other = ask("obama-1080p.jpg", "obama_small.jpg"), ask("alex-lacamoire.png", "biden.jpg")
+    assert "the same person" in same and "two different people" in other
 
 
 def test_the_glb_the_page_shows_loads_with_pytorch3d(encoder: FaceEncoder, photo: Path,
@@ -129,11 +143,13 @@ def served(encoder: FaceEncoder, photo: Path) -> Iterator[str]:
 def test_the_api_endpoint_through_gradio_client(served: str, photo: Path, tmp_path: Path) -> None:
     client = Client(served, verbose=False, download_files=str(tmp_path))
     out = client.predict(handle_file(str(photo)), api_name="/analyse")
-    found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note, mesh = out
+    found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note, mesh, expressions = out
     for path in (found, crop, rec, albedo, frontal, sweep):
         assert _not_blank(Image.open(path))
     assert Image.open(sweep).size[0] == len(SWEEP_YAWS) * Image.open(frontal).size[0]
     assert set(latents) >= {"pose", "light"} and "1 face(s) found" in note
+    assert expressions["label"] == "happy"  # the expression bars: Obama's broad smile
+    assert len(expressions["confidences"]) == 7
     assert str(mesh).endswith(".glb")  # the 3D view's file: loads, with the face's vertices and colours
     loaded = _load_glb(mesh)
     verts = loaded.verts_packed().numpy()

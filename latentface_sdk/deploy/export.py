@@ -3,7 +3,10 @@ they take.
 
 The folder written holds ``encoder.onnx`` (:class:`~latentface_sdk.deploy.graphs.CropEncoderGraph`),
 ``disentangle.onnx`` (:class:`~latentface_sdk.deploy.graphs.DisentangleGraph`, both RDMs with their DDIM
-steps unrolled), ``config.json`` (:data:`FORMAT`: inputs and outputs of each graph with shapes, types and
+steps unrolled), for models with answer heads ``identity.onnx`` and ``expression.onnx``
+(:class:`~latentface_sdk.deploy.graphs.IdentityGraph`,
+:class:`~latentface_sdk.deploy.graphs.ExpressionGraph`),
+``config.json`` (:data:`FORMAT`: inputs and outputs of each graph with shapes, types and
 value ranges, the preprocessing, the opset, the source model's name and checksum, each file's SHA-256) and
 ``README.md`` (the same in prose). The batch size is dynamic in every graph. Needs the ``onnx`` extra
 (``onnx``, ``onnxscript`` for torch's exporter, ``onnxruntime`` to run the result).
@@ -28,12 +31,14 @@ import torch
 from .._version import __version__
 from ..digests import file_digest
 from ..errors import OnnxFormatError
-from .graphs import CropEncoderGraph, DisentangleGraph
+from .graphs import CropEncoderGraph, DisentangleGraph, ExpressionGraph, IdentityGraph
 
 __all__ = [
     "CONFIG_NAME",
     "DISENTANGLE_FILE",
     "ENCODER_FILE",
+    "EXPRESSION_FILE",
+    "IDENTITY_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "OPSET",
@@ -51,6 +56,10 @@ FORMAT_VERSION = 1
 OPSET = 18
 ENCODER_FILE = "encoder.onnx"
 DISENTANGLE_FILE = "disentangle.onnx"
+#: Written only for models with answer heads (``config.heads``): the identity embedding and the
+#: expression probabilities.
+IDENTITY_FILE = "identity.onnx"
+EXPRESSION_FILE = "expression.onnx"
 CONFIG_NAME = "config.json"
 
 _EXTRA = "pip install 'latentface-sdk[onnx]'"
@@ -86,8 +95,9 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
     d = model_config.autoencoder.latent_dim
     size = model_config.crop.size
     crop = model_config.crop
+    heads = model_config.heads
     latent = f"float32 stage-1 latent ({d} values)"
-    return {
+    card: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "opset": opset,
@@ -104,6 +114,10 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
             "to channels-first."
         ),
         "rdm": {"sample_steps": steps, "sample_init": model_config.rdm.sample_init},
+        "heads": {"identity_dim": heads.identity_dim, "identity_input": heads.identity_input,
+                  "identity_threshold": heads.identity_threshold,
+                  "expression_classes": list(heads.expression_classes),
+                  "expression_grey": heads.expression_grey},
         "graphs": {
             "encoder": {
                 "file": ENCODER_FILE,
@@ -139,6 +153,24 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
             },
         },
     }
+    if heads.identity_dim > 0:
+        card["graphs"]["identity"] = {
+            "file": IDENTITY_FILE,
+            "inputs": [_tensor("texture", "float32", ["batch", d], "the encoder's texture"),
+                       _tensor("shape", "float32", ["batch", d], "the encoder's shape")],
+            "outputs": [_tensor("identity_embedding", "float32", ["batch", heads.identity_dim],
+                                "unit-length identity embedding; cosine >= "
+                                f"{heads.identity_threshold:.4f} means the same person")],
+        }
+    if heads.expression_classes:
+        card["graphs"]["expression"] = {
+            "file": EXPRESSION_FILE,
+            "inputs": [_tensor("crops", "uint8", ["batch", size, size, 3], "RGB pixels 0-255")],
+            "outputs": [_tensor("expression_probabilities", "float32",
+                                ["batch", len(heads.expression_classes)],
+                                "probabilities of " + ", ".join(heads.expression_classes))],
+        }
+    return card
 
 
 def _readme(card: dict[str, Any]) -> str:
@@ -200,8 +232,8 @@ def export_onnx(
     opset: int = OPSET,
     overwrite: bool = False,
 ) -> OnnxExport:
-    """Export a model to ONNX: ``encoder.onnx``, ``disentangle.onnx``, ``config.json`` and ``README.md`` in
-    ``out``.
+    """Export a model to ONNX: ``encoder.onnx``, ``disentangle.onnx`` (and, for a model with answer heads,
+    ``identity.onnx`` and ``expression.onnx``), ``config.json`` and ``README.md`` in ``out``.
 
     ``model`` is a :class:`~latentface_sdk.FaceEncoder` or anything its ``from_pretrained`` takes (None: the
     bundled default). ``steps``: the DDIM steps unrolled in the disentangle graph (default: the model's
@@ -249,10 +281,18 @@ def export_onnx(
         _export(DisentangleGraph(cpu.rdm_texture, cpu.rdm_shape, n).eval(), lat, tmp / DISENTANGLE_FILE,
                 ["texture", "shape", "noise_texture", "noise_shape"],
                 ["identity_texture", "identity_shape", "expression_texture", "expression_shape"], opset)
-        for name in (ENCODER_FILE, DISENTANGLE_FILE):
-            onnx.checker.check_model(str(tmp / name))
-            card["graphs"]["encoder" if name == ENCODER_FILE
-                           else "disentangle"]["sha256"] = file_digest(tmp / name)
+        heads = cpu.heads
+        if heads.identity is not None:
+            _export(IdentityGraph(cpu.rdm_texture, cpu.rdm_shape, n, heads.identity,
+                                  cpu.config.heads.identity_input).eval(), lat[:2], tmp / IDENTITY_FILE,
+                    ["texture", "shape"], ["identity_embedding"], opset)
+        if heads.expression is not None:
+            _export(ExpressionGraph(cpu.autoencoder, heads.expression,
+                                    cpu.config.heads.expression_grey).eval(), (crops,),
+                    tmp / EXPRESSION_FILE, ["crops"], ["expression_probabilities"], opset)
+        for key, graph in card["graphs"].items():
+            onnx.checker.check_model(str(tmp / graph["file"]))
+            card["graphs"][key]["sha256"] = file_digest(tmp / graph["file"])
         (tmp / CONFIG_NAME).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
         (tmp / "README.md").write_text(_readme(card), encoding="utf-8")

@@ -4,6 +4,12 @@
   ``H x W x C``) -> ``texture``, ``shape`` (N, 256), ``pose`` (N, 6), ``light`` (N, 4); the scaling to
   ``[-1, 1]`` and the channel permutation happen inside the graph, so a caller passes the crop's pixels as
   they are.
+* :class:`IdentityGraph` (models with an identity head): ``texture``, ``shape`` -> the unit identity embedding
+  (the RDMs from ``z_T = 0`` where the head reads ``Z_id``, as
+  :meth:`~latentface_sdk.FaceEncoder.identity_embedding` runs them).
+* :class:`ExpressionGraph` (models with an expression head): uint8 crops -> expression probabilities
+  (:func:`~latentface_sdk.answers.expression_probabilities`: grey when the head says so, the mirrored
+  expression features, the head, a softmax).
 * :class:`DisentangleGraph`: ``texture``/``shape`` latents (``Z_exp``) and the starting noise ``z_T`` of each
   RDM (N, 256) -> ``identity_*`` (``Z_id``) and ``expression_*`` (``Δexp = Z_exp - Z_id``). The DDIM steps are
   unrolled: each step's timestep modulations are constants of the graph, and each DDIM update
@@ -17,10 +23,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..answers import expression_probabilities
 from ..models.autoencoder import LatentAutoencoder
+from ..models.heads import ExpressionHead, IdentityHead
 from ..models.rdm import RepresentationDiffusion
 
-__all__ = ["CropEncoderGraph", "DisentangleGraph", "UnrolledDDIM", "ddim_coefficients"]
+__all__ = ["CropEncoderGraph", "DisentangleGraph", "ExpressionGraph", "IdentityGraph", "UnrolledDDIM",
+           "ddim_coefficients"]
 
 
 class CropEncoderGraph(nn.Module):
@@ -98,3 +107,39 @@ class DisentangleGraph(nn.Module):
         id_t = self.texture(texture, noise_texture)
         id_s = self.shape(shape, noise_shape)
         return id_t, id_s, texture - id_t, shape - id_s
+
+
+class IdentityGraph(nn.Module):
+    """``(texture, shape)`` -> unit identity embeddings ``(N, D)``: the identity head on what it reads
+    (``source``: ``"latents"``, ``"identity"`` or ``"verification"``), the RDMs unrolled from zero noise."""
+
+    def __init__(self, rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion, steps: int,
+                 head: IdentityHead, source: str) -> None:
+        super().__init__()
+        self.texture = UnrolledDDIM(rdm_texture, steps)
+        self.shape = UnrolledDDIM(rdm_shape, steps)
+        self.head = head
+        self.source = source
+
+    def forward(self, texture: Tensor, shape: Tensor) -> Tensor:
+        if self.source == "latents":
+            return self.head(torch.cat([texture, shape], dim=1))
+        id_t = self.texture(texture, torch.zeros_like(texture))
+        id_s = self.shape(shape, torch.zeros_like(shape))
+        parts = [id_t, id_s] if self.source == "identity" else [id_t, id_s, texture, shape]
+        return self.head(torch.cat(parts, dim=1))
+
+
+class ExpressionGraph(nn.Module):
+    """uint8 crops ``(N, 64, 64, 3)`` -> expression probabilities ``(N, C)`` (mirrored features, head,
+    softmax)."""
+
+    def __init__(self, autoencoder: LatentAutoencoder, head: ExpressionHead, grey: bool) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.head = head
+        self.grey = grey
+
+    def forward(self, crops: Tensor) -> Tensor:
+        x = crops.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return expression_probabilities(self.autoencoder, self.head, x, grey=self.grey)

@@ -21,15 +21,23 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..answers import (
+    ExpressionScores,
+    IdentityVectors,
+    assemble_expressions,
+    assemble_identity,
+    compare,
+    verify_settings,
+)
 from ..config import CropConfig
 from ..detection import FaceDetector
 from ..digests import file_digest, parts_digest
-from ..errors import OnnxFormatError
+from ..errors import ConfigError, OnnxFormatError
 from ..images import DEFAULT_MAX_PIXELS
 from ..models.autoencoder import Latents
 from ..operations import IDENTITY_ROWS, IdentityLatents, assemble_disentangled, identity_noise
 from ..pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding
-from ..results import Disentangled, Encoding
+from ..results import Disentangled, Encoding, Expressions, IdentityEmbeddings, Verification
 from .export import CONFIG_NAME, DISENTANGLE_FILE, ENCODER_FILE, export_onnx, read_card, require
 
 __all__ = ["OnnxFaceEncoder", "default_export_dir"]
@@ -71,7 +79,10 @@ class OnnxFaceEncoder:
         self.folder = Path(folder)
         self.card: dict[str, Any] = read_card(self.folder)
         sessions = {}
-        for key, name in (("encoder", ENCODER_FILE), ("disentangle", DISENTANGLE_FILE)):
+        graphs = [("encoder", ENCODER_FILE), ("disentangle", DISENTANGLE_FILE)]
+        graphs += [(k, self.card["graphs"][k]["file"]) for k in ("identity", "expression")
+                   if k in self.card["graphs"]]
+        for key, name in graphs:
             path = self.folder / name
             if not path.is_file():
                 raise OnnxFormatError(f"{self.folder}: {name} is missing")
@@ -92,6 +103,11 @@ class OnnxFaceEncoder:
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise OnnxFormatError(f"{path}: onnxruntime cannot load it ({exc})") from None
         self._encoder, self._disentangle = sessions["encoder"], sessions["disentangle"]
+        self._identity, self._expression = sessions.get("identity"), sessions.get("expression")
+        heads = self.card.get("heads", {})
+        self.identity_dim = int(heads.get("identity_dim", 0))
+        self.identity_threshold = float(heads.get("identity_threshold", 0.5))
+        self.expression_classes: tuple[str, ...] = tuple(heads.get("expression_classes", ()))
         c = self.card["crop"]
         self.crop = CropConfig(size=int(c["size"]), margin=float(c["margin"]),
                                min_face_size=int(c["min_face_size"]), threshold=float(c["threshold"]))
@@ -213,6 +229,67 @@ class OnnxFaceEncoder:
                                     progress=progress, desc="disentangle", max_pixels=max_pixels,
                                     work=identity, work_rows=IDENTITY_ROWS)
         return assemble_disentangled(done, assemble_encoding([b for b, _ in done], d), d)
+
+    def _need(self, session: Any, what: str) -> Any:
+        if session is None:
+            raise ConfigError(f"{self.folder}: this export has no {what} graph (its model had no {what} "
+                              "head; export weights that ship one, e.g. the bundled default)")
+        return session
+
+    def identity_from_latents(self, encoding: Encoding) -> torch.Tensor:
+        """As :meth:`FaceEncoder.identity_from_latents <latentface_sdk.FaceEncoder.identity_from_latents>`."""
+        session = self._need(self._identity, "identity")
+        out = torch.full((len(encoding), self.identity_dim), float("nan"))
+        ok = encoding.ok.bool()
+        if bool(ok.any()):
+            lat = {"texture": encoding.texture[ok].numpy(), "shape": encoding.shape[ok].numpy()}
+            emb = session.run(None, {k: np.ascontiguousarray(v, np.float32) for k, v in lat.items()})[0]
+            out[ok] = torch.from_numpy(emb)
+        return out
+
+    def identity_embedding(self, images: Any, *, detect: bool = True, faces: FacePolicy = "largest",
+                           batch_size: int = 64, progress: bool = False,
+                           max_pixels: int = DEFAULT_MAX_PIXELS) -> IdentityEmbeddings:
+        """As :meth:`FaceEncoder.identity_embedding <latentface_sdk.FaceEncoder.identity_embedding>`."""
+        session = self._need(self._identity, "identity")
+
+        def embed(batch: CropBatch) -> IdentityVectors:
+            assert batch.latents is not None
+            emb = session.run(None, {"texture": batch.latents.texture.numpy(),
+                                     "shape": batch.latents.shape.numpy()})[0]
+            return IdentityVectors(torch.from_numpy(np.ascontiguousarray(emb)))
+
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="identity", max_pixels=max_pixels, work=embed,
+                                    work_rows=IDENTITY_ROWS)
+        enc = assemble_encoding([b for b, _ in done], self.latent_dim)
+        return assemble_identity(done, enc, self.identity_dim, self.identity_threshold)
+
+    def verify(self, a: Any, b: Any, *, threshold: float | None = None, detect: bool = True,
+               batch_size: int = 64, progress: bool = False,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Verification:
+        """As :meth:`FaceEncoder.verify <latentface_sdk.FaceEncoder.verify>`."""
+        cut = verify_settings(a, b, threshold, self.identity_threshold)
+        ea = self.identity_embedding(a, detect=detect, batch_size=batch_size, progress=progress,
+                                     max_pixels=max_pixels)
+        eb = self.identity_embedding(b, detect=detect, batch_size=batch_size, progress=progress,
+                                     max_pixels=max_pixels)
+        return compare(ea, eb, cut)
+
+    def expressions(self, images: Any, *, detect: bool = True, faces: FacePolicy = "largest",
+                    batch_size: int = 64, progress: bool = False,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Expressions:
+        """As :meth:`FaceEncoder.expressions <latentface_sdk.FaceEncoder.expressions>`."""
+        session = self._need(self._expression, "expression")
+
+        def score(batch: CropBatch) -> ExpressionScores:
+            probs = session.run(None, {"crops": np.ascontiguousarray(batch.crops, dtype=np.uint8)})[0]
+            return ExpressionScores(torch.from_numpy(np.ascontiguousarray(probs)))
+
+        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
+                                    progress=progress, desc="expressions", max_pixels=max_pixels, work=score)
+        enc = assemble_encoding([b for b, _ in done], self.latent_dim)
+        return assemble_expressions(done, enc, self.expression_classes)
 
     def __repr__(self) -> str:
         model = self.card.get("model", {})

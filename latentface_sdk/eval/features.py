@@ -20,6 +20,7 @@ latentface-full      [Z_t, Z_s, pose, light] from ``FaceEncoder.encode``
 latentface-exp       Z_exp = [Z_t, Z_s] (the FER ablation without Δexp; same numbers as ``latentface``)
 latentface-id        [Z_id_t, Z_id_s]: the identity latents alone, from ``FaceEncoder.disentangle``
 latentface-verify    [Z_id_t, Z_id_s, Z_t, Z_s]: the paper's verification features
+latentface-embedding FaceEncoder.identity_embedding: the identity head's unit vectors (cosine-ready)
 latentface-fer       [Δ_t, Δ_s, Z_t, Z_s]: the paper's expression features
 latentface-expression  FaceEncoder.expression_features: [Z_t, Z_s] + the encoders' pooled maps
 expression+delta     latentface-expression beside [Δ_t, Δ_s] (what the RDM adds to it)
@@ -233,6 +234,9 @@ class _LatentFaceFeatures(FeatureExtractor):
         elif self.method == "expression_features":
             result = self.encoder.expression_features(images, detect=False, batch_size=self.batch_size,
                                                       progress=progress)
+        elif self.method == "identity_embedding":
+            result = self.encoder.identity_embedding(images, detect=False, batch_size=self.batch_size,
+                                                     progress=progress)
         else:
             start = {"init": self.rdm_init} if self.rdm_init is not None else {}  # else the model's default
             result = self.encoder.disentangle(
@@ -326,6 +330,12 @@ def _latentface_id(ctx: FeatureContext) -> FeatureExtractor:
 @register_feature("latentface-verify", "[Z_id_t, Z_id_s, Z_t, Z_s]: the paper's verification features")
 def _latentface_verify(ctx: FeatureContext) -> FeatureExtractor:
     return _LatentFaceFeatures(ctx, "disentangle", ("verification_features",))
+
+
+@register_feature("latentface-embedding", "FaceEncoder.identity_embedding: the shipped identity head's unit "
+                  "vectors, made for cosine")
+def _latentface_embedding(ctx: FeatureContext) -> FeatureExtractor:
+    return _LatentFaceFeatures(ctx, "identity_embedding", ("embeddings",))
 
 
 @register_feature("latentface-fer", "[Δ_t, Δ_s, Z_t, Z_s]: the paper's expression features")

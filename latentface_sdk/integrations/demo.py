@@ -86,6 +86,8 @@ class DemoResult:
         sweep: the face rendered at each yaw of :data:`SWEEP_YAWS`, left to right, textured from the photo.
         latents: pose (degrees), light, and the texture and shape latents' sizes and first values.
         faces: how many faces MTCNN found in the photo.
+        expressions: the expression head's probability of each class (FER-2013's seven), most probable
+            first; empty when the model has no expression head.
         mesh: the face as a 3D mesh, frontal (canonical pose), with the 256x256 photo texture: y up, facing
             +z (:mod:`latentface_sdk.mesh`); :func:`write_glb` writes it as the page shows it, ``mesh.save``
             as ``.obj``, ``.ply`` or ``.glb``.
@@ -102,6 +104,7 @@ class DemoResult:
     latents: dict[str, Any] = field(default_factory=dict)
     faces: int = 1
     mesh: FaceMesh | None = None
+    expressions: dict[str, float] = field(default_factory=dict)
 
 
 def _image(x: torch.Tensor, scale: int) -> Image.Image:
@@ -198,9 +201,31 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
         sweep=_image(torch.cat(views, dim=2), 1),
         latents=latents,
         faces=len(boxes),
+        expressions=_expressions(encoder, crop),
         mesh=face_mesh(maps.depth[0], maps.albedo[0], focal=r.focal, centre_depth=r.centre_depth,
                        texture=texture[0]),
     )
+
+
+def _expressions(encoder: FaceEncoder, crop: Any) -> dict[str, float]:
+    """The expression head's probabilities for one face crop, most probable first ({} without a head)."""
+    if encoder.heads.expression is None:
+        return {}
+    e = encoder.expressions(np.asarray(crop), detect=False)
+    return {name: round(p, 4) for name, p in e.top(len(e.classes))[0]}
+
+
+def compare_faces(encoder: FaceEncoder, a: ImageInput, b: ImageInput) -> str:
+    """One sentence for the page's "Same person?" panel: the cosine of the two photos' largest faces'
+    identity embeddings and :meth:`~latentface_sdk.FaceEncoder.verify`'s decision (or which photo has no
+    face)."""
+    v = encoder.verify([a], [b])
+    if not bool(v.ok[0]):
+        return f"Cannot compare: {v.errors[0]}"
+    verdict = "**the same person**" if bool(v.same_person[0]) else "**two different people**"
+    return (f"Cosine similarity of the identity embeddings: **{float(v.similarity[0]):.3f}** -> {verdict} "
+            f"(threshold {v.threshold:.3f}, chosen on training identities; the model card gives its error "
+            "rates)")
 
 
 class _MeshFiles:
@@ -266,7 +291,7 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
         note = f"{r.faces} face(s) found; showing the largest."
         mesh = mesh_files.write(r.mesh) if r.mesh is not None else None
         return (r.found, r.crop, r.reconstruction, r.albedo, r.depth, r.shading, r.frontal, r.sweep,
-                r.latents, note, mesh)
+                r.latents, note, mesh, r.expressions or None)
 
     with gr.Blocks(title="LatentFace demo") as app:
         gr.Markdown("# LatentFace\nUpload a photo: the model finds the face, takes it apart into albedo, "
@@ -293,9 +318,29 @@ def build_demo(model: str | None = None, *, encoder: FaceEncoder | None = None,
                               camera_position=(65, 80, None), clear_color=(0.93, 0.93, 0.93, 1.0), height=420,
                               interactive=False)
             latents = gr.JSON(label="Latents", elem_id="latents")
-        outputs = [found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note, mesh]
+        expressions = gr.Label(label="Expression (FER-2013's seven classes)", num_top_classes=7,
+                               elem_id="expressions")
+        outputs = [found, crop, rec, albedo, depth, shading, frontal, sweep, latents, note, mesh, expressions]
         button.click(run, inputs=photo, outputs=outputs, api_name="analyse")
         if photos:
             gr.Examples(examples=[[p] for p in photos], inputs=photo, outputs=outputs, fn=run,
                         cache_examples=False, run_on_click=True, elem_id="examples")
+        gr.Markdown("## Same person?\nTwo photos: the cosine of their largest faces' identity embeddings "
+                    "and the model's decision.")
+        with gr.Row():
+            photo_a = gr.Image(type="filepath", label="Photo A", sources=["upload", "clipboard"],
+                               elem_id="photo_a")
+            photo_b = gr.Image(type="filepath", label="Photo B", sources=["upload", "clipboard"],
+                               elem_id="photo_b")
+        compare_button = gr.Button("Compare", elem_id="compare")
+        verdict = gr.Markdown(elem_id="verdict")
+
+        def compare(a: str | None, b: str | None) -> str:
+            if a is None or b is None:
+                raise gr.Error("Upload two photos first.")
+            if enc.heads.identity is None:
+                raise gr.Error("This model has no identity head.")
+            return compare_faces(enc, a, b)
+
+        compare_button.click(compare, inputs=[photo_a, photo_b], outputs=verdict, api_name="compare")
     return app

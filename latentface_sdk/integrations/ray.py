@@ -56,11 +56,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FaceEncodeBatches", "encode_batch", "encode_files", "model_id_of", "require_ray"]
 
-Operation = Literal["encode", "disentangle"]
+Operation = Literal["encode", "disentangle", "answers"]
 
 #: Float columns of every row, then those ``disentangle`` adds.
 VECTOR_COLUMNS = ("texture", "shape", "pose", "light", "boxes", "scores")
 DISENTANGLE_COLUMNS = ("identity_texture", "identity_shape", "expression_texture", "expression_shape")
+#: What ``operation="answers"`` (``latentface encode --answers``) adds to the encode columns (besides the
+#: string column ``expression``, the top label).
+ANSWER_COLUMNS = ("identity_embedding", "expression_probabilities")
 
 
 def require_ray() -> Any:
@@ -125,8 +128,13 @@ def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[st
         arrays = encoder.disentangle(list(images), detect=detect, faces=faces, batch_size=batch_size,
                                      steps=steps, seed=seed, num_samples=num_samples, init=init).numpy()
         floats = VECTOR_COLUMNS + DISENTANGLE_COLUMNS
+    elif operation == "answers":
+        x = encoder.expressions(list(images), detect=detect, faces=faces, batch_size=batch_size)
+        arrays = x.numpy()
+        arrays["identity_embedding"] = encoder.identity_from_latents(x.encoding).numpy()
+        floats = VECTOR_COLUMNS + ANSWER_COLUMNS
     else:
-        raise ValueError(f"operation must be 'encode' or 'disentangle' (got {operation!r})")
+        raise ValueError(f"operation must be 'encode', 'disentangle' or 'answers' (got {operation!r})")
     source = arrays["source"]
     names = [str(paths[int(i)]) for i in source]
     errors = [_renamed(str(e), f"item {int(i)}", str(paths[int(i)])) for e, i in zip(arrays["errors"], source,
@@ -138,6 +146,8 @@ def encode_batch(encoder: FaceEncoder, images: Sequence[Any], paths: Sequence[st
         a = np.ascontiguousarray(arrays[key], dtype=np.float32)
         columns[key] = (pa.array(a) if a.ndim == 1
                         else pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1]))
+    if "expression" in arrays:
+        columns["expression"] = pa.array([str(v) for v in arrays["expression"]], pa.string())
     columns["ok"] = pa.array(arrays["ok"].astype(bool))
     columns["errors"] = pa.array(errors, pa.string())
     columns["names"] = pa.array(names, pa.string())
@@ -161,7 +171,8 @@ class FaceEncodeBatches:
     Args:
         model: a model folder, a Hub id or ``None`` for the bundled weights, resolved on each worker
             (so a folder must exist on every node; the bundled weights always do).
-        operation: ``"encode"`` or ``"disentangle"``.
+        operation: ``"encode"``, ``"disentangle"`` or ``"answers"`` (encode's columns, the identity
+            embedding, expression probabilities and label: ``latentface encode --answers``).
         device: ``"auto"`` takes the worker's GPU when Ray gave it one (``num_gpus=1``).
         threads: torch threads per worker (1: give each worker one CPU, ``num_cpus=1``).
         detect, faces, batch_size, steps, seed, num_samples, init: as in :meth:`FaceEncoder.encode`

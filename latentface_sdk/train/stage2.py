@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
-from ..config import ModelConfig
+from ..config import HeadsConfig, ModelConfig
 from ..digests import array_digest, json_digest, tensors_digest
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
 from ._cli import error_exit
@@ -139,9 +139,9 @@ def write_model_folder(
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (stage-1 tensors and both RDMs) to ``out_dir``.
 
-    The config is the stage-1 config with the trained ``rdm`` section and ``metadata["stage2"]`` set to
-    ``metadata``; :func:`latentface_sdk.checkpoint.save_model_folder` fills in the checksum. Returns the
-    folder.
+    The config is the stage-1 config with the trained ``rdm`` section, no answer heads, and
+    ``metadata["stage2"]`` set to ``metadata``; :func:`latentface_sdk.checkpoint.save_model_folder` fills
+    in the checksum. Returns the folder.
     """
     tensors = dict(autoencoder_tensors)
     tensors.update(prefixed(pair.rdm_texture, "rdm_texture."))
@@ -149,6 +149,9 @@ def write_model_folder(
     mcfg = dataclasses.replace(
         stage1_config,
         rdm=pair.rdm_texture.config,
+        # answer heads read the old RDMs' outputs and come with no tensors here: a new stage 2 has none
+        # (fit them again with experiments/answer_heads.py)
+        heads=HeadsConfig(),
         metadata={**stage1_config.metadata, "stage2": metadata},
         checksum=None,
     )

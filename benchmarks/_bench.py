@@ -88,6 +88,19 @@ def load_model(device: str = "cpu", model: str | None = None) -> tuple[Any, str]
             "(the bundled weights were not there yet)")
 
 
+def check_setup(args: Any, name: str) -> tuple[Any, Path]:
+    """For the quality checks: threads set, the model of ``--model`` (default: the bundled weights) on the
+    CPU, and the scratch folder ``runs/<name>`` (created)."""
+    from latentface_sdk import FaceEncoder
+
+    set_threads(args.threads)
+    enc = (FaceEncoder.from_pretrained(args.model, device="cpu") if args.model
+           else FaceEncoder.from_pretrained(device="cpu"))
+    cache = REPO_ROOT / "runs" / name
+    cache.mkdir(parents=True, exist_ok=True)
+    return enc, cache
+
+
 def celeba_paths(data: Path, n: int) -> list[Path]:
     """The first ``n`` celeba10k images (sorted by name)."""
     folder = data / "celeba10k" / "images"

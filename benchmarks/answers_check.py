@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import base_parser, machine, set_threads, write_json  # noqa: E402
+from _bench import base_parser, check_setup, machine, write_json  # noqa: E402
 
 from latentface_sdk import Encoding, FaceEncoder  # noqa: E402
 from latentface_sdk.cropset import prepare_crops  # noqa: E402
@@ -214,11 +214,7 @@ def main() -> None:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--pictures", type=Path, default=None, help="write identity_similarity.png here")
     args = p.parse_args()
-    set_threads(args.threads)
-    enc = FaceEncoder.from_pretrained(args.model, device="cpu") if args.model else \
-        FaceEncoder.from_pretrained(device="cpu")
-    cache = ROOT / "runs" / "answers_check"
-    cache.mkdir(parents=True, exist_ok=True)
+    enc, cache = check_setup(args, "answers_check")
     t0 = time.perf_counter()
     result = {
         "model": {"name": enc.config.name, "checksum": enc.config.checksum,

@@ -271,6 +271,20 @@ def row(r: dict[str, Any]) -> str:
             f"{qs} ({r['quickstart']['seconds']:.0f} s) | {tests} | {pinned} |")
 
 
+def _portable(payload: Any) -> Any:
+    """The results without this machine's paths (temporary venvs, pip caches, local package indexes), so
+    the committed file reads the same anywhere (tests/test_repo_paths.py)."""
+    import re
+
+    text = json.dumps(payload)
+    text = re.sub(r"/tmp/install_check-[\w]+", "$TMPDIR/install_check", text)
+    text = re.sub(r"/tmp/pip-[\w-]+", "$TMPDIR/pip-cache", text)
+    text = text.replace("/opt/pypi-more", "<local package index 2>")
+    text = text.replace("/opt/pypi", "<local package index>")
+    text = re.sub(r"/root/\.pyenv[\w./-]*", "<python>", text)
+    return json.loads(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--venvs", default=",".join(VENVS), help=f"which venvs, comma-separated (default {VENVS})")
@@ -310,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     pip_version = run([sys.executable, "-m", "pip", "--version"])["stdout"].split(" from ")[0]
     payload = {"command": _bench.command(), "host": _bench.host(), **source, "pip_of_the_venvs": pip_version,
                "oldest": oldest, "newest": newest, "cpu_torch": " ".join(cpu), "venvs": results}
-    _bench.write_json(args.json, payload)
+    _bench.write_json(args.json, _portable(payload))
     print(HEADER)
     for r in results:
         print(row(r))

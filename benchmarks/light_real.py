@@ -32,9 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import base_parser, machine, set_threads, write_json  # noqa: E402
+from _bench import base_parser, check_setup, machine, write_json  # noqa: E402
 
-from latentface_sdk import FaceEncoder  # noqa: E402
 from latentface_sdk.cropset import prepare_crops  # noqa: E402
 from latentface_sdk.render.geometry import face_region  # noqa: E402
 
@@ -68,11 +67,7 @@ def r_and_r2(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0])
     args = p.parse_args()
-    set_threads(args.threads)
-    enc = FaceEncoder.from_pretrained(args.model, device="cpu") if args.model else \
-        FaceEncoder.from_pretrained(device="cpu")
-    cache = ROOT / "runs" / "light_real"
-    cache.mkdir(parents=True, exist_ok=True)
+    enc, cache = check_setup(args, "light_real")
     paths = held_out(args.data, args.quick)
     cs = prepare_crops(paths, enc.config.crop, fallback="none",
                        cache_file=cache / f"crops{'_quick' if args.quick else ''}.npz", progress=False)

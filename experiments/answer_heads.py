@@ -99,6 +99,19 @@ def verify_index(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.n
     return a, b, pairs.labels, pairs.folds
 
 
+def validation_split(ids: np.ndarray, fit: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                  tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """20% of the training identities (``fit`` rows) held out as validation (seeded), the rest to fit, and
+    6,000 balanced pairs (a, b, same) of the validation rows: what chooses heads and thresholds."""
+    uniq = np.unique(ids[fit])
+    rng = np.random.default_rng(0)
+    val_ids = set(rng.choice(uniq, len(uniq) // 5, replace=False).tolist())
+    is_val = fit & np.isin(ids, list(val_ids))
+    val_rows = np.flatnonzero(is_val)
+    va, vb, vl = train_pairs(ids[val_rows], 3000, seed=1)
+    return fit & ~is_val, is_val, (val_rows[va], val_rows[vb], vl)
+
+
 def train_pairs(ids: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n same-person and n different-person pairs of training rows (for choosing the threshold)."""
     rng = np.random.default_rng(seed)
@@ -142,14 +155,9 @@ def identity(args: argparse.Namespace) -> None:
     a, b, labels, folds = verify_index(d)
     assert not fit[a].any() and not fit[b].any(), "verify images must not be used to fit"
     # Model selection and the threshold on training identities only: 20% of them held out as validation.
+    is_fit, is_val, (va, vb, vl) = validation_split(ids, fit)
     uniq = np.unique(ids[fit])
-    rng = np.random.default_rng(0)
-    val_ids = set(rng.choice(uniq, len(uniq) // 5, replace=False).tolist())
-    is_val = fit & np.isin(ids, list(val_ids))
-    is_fit = fit & ~is_val
-    val_rows = np.flatnonzero(is_val)
-    va, vb, vl = train_pairs(ids[val_rows], 3000, seed=1)
-    va, vb = val_rows[va], val_rows[vb]
+    val_ids = set(ids[is_val].tolist())
     print(f"fit rows {is_fit.sum()} ({len(uniq) - len(val_ids)} identities), validation rows {is_val.sum()} "
           f"({len(val_ids)} identities, {len(vl)} pairs)", flush=True)
     rows: list[dict[str, object]] = []
@@ -285,14 +293,7 @@ def levers(args: argparse.Namespace) -> None:
     ids = d["identity"]
     fit = (d["split"] == "train") | (d["split"] == "wild")
     a, b, labels, folds = verify_index(d)
-    uniq = np.unique(ids[fit])
-    rng = np.random.default_rng(0)
-    val_ids = set(rng.choice(uniq, len(uniq) // 5, replace=False).tolist())  # as in `identity`
-    is_val = fit & np.isin(ids, list(val_ids))
-    is_fit = fit & ~is_val
-    val_rows = np.flatnonzero(is_val)
-    va, vb, vl = train_pairs(ids[val_rows], 3000, seed=1)
-    va, vb = val_rows[va], val_rows[vb]
+    is_fit, is_val, (va, vb, vl) = validation_split(ids, fit)
     src = "identity"
     x, xf, xe, xef = (inputs(t, src) for t in (d, fl, ex, exfl))
     px, who = photo_features(src)
@@ -336,14 +337,7 @@ def final(args: argparse.Namespace) -> None:
     ids = d["identity"]
     fit = (d["split"] == "train") | (d["split"] == "wild")
     a, b, labels, folds = verify_index(d)
-    uniq = np.unique(ids[fit])
-    rng = np.random.default_rng(0)
-    val_ids = set(rng.choice(uniq, len(uniq) // 5, replace=False).tolist())  # as in `identity`
-    is_val = fit & np.isin(ids, list(val_ids))
-    is_fit = fit & ~is_val
-    val_rows = np.flatnonzero(is_val)
-    va, vb, vl = train_pairs(ids[val_rows], 3000, seed=1)
-    va, vb = val_rows[va], val_rows[vb]
+    is_fit, is_val, (va, vb, vl) = validation_split(ids, fit)
     src, k_pca, k_out, shrink = "identity", 384, 192, 0.1
     x, xf = inputs(d, src), inputs(fl, src)
 
@@ -366,7 +360,7 @@ def final(args: argparse.Namespace) -> None:
            "accuracy_at_threshold": 100 * float(np.mean((cos >= threshold) == labels)),
            "false_accept_rate": 100 * float(np.mean(cos[~labels] >= threshold)),
            "false_reject_rate": 100 * float(np.mean(cos[labels] < threshold)),
-           "fit_rows": int(fit.sum()), "fit_identities": int(len(uniq)),
+           "fit_rows": int(fit.sum()), "fit_identities": int(len(np.unique(ids[fit]))),
            **photo_gap(embed(px, mean, scale, proj), who)}
     print(json.dumps(out), flush=True)
     np.savez(RUN / "identity_head.npz", mean=mean, scale=scale, projection=proj, source=np.array(src),

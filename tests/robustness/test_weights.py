@@ -240,7 +240,7 @@ def test_pickled_weights_beside_a_missing_safetensors_are_refused_by_name(
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"version": 3}, "config version 3 is not supported"),
+        ({"version": 4}, "config version 4 is not supported"),
         ({"version": "1"}, "config version '1' is not supported"),
         ({"version": True}, "config version True is not supported"),
         ({"version": None}, "config version None is not supported"),

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 av = pytest.importorskip("av")  # the optional 'video' extra (installed by the dev extra)
 
 from latentface_sdk import FaceEncoder  # noqa: E402
+from latentface_sdk.errors import ConfigError  # noqa: E402
 from latentface_sdk.shots import (  # noqa: E402
     CUT_THRESHOLD,
     ShotDetector,
@@ -23,7 +24,7 @@ from latentface_sdk.shots import (  # noqa: E402
     layout_change,
     shot_indices,
 )
-from latentface_sdk.video import FaceTracker, IoUTracker, read_frames  # noqa: E402
+from latentface_sdk.video import FaceTracker, IoUTracker, box_iou, read_frames  # noqa: E402
 
 FPS = 10
 
@@ -221,3 +222,125 @@ def test_two_people_who_swap_places_keep_their_tracks() -> None:
         got = tracker.update(1, np.array([[1.0, 0.0, 11.0, 10.0], [6.0, 0.0, 16.0, 10.0]]),
                              np.array([PERSON_B, PERSON_A]))
         assert got.tolist() == expected
+
+
+# ------------------------------------------------------------------------------ clips through the model
+def test_two_people_cut_at_the_same_place_get_two_tracks(encoder: FaceEncoder, framer: Framer,
+                                                         tmp_path: Path) -> None:
+    path = shot_clip(framer, tmp_path / "obama_biden.mp4", ["obama2.jpg", "biden.jpg"], first_pts=8)
+    for options in ({}, {"every": 3}, {"fps": 4.0}):
+        res = encoder.encode_video(path, frames_per_batch=5, **options)
+        shot, track, frame = res.shot.numpy(), res.track.numpy(), res.frame.numpy()
+        assert (shot == (frame >= 8)).all(), options  # the cut is before frame 8, found when sampling too
+        by_shot = tracks_by_shot(shot, track)
+        assert [len(v) for v in by_shot.values()] == [1, 1], options  # one id per person per shot
+        assert not by_shot[0] & by_shot[1], options  # no track holds both people
+    # the boxes across the cut overlap far beyond min_iou: box overlap alone would have joined them
+    boxes = res.encoding.boxes.numpy()
+    assert box_iou(boxes[shot == 0][-1:], boxes[shot == 1][:1])[0, 0] > 0.6
+    # time from the first frame, the stream's offset kept
+    assert res.time[0].item() == 0.0 and res.start_time == pytest.approx(0.8)
+    assert res.time.tolist() == pytest.approx((res.frame.double() / FPS).tolist())
+    arrays = res.numpy()
+    assert arrays["shot"].tolist() == shot.tolist() and arrays["shot"].dtype == np.int64
+    means = res.track_means()
+    assert means["shot"].tolist() == [0, 1] and means["start"].tolist() == pytest.approx([0.0, 0.8])
+
+
+def test_two_photos_of_one_person_are_two_tracks_one_per_shot(encoder: FaceEncoder, framer: Framer,
+                                                              tmp_path: Path) -> None:
+    path = shot_clip(framer, tmp_path / "obama_obama.mp4", ["obama2.jpg", "obama-1080p.jpg"])
+    res = encoder.encode_video(path)
+    assert res.shot.tolist() == [0] * 8 + [1] * 8
+    by_shot = tracks_by_shot(res.shot.numpy(), res.track.numpy())
+    assert by_shot == {0: {0}, 1: {1}}  # tracks end at cuts; the person keeps one id within each shot
+
+
+def test_one_face_moving_in_one_shot_keeps_one_id(encoder: FaceEncoder, framer: Framer,
+                                                  tmp_path: Path) -> None:
+    frames = [framer.frame("biden.jpg", dx=3 * i, dy=(i % 2), face=90 + i, gain=1.0 + 0.1 * ((i % 3) - 1))
+              for i in range(12)]
+    res = encoder.encode_video(write_video(tmp_path / "drift.mp4", frames), frames_per_batch=4)
+    assert len(res) == 12 and res.shot.unique().tolist() == [0] and res.track.unique().tolist() == [0]
+
+
+def needs_identity(encoder: FaceEncoder) -> None:
+    if encoder.heads.identity is None:
+        pytest.skip("the weights have no identity head")
+
+
+def test_identity_alone_keeps_two_people_apart_when_no_cut_is_seen(encoder: FaceEncoder, framer: Framer,
+                                                                   tmp_path: Path) -> None:
+    needs_identity(encoder)
+    # two people the identity head tells apart well (at the verification threshold it passes about one
+    # pair of two people in five: the cut detector is the first guard, identity the second)
+    path = shot_clip(framer, tmp_path / "obama_alex.mp4", ["obama2.jpg", "alex-lacamoire.png"])
+    res = encoder.encode_video(path, cut_threshold=None)  # the cut is not looked for: identity must split
+    assert res.shot.unique().tolist() == [0]
+    first, second = set(res.track[:8].tolist()), set(res.track[8:].tolist())
+    assert len(first) == 1 and len(second) == 1 and not first & second
+    emb = res.identity_embedding
+    assert emb is not None and emb.shape[0] == 16 and "identity_embedding" in res.numpy()
+    assert emb.norm(dim=1).numpy() == pytest.approx(1.0, abs=1e-4)
+    # box overlap alone joins them (the failure of issue 35)
+    plain = encoder.encode_video(path, cut_threshold=None, min_similarity=-1.0)
+    assert plain.track.unique().tolist() == [0]
+
+
+def test_a_face_hidden_then_back_elsewhere_rejoins_its_track(encoder: FaceEncoder, framer: Framer,
+                                                             tmp_path: Path) -> None:
+    needs_identity(encoder)
+    background = framer.frame("obama-1080p.jpg", face=30, cx=40, cy=30)  # a room, its face out of view
+    background = np.asarray(Image.fromarray(background).filter(ImageFilter.GaussianBlur(6)))
+    face = framer.frame("biden.jpg", w=78, h=93, face=48, cx=39, cy=43)
+
+    def with_face(x: int, y: int) -> np.ndarray:
+        out = background.copy()
+        out[y:y + face.shape[0], x:x + face.shape[1]] = face
+        return out
+
+    frames = ([with_face(30 + 2 * i, 60) for i in range(5)] + [background] * 3
+              + [with_face(200 + 2 * i, 70) for i in range(5)])
+    res = encoder.encode_video(write_video(tmp_path / "hide.mp4", frames))
+    assert res.shot.unique().tolist() == [0] and len(res) == 10
+    assert res.track.unique().tolist() == [0]  # one person, one shot, one id
+
+
+def test_cli_writes_shots_start_time_and_identity(encoder: FaceEncoder, framer: Framer, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from latentface_sdk.cli import main
+
+    path = shot_clip(framer, tmp_path / "obama_biden.mp4", ["obama2.jpg", "biden.jpg"], per_shot=4,
+                     first_pts=5)
+    out = tmp_path / "rows.npz"
+    assert main(["video", str(path), "-o", str(out), "--track-means", "--no-progress", "--device",
+                 "cpu"]) == 0
+    assert "2 track(s) and 2 shot(s)" in capsys.readouterr().out
+    with np.load(out) as z:
+        assert z["shot"].tolist() == [0] * 4 + [1] * 4 and float(z["start_time"]) == pytest.approx(0.5)
+        assert z["time"][0] == 0.0 and len(set(z["track"][:4])) == 1 and not set(z["track"][:4]) & set(
+            z["track"][4:])
+        if encoder.heads.identity is not None:
+            assert z["identity_embedding"].shape == (8, encoder.config.heads.identity_dim)
+    with np.load(tmp_path / "rows.tracks.npz") as z:
+        assert z["shot"].tolist() == [0, 1] and z["faces"].tolist() == [4, 4]
+    assert main(["video", str(path), "-o", str(out), "--no-cuts", "--no-progress", "--device", "cpu"]) == 0
+    with np.load(out) as z:
+        assert set(z["shot"].tolist()) == {0}
+    with pytest.raises(SystemExit):  # one or the other
+        main(["video", str(path), "-o", str(out), "--no-cuts", "--cut-threshold", "2"])
+
+
+def test_options_are_checked_and_weights_without_identity_link_by_boxes(
+        encoder: FaceEncoder, enc: FaceEncoder, tmp_path: Path) -> None:
+    path = write_video(tmp_path / "grey.mp4", [np.full((48, 64, 3), 100, np.uint8)] * 3)
+    for bad in (1.5, "high", True):
+        with pytest.raises(ValueError, match="min_similarity must be"):
+            encoder.encode_video(path, min_similarity=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cut_threshold must be"):
+        encoder.encode_video(path, cut_threshold=-1.0)
+    assert enc.heads.identity is None  # the tiny test model has no identity head
+    with pytest.raises(ConfigError, match="identity head"):
+        enc.encode_video(path, min_similarity=0.5)
+    empty = enc.encode_video(path)  # boxes alone; no face here, no rows
+    assert len(empty) == 0 and empty.identity_embedding is None and "identity_embedding" not in empty.numpy()

@@ -85,3 +85,28 @@ def test_expressions_read_a_broad_smile(bundled: FaceEncoder, shared_data: Path)
     assert e.classes == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
     assert e.labels == ["happy"], e.top(3)
     assert float(e.probabilities.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_the_cli_verifies_and_writes_answer_columns(shared_data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import numpy as np
+
+    from latentface_sdk.cli import main
+
+    photos = shared_data / "photos"
+    assert main(["verify", str(photos / "obama-1080p.jpg"), str(photos / "obama_small.jpg"), "--json",
+                 "--device", "cpu"]) == 0
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert answer["ok"] and answer["same_person"] and answer["similarity"] > answer["threshold"]
+    out = tmp_path / "faces.npz"
+    assert main(["encode", str(photos / "obama_small.jpg"), str(photos / "biden.jpg"), "--answers", "-o",
+                 str(out), "--device", "cpu", "--no-progress"]) == 0
+    with np.load(out) as z:
+        assert z["identity_embedding"].shape == (2, 192) and z["expression_probabilities"].shape == (2, 7)
+        assert z["expression"].tolist()[0] == "happy"  # the broad smile
+        assert list(z["expression_classes"])[3] == "happy" and float(z["identity_threshold"]) > 0
+        assert np.allclose(np.linalg.norm(z["identity_embedding"][:2], axis=1), 1, atol=1e-5)
+    assert main(["verify", str(photos / "obama2.jpg"), str(tmp_path / "nope.jpg")]) == 2

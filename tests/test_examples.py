@@ -52,18 +52,20 @@ def test_verify_quick(shared_data: Path, tmp_path: Path) -> None:
     stdout = _run_quick("verify.py", out)
     # 1. one pair by hand
     for label in ("same person", "two people"):
-        line = re.search(rf"^{label}\s+(\S+\.jpg) vs (\S+\.jpg): cosine (-?\d\.\d{{3}})$", stdout, re.M)
+        line = re.search(rf"^{label}\s+(\S+\.jpg) vs (\S+\.jpg): cosine ([-+]\d\.\d{{3}}) -> "
+                         r"(same|different) \(threshold (\d\.\d{3})\)$", stdout, re.M)
         assert line is not None, stdout
         assert -1.0 <= float(line.group(3)) <= 1.0
+        assert (line.group(4) == "same") == (float(line.group(3)) >= float(line.group(5)))
     # 2. the protocol on 2 folds: LBP beside LatentFace's verification features
     assert "folds [0, 1]" in stdout and "Pairs skipped: 0 for missing images" in stdout
     table = _table(stdout)
-    assert list(table) == ["lbp", "latentface-verify"]
+    assert list(table) == ["lbp", "latentface-verify", "latentface-embedding"]
     assert table["lbp"][0] == "640" and table["latentface-verify"][0] == "1024"  # dims
     accuracy = {name: _percent(cells[1]) for name, cells in table.items()}  # probe accuracy
     assert accuracy["latentface-verify"] > 55.0, accuracy  # well above chance (50%) on these 440 pairs
     report = json.loads((out / "verification.json").read_text())
-    assert [r["feature"] for r in report["results"]] == ["lbp", "latentface-verify"]
+    assert [r["feature"] for r in report["results"]] == ["lbp", "latentface-verify", "latentface-embedding"]
     written = report["results"][1]["probe_accuracy"]["mean"] * 100
     assert written == pytest.approx(accuracy["latentface-verify"], abs=0.01)
     assert {p.name for p in out.iterdir()} >= {"verification.json", "verification.md", "roc-probe.png"}

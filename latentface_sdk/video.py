@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._extras import install_hint
 from .errors import DataError
 from .results import Disentangled, Encoding
 from .shots import CUT_THRESHOLD, ShotDetector
@@ -41,7 +42,7 @@ __all__ = ["FaceTracker", "IoUTracker", "VideoDecodeError", "VideoEncoding", "Vi
            "concat_video", "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times",
            "track_means", "upright"]
 
-VIDEO_EXTRA = "pip install 'latentface-sdk[video]'"
+VIDEO_EXTRA = install_hint("video")
 #: Side of the square thumbnail (area-averaged by FFmpeg) each decoded frame's shot signature is taken from:
 #: the signature's 24 x 24 grid itself.
 THUMBNAIL = 24

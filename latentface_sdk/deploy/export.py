@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .._extras import install_hint
 from .._version import __version__
 from ..digests import file_digest
 from ..errors import OnnxFormatError
@@ -62,7 +63,7 @@ IDENTITY_FILE = "identity.onnx"
 EXPRESSION_FILE = "expression.onnx"
 CONFIG_NAME = "config.json"
 
-_EXTRA = "pip install 'latentface-sdk[onnx]'"
+_EXTRA = install_hint("onnx")
 
 
 def require(module: str) -> Any:

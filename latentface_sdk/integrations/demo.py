@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .._extras import install_hint
 from ..detection import crop_face, select_faces, square_box
 from ..errors import NoFaceError
 from ..gltf import vertex_normals, write_glb
@@ -68,7 +69,7 @@ def require_gradio() -> Any:
     try:
         import gradio
     except ImportError as exc:
-        raise ImportError("the demo needs Gradio: pip install 'latentface-sdk[demo]'") from exc
+        raise ImportError(f"the demo needs Gradio: {install_hint('demo')}") from exc
     return gradio
 
 

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .._extras import install_hint
+
 if TYPE_CHECKING:
     import pyarrow
 
@@ -73,7 +75,7 @@ def require_ray() -> Any:
         import ray.data  # noqa: F401 - the Data library is what is used
     except ImportError as exc:
         raise ImportError(
-            "the Ray integration needs Ray Data and PyArrow: pip install 'latentface-sdk[ray]'"
+            f"the Ray integration needs Ray Data and PyArrow: {install_hint('ray')}"
         ) from exc
     return ray
 

@@ -24,13 +24,14 @@ skips the chunks already done. The final file is assembled from the parts, strea
 byte-identical to the one an uninterrupted run writes. Parts of a different command (other inputs,
 options or model) are discarded.
 
-With ``--engine ray`` (``pip install 'latentface-sdk[ray]'``), ``encode`` and ``disentangle`` run on Ray
+With ``--engine ray`` (extra ``[ray]``), ``encode`` and ``disentangle`` run on Ray
 Data (:mod:`latentface_sdk.integrations.ray`): a local Ray with ``--workers`` model copies, or the cluster
 at ``--address``; the rows, with the columns of the ``.npz``, are written as Parquet files into the folder
 OUT_DIR. Ray retries failed tasks; an interrupted run starts again. ``latentface demo``
-(``pip install 'latentface-sdk[demo]'``) starts the Gradio demo page
-(:mod:`latentface_sdk.integrations.demo`). ``latentface export-onnx`` (``pip install 'latentface-sdk[onnx]'``)
-writes the model as ONNX graphs (:mod:`latentface_sdk.deploy`).
+(extra ``[demo]``) starts the Gradio demo page
+(:mod:`latentface_sdk.integrations.demo`). ``latentface export-onnx`` (extra ``[onnx]``)
+writes the model as ONNX graphs (:mod:`latentface_sdk.deploy`). An extra installs with
+``pip install 'latentface-sdk[EXTRA]'``, or from a checkout ``pip install -e '.[EXTRA]'``.
 
 Exit codes: 0 every input gave a face; 1 some input failed (unreadable, or no face), the others are
 written and the failures listed on stderr; 2 usage error (bad option, no input found, model cannot load);
@@ -54,6 +55,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 import numpy as np
 
 from . import runfiles
+from ._extras import install_hint
 from ._version import __version__
 from .atomic import atomic_write
 from .errors import LatentFaceError
@@ -89,11 +91,15 @@ def collect_inputs(args: Sequence[str]) -> list[InputFile]:
     """Files named on the command line, and the image files under named folders (recursive, sorted).
 
     Order: the arguments in order, each folder's files sorted by path; duplicates keep their first place.
-    Raises :class:`UsageError` for a path that does not exist and when nothing is found.
+    Raises :class:`UsageError` for a path that does not exist, for a named video file (pointing to
+    ``latentface video``) and when nothing is found.
     """
+    from .images import VIDEO_EXTENSIONS, video_kind
+
     found: list[InputFile] = []
     seen: set[str] = set()
     bases: set[str] = set()
+    videos = 0  # video files in the named folders (not searched: said when no image is found)
 
     def add(path: Path, base: str) -> None:
         key = os.path.normpath(os.fspath(path))
@@ -111,17 +117,24 @@ def collect_inputs(args: Sequence[str]) -> list[InputFile]:
         if p.is_dir():
             # Every entry with an image extension that is not a folder: a dangling link or an unreadable
             # file is then reported as a failed item rather than skipped in silence.
-            files = sorted(f for f in p.rglob("*") if not f.is_dir() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            for f in files:
+            entries = [f for f in p.rglob("*") if not f.is_dir()]
+            videos += sum(f.suffix.lower() in VIDEO_EXTENSIONS for f in entries)
+            for f in sorted(f for f in entries if f.suffix.lower() in IMAGE_EXTENSIONS):
                 add(f, f.relative_to(p).with_suffix("").as_posix())
         elif p.exists():
+            kind = video_kind(p)
+            if kind is not None:
+                raise UsageError(f"{arg}: is a video file ({kind}), and this command reads images: "
+                                 f"`latentface video {arg} -o rows.npz` encodes the faces of its frames")
             add(p, p.stem)
         else:
             raise UsageError(f"{arg}: no such file or folder")
     if not found:
+        hint = (f"; {videos} video file(s) there: `latentface video VIDEO -o rows.npz` reads one"
+                if videos else "")
         raise UsageError(
             f"no image files found in {', '.join(args)} (extensions searched in folders: "
-            f"{', '.join(sorted(IMAGE_EXTENSIONS))})"
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}){hint}"
         )
     return found
 
@@ -186,8 +199,12 @@ def _run_features(args: argparse.Namespace, enc: FaceEncoder, model_id: str, inp
 
 def _run_video(args: argparse.Namespace, enc: FaceEncoder, model_id: str) -> int:
     """``latentface video``: one row per face per sampled frame into one .npz (parts streamed to disk)."""
-    from .video import VideoDecodeError, empty_video
+    from .video import VideoDecodeError, _av, empty_video
 
+    try:
+        _av()  # PyAV missing: say which extra, not a traceback
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
     out = Path(args.output)
     if out.suffix.lower() != ".npz":
         raise UsageError(f"{out}: video rows are written as one .npz file")
@@ -256,6 +273,14 @@ def _to_uint8(x: Any) -> np.ndarray:
         if arr.shape[2] == 1:
             arr = arr[:, :, 0]
     return np.ascontiguousarray(arr.numpy())
+
+
+def shading_png(shading: Any) -> np.ndarray:
+    """A shading map ``(1, H, W)`` as the grey ``uint8`` image ``--maps`` writes: divided by its maximum,
+    so that the brightest point is white and every ratio between two pixels is kept (shading is
+    ``ambient + diffuse * max(0, n . l)``, often above 1: clipped to 1 it was a white square)."""
+    s = shading.nan_to_num(0.0).clamp(min=0.0)
+    return _to_uint8(s / s.max().clamp(min=1e-6))
 
 
 #: Output names that mean "write this one image" for ``frontalize`` (anything else is a folder).
@@ -373,8 +398,7 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str,
                             runfiles.write_png(out / f"{stem}_depth.png", _to_uint8(depth[None]))
                             runfiles.write_png(out / f"{stem}_normal.png",
                                                _to_uint8((r.normal[i] + 1.0) / 2.0))
-                            runfiles.write_png(out / f"{stem}_shading.png",
-                                               _to_uint8(r.shading[i].clamp(0, 1)))
+                            runfiles.write_png(out / f"{stem}_shading.png", shading_png(r.shading[i]))
                     rows.append(row)
                 data = json.dumps(rows).encode()
                 atomic_write(part, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
@@ -434,9 +458,15 @@ def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
 
 def _run_verify(args: argparse.Namespace, enc: FaceEncoder) -> int:
     """``latentface verify A B``: one sentence (or JSON) with the cosine and the decision."""
+    from .images import video_kind
+
     for path in (args.a, args.b):
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
+        kind = video_kind(path)
+        if kind is not None:
+            raise UsageError(f"{path}: is a video file ({kind}); verify compares two photos (`latentface "
+                             f"video {path} -o rows.npz` gives the identity embedding of every face in it)")
     try:
         v = enc.verify([args.a], [args.b], threshold=args.threshold, batch_size=args.batch_size)
     except LatentFaceError as exc:
@@ -603,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     def engine_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process, resumable .npz (default); ray: Ray Data workers, Parquet "
-                       "files in a folder (pip install 'latentface-sdk[ray]')")
+                       f"files in a folder (extra [ray]: {install_hint('ray')})")
         p.add_argument("--workers", type=_positive, default=None,
                        help="--engine ray: model copies at once (default: the cluster's CPUs / threads)")
         p.add_argument("--address", default=None,
@@ -650,7 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--light", choices=("same", "neutral"), default="same",
                        help="the input's estimated light (default) or a neutral frontal light")
     front.add_argument("--maps", action="store_true",
-                       help="also write albedo, depth, normal and shading PNGs (64x64)")
+                       help="also write albedo, depth (near = bright, stretched to its range), normal and "
+                            "shading PNGs (64x64); the shading is divided by its maximum (white: the "
+                            "brightest point; ratios between pixels kept), as the demo shows it")
     front.add_argument("--texture", choices=("photo", "albedo"), default="photo",
                        help="the face's colours from the photo itself (default) or the decoded albedo, "
                             "shaded")
@@ -672,15 +704,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="file type in a folder (default obj)")
     mesh.add_argument("--texture", choices=("photo", "albedo"), default="photo",
                       help="texture from the photo itself, 256x256 (default), or the decoded albedo")
-    vid = command("video", "every face of a video file, frame by frame, to one .npz "
-                  "(pip install 'latentface-sdk[video]')",
+    vid = command("video", "every face of a video file, frame by frame, to one .npz (extra [video])",
+
                   "Decode a video file (PyAV), keep every N-th frame or F frames per second, and write one "
                   "row per face per sampled frame: frame, time (s from the first frame; the stream's offset "
                   "is start_time), shot (a new one after each cut), track (one person within one shot: "
                   "faces linked across frames by box overlap and identity, every track ended at a cut), "
                   "identity_embedding (the unit vector the faces were linked by, when the weights have an "
                   "identity head), boxes and the encode (or disentangle) arrays. A file that stops decoding "
-                  "part way keeps the rows before it (exit code 1, the file and frame named on stderr).",
+                  "part way keeps the rows before it (exit code 1, the file and frame named on stderr). "
+                  f"Needs the [video] extra: {install_hint('video')}.",
                   ["latentface video clip.mp4 -o rows.npz --fps 5",
                    "latentface video interview.mov -o rows.npz --every 10 --disentangle --track-means",
                    "latentface video concert.mp4 -o rows.npz --fps 5 --min-similarity 0.3 "
@@ -726,9 +759,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(ver, "CPU threads (default: the cores other processes leave free)")
     ver.set_defaults(progress=False)
 
-    demo = command("demo", "the Gradio demo page (pip install 'latentface-sdk[demo]')",
+    demo = command("demo", "the Gradio demo page (extra [demo])",
                    "Start a web page where a photo is uploaded and its face found, albedo, depth, shading, "
-                   "frontal view, yaw sweep and latents are shown.",
+                   f"frontal view, yaw sweep and latents are shown. Needs the [demo] extra: "
+                   f"{install_hint('demo')}.",
                    ["latentface demo", "latentface demo --port 8080 --model my-model/"])
     demo.add_argument("--model", default=None, help="bundled model name, model folder or Hub id")
     demo.add_argument("--host", default="127.0.0.1",
@@ -742,11 +776,11 @@ def build_parser() -> argparse.ArgumentParser:
                      ["latentface models", "latentface models --json"])
     models.add_argument("--json", action="store_true",
                         help="name, source, path, checksum and summary as JSON")
-    onnx = command("export-onnx", "the encoders and the disentangle path as ONNX graphs "
-                   "(pip install 'latentface-sdk[onnx]')",
+    onnx = command("export-onnx", "the encoders and the disentangle path as ONNX graphs (extra [onnx])",
                    "Write encoder.onnx (uint8 64x64 crops -> texture, shape, pose, light), disentangle.onnx "
                    "(latents and noise -> identity and expression, DDIM steps unrolled), config.json and "
-                   "README.md (inputs, outputs, preprocessing) into one folder.",
+                   f"README.md (inputs, outputs, preprocessing) into one folder. Needs the [onnx] extra: "
+                   f"{install_hint('onnx')}.",
                    ["latentface export-onnx --out latentface-onnx/",
                     "latentface export-onnx --model my-model/ --out my-model-onnx/ --overwrite"])
     onnx.add_argument("--model", default=None,

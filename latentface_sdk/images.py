@@ -29,7 +29,10 @@ Conversions
 Refusals raise :class:`~latentface_sdk.errors.InvalidImageError` with a message that starts with the
 input's name (the path, or ``item 3`` in a list) and says what was wrong and what is accepted:
 missing, empty, truncated or non-image files, wrong number of dimensions or channels, ``bool`` /
-complex / object dtypes, NaN or infinite values, floats outside ``[0, 1]`` and zero-size images.
+complex / object dtypes, NaN or infinite values, floats outside ``[0, 1]`` and zero-size images. A video
+file (known by its first bytes, or by its extension when PIL cannot read it) raises
+:class:`VideoFileError`, which says to read it with :meth:`~latentface_sdk.FaceEncoder.encode_video` or
+``latentface video``.
 Images with more than ``max_pixels`` pixels raise :class:`~latentface_sdk.errors.ImageTooLargeError`;
 for files the size is read from the header *before* any pixel is decoded (decompression-bomb guard).
 """
@@ -66,6 +69,73 @@ ACCEPTED = (
     "(uint8, uint16, or float in [0, 1]), or a torch tensor CxHxW with 1 or 3 channels "
     "(uint8 or float in [0, 1])"
 )
+
+#: Extensions of video files, and the container each names: such a file is refused as an image with a
+#: pointer to the video API (:func:`video_kind`).
+VIDEO_EXTENSIONS: dict[str, str] = {
+    ".mp4": "MP4", ".m4v": "MP4", ".mov": "QuickTime", ".qt": "QuickTime", ".3gp": "3GP", ".3g2": "3GP",
+    ".mkv": "Matroska", ".webm": "WebM", ".avi": "AVI", ".wmv": "ASF/WMV", ".asf": "ASF/WMV",
+    ".flv": "FLV", ".mpg": "MPEG", ".mpeg": "MPEG", ".m2v": "MPEG", ".vob": "MPEG", ".ts": "MPEG-TS",
+    ".mts": "MPEG-TS", ".m2ts": "MPEG-TS", ".ogv": "Ogg",
+}
+
+#: ISO base media brands (bytes 8-12 after ``ftyp``) of still images (HEIF, AVIF): not videos.
+_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1",
+                           b"avif", b"avis"})
+
+
+class VideoFileError(InvalidImageError):
+    """A video file was given where an image is expected; the message names the video API
+    (:meth:`~latentface_sdk.FaceEncoder.encode_video`, ``latentface video``)."""
+
+
+def video_kind(path: str | os.PathLike[str] | None = None, head: bytes | None = None) -> str | None:
+    """The video container a file is (``"MP4"``, ``"Matroska"``, ...), or ``None`` for anything else.
+
+    ``head`` is the file's first bytes (at least 12; read from ``path`` when not given and ``path`` is a
+    readable file): MP4/QuickTime/3GP (an ``ftyp`` box whose brand is not a still image's), Matroska/WebM,
+    AVI, FLV, ASF and MPEG program streams are known by them. Otherwise the extension of ``path`` decides
+    (:data:`VIDEO_EXTENSIONS`), so a damaged ``clip.mp4`` is still called a video.
+    """
+    if head is None and path is not None:
+        try:
+            with open(os.fspath(path), "rb") as fh:
+                head = fh.read(12)
+        except OSError:
+            head = None
+    if head:
+        kind = _video_signature(head)
+        if kind is not None or _signature(head) is not None:
+            return kind  # the bytes decide: a video, or an image whatever its extension
+    if path is None:
+        return None
+    return VIDEO_EXTENSIONS.get(Path(os.fspath(path)).suffix.lower())
+
+
+def _video_signature(head: bytes) -> str | None:
+    """The video container a file starts like (by its first 12 bytes ``head``), or ``None``."""
+    if head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS:
+        brand = head[8:12]
+        return "QuickTime" if brand == b"qt  " else "3GP" if brand.startswith(b"3g") else "MP4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head.startswith(b"FLV\x01"):
+        return "FLV"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "ASF/WMV"
+    if head.startswith((b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")):
+        return "MPEG"
+    return None
+
+
+def video_error(name: str, kind: str) -> VideoFileError:
+    """The :class:`VideoFileError` for the input ``name``, a ``kind`` video (see :func:`video_kind`)."""
+    return VideoFileError(
+        f"{name}: is a video file ({kind}), not an image: read its frames with "
+        f"FaceEncoder.encode_video(...) or `latentface video VIDEO -o rows.npz` (docs/video-and-3d.md)"
+    )
 
 
 @dataclass
@@ -257,7 +327,7 @@ def _read_path(path: str | os.PathLike, name: str, max_pixels: int) -> np.ndarra
     except OSError as exc:
         raise InvalidImageError(f"{name}: cannot read the file ({exc})") from exc
     with fh:
-        return _decode_file(fh, name, max_pixels)
+        return _decode_file(fh, name, max_pixels, suffix=p.suffix)
 
 
 def _read_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -266,8 +336,9 @@ def _read_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     return _decode_file(io.BytesIO(data), name, max_pixels)
 
 
-def _decode_file(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
-    """Decode an open image file (a file on disk or bytes in memory) with the refusals of :func:`to_rgb`."""
+def _decode_file(fh: BinaryIO, name: str, max_pixels: int, suffix: str = "") -> np.ndarray:
+    """Decode an open image file (a file on disk or bytes in memory) with the refusals of :func:`to_rgb`;
+    ``suffix`` is a file's extension (a video's names the video API when PIL cannot read it)."""
     try:
         with Image.open(fh) as img:
             # The header is parsed, no pixel decoded yet: refuse bombs before they cost memory.
@@ -277,12 +348,16 @@ def _decode_file(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
         raise ImageTooLargeError(f"{name}: refused by PIL's decompression-bomb guard ({exc})") from exc
     except UnidentifiedImageError as exc:
         fh.seek(0)
-        kind = _signature(fh.read(12))
+        head = fh.read(12)
+        kind = _signature(head)
         if kind is not None:  # the file starts like an image but its header cannot be parsed
             raise InvalidImageError(
                 f"{name}: starts like a {kind} file but its header cannot be read: the image data is "
                 f"truncated or corrupt (or declares a zero width or height)"
             ) from exc
+        video = _video_signature(head) or VIDEO_EXTENSIONS.get(suffix.lower())
+        if video is not None:
+            raise video_error(name, video) from exc
         raise InvalidImageError(
             f"{name}: not an image file PIL can identify (wrong extension, or not an image); {ACCEPTED}"
         ) from exc
@@ -469,6 +544,8 @@ __all__ = [
     "FLOAT_TOLERANCE",
     "ImageInput",
     "ImageItem",
+    "VIDEO_EXTENSIONS",
+    "VideoFileError",
     "convert_batches",
     "convert_items",
     "downscale_for_detection",
@@ -476,4 +553,6 @@ __all__ = [
     "split_inputs",
     "to_rgb",
     "to_rgb_list",
+    "video_error",
+    "video_kind",
 ]

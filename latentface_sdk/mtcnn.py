@@ -2,9 +2,12 @@
 
 The three networks (PNet, RNet, ONet), the cascade :func:`detect_face` and :class:`MTCNN`'s ``detect``
 are facenet-pytorch's (``facenet_pytorch/models/mtcnn.py`` and ``models/utils/detect_face.py`` of
-release 2.5.3), kept line for line where they compute and trimmed of what the SDK does not call (face
-extraction, PIL inputs, saving crops). Their weights are facenet-pytorch's ``data/{pnet,rnet,onet}.pt``,
-converted to ``weights/mtcnn/mtcnn.safetensors`` (provenance and checksums in its ``README.md``).
+release 2.5.3), computing what they compute in the same order (bit for bit, ``tests/test_mtcnn.py``) and
+trimmed of what the SDK does not call (face extraction, PIL inputs, saving crops). The networks are one
+class, :class:`CascadeNet`, built from each one's table of layers with facenet-pytorch's module names
+(the weights' keys); the cascade's second and third stages share their crop and score steps. Their
+weights are facenet-pytorch's ``data/{pnet,rnet,onet}.pt``, converted to
+``weights/mtcnn/mtcnn.safetensors`` (provenance and checksums in its ``README.md``).
 
 The one part that was not facenet-pytorch's own is torchvision's ``batched_nms``, which the cascade calls
 for every pyramid level and twice more per batch: :func:`nms` and :func:`batched_nms` here are that
@@ -56,8 +59,8 @@ from torch.nn.functional import interpolate
 
 from .errors import WeightsError
 
-__all__ = ["MTCNN", "PNet", "RNet", "ONet", "batched_nms", "detect_face", "mtcnn_state", "nms",
-           "weights_path"]
+__all__ = ["MTCNN", "CascadeNet", "ConvSpec", "PNet", "RNet", "ONet", "batched_nms", "detect_face",
+           "mtcnn_state", "nms", "weights_path"]
 
 #: The file of the three networks' weights, inside the bundled weights folder.
 WEIGHTS_FILE = Path("mtcnn") / "mtcnn.safetensors"
@@ -95,126 +98,89 @@ def mtcnn_state(net: str) -> dict[str, Tensor]:
 # ------------------------------------------------------------------------------------------ networks
 
 
-class PNet(nn.Module):
-    """MTCNN PNet (proposal network); with ``pretrained`` its shipped weights."""
+#: One convolution layer of a network: (in channels, out channels, kernel size, the max-pool after its
+#: PReLU as (kernel, stride), or ``None``).
+ConvSpec = tuple[int, int, int, tuple[int, int] | None]
 
-    def __init__(self, pretrained: bool = True) -> None:
+
+class CascadeNet(nn.Module):
+    """What PNet, RNet and ONet share, with facenet-pytorch's module names (the weights' keys).
+
+    ``conv{i}``, ``prelu{i}`` and ``pool{i}`` for each of ``convs``; with ``dense`` = (inputs, width) a
+    ``dense{k}`` + ``prelu{k}`` layer on the channels-last flattened maps (RNet, ONet); then the heads of
+    ``heads`` (their output sizes): the first, with ``softmax{k}_1``, the face probability, the second the
+    box regression, ONet's third the five landmarks (1x1 convolutions ``conv{k}_{j}`` without ``dense``,
+    linear layers ``dense{k}_{j}`` with it). :meth:`forward` returns the heads from the second on, then the
+    probability (facenet-pytorch's order). With ``pretrained`` the shipped weights of ``net`` are loaded.
+    """
+
+    def __init__(self, net: str, convs: Sequence[ConvSpec], dense: tuple[int, int] | None,
+                 heads: Sequence[int], pretrained: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
-        self.prelu1 = nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
-        self.prelu2 = nn.PReLU(16)
-        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
-        self.prelu3 = nn.PReLU(32)
-        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
-        self.softmax4_1 = nn.Softmax(dim=1)
-        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+        self._layers: list[str] = []  # the trunk, in order
+        for i, (c_in, c_out, kernel, pool) in enumerate(convs, start=1):
+            self.add_module(f"conv{i}", nn.Conv2d(c_in, c_out, kernel_size=kernel))
+            self.add_module(f"prelu{i}", nn.PReLU(c_out))
+            self._layers += [f"conv{i}", f"prelu{i}"]
+            if pool is not None:
+                self.add_module(f"pool{i}", nn.MaxPool2d(pool[0], pool[1], ceil_mode=True))
+                self._layers.append(f"pool{i}")
+        k, width = len(convs) + 1, convs[-1][1]
+        self._dense: tuple[str, str] | None = None
+        if dense is not None:
+            self.add_module(f"dense{k}", nn.Linear(dense[0], dense[1]))
+            self.add_module(f"prelu{k}", nn.PReLU(dense[1]))
+            self._dense = (f"dense{k}", f"prelu{k}")
+            k, width = k + 1, dense[1]
+        self._heads: list[str] = []
+        for j, size in enumerate(heads, start=1):
+            name = f"dense{k}_{j}" if dense is not None else f"conv{k}_{j}"
+            self.add_module(name, nn.Linear(width, size) if dense is not None
+                            else nn.Conv2d(width, size, kernel_size=1))
+            self._heads.append(name)
+            if j == 1:
+                self.add_module(f"softmax{k}_1", nn.Softmax(dim=1))
+                self._softmax = f"softmax{k}_1"
         self.training = False
         if pretrained:
-            self.load_state_dict(mtcnn_state("pnet"))
+            self.load_state_dict(mtcnn_state(net))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv1(x)
-        x = self.prelu1(x)
-        x = self.pool1(x)
-        x = self.conv2(x)
-        x = self.prelu2(x)
-        x = self.conv3(x)
-        x = self.prelu3(x)
-        a = self.conv4_1(x)
-        a = self.softmax4_1(a)
-        b = self.conv4_2(x)
-        return b, a
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        for name in self._layers:
+            x = self.get_submodule(name)(x)
+        if self._dense is not None:
+            dense, prelu = (self.get_submodule(n) for n in self._dense)
+            x = x.permute(0, 3, 2, 1).contiguous()
+            x = prelu(dense(x.view(x.shape[0], -1)))
+        prob = self.get_submodule(self._softmax)(self.get_submodule(self._heads[0])(x))
+        return (*(self.get_submodule(name)(x) for name in self._heads[1:]), prob)
 
 
-class RNet(nn.Module):
-    """MTCNN RNet (refinement network); with ``pretrained`` its shipped weights."""
+class PNet(CascadeNet):
+    """MTCNN PNet (proposal network): ``(box regression, face probability)`` maps; with ``pretrained`` its
+    shipped weights."""
 
     def __init__(self, pretrained: bool = True) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
-        self.prelu3 = nn.PReLU(64)
-        self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.softmax5_1 = nn.Softmax(dim=1)
-        self.dense5_2 = nn.Linear(128, 4)
-        self.training = False
-        if pretrained:
-            self.load_state_dict(mtcnn_state("rnet"))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv1(x)
-        x = self.prelu1(x)
-        x = self.pool1(x)
-        x = self.conv2(x)
-        x = self.prelu2(x)
-        x = self.pool2(x)
-        x = self.conv3(x)
-        x = self.prelu3(x)
-        x = x.permute(0, 3, 2, 1).contiguous()
-        x = self.dense4(x.view(x.shape[0], -1))
-        x = self.prelu4(x)
-        a = self.dense5_1(x)
-        a = self.softmax5_1(a)
-        b = self.dense5_2(x)
-        return b, a
+        super().__init__("pnet", [(3, 10, 3, (2, 2)), (10, 16, 3, None), (16, 32, 3, None)], None, (2, 4),
+                         pretrained)
 
 
-class ONet(nn.Module):
-    """MTCNN ONet (output network: boxes, five landmarks, scores); with ``pretrained`` its shipped
-    weights."""
+class RNet(CascadeNet):
+    """MTCNN RNet (refinement network) on 24x24 crops: ``(box regression, face probability)``; with
+    ``pretrained`` its shipped weights."""
 
     def __init__(self, pretrained: bool = True) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.softmax6_1 = nn.Softmax(dim=1)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-        self.training = False
-        if pretrained:
-            self.load_state_dict(mtcnn_state("onet"))
+        super().__init__("rnet", [(3, 28, 3, (3, 2)), (28, 48, 3, (3, 2)), (48, 64, 2, None)], (576, 128),
+                         (2, 4), pretrained)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.conv1(x)
-        x = self.prelu1(x)
-        x = self.pool1(x)
-        x = self.conv2(x)
-        x = self.prelu2(x)
-        x = self.pool2(x)
-        x = self.conv3(x)
-        x = self.prelu3(x)
-        x = self.pool3(x)
-        x = self.conv4(x)
-        x = self.prelu4(x)
-        x = x.permute(0, 3, 2, 1).contiguous()
-        x = self.dense5(x.view(x.shape[0], -1))
-        x = self.prelu5(x)
-        a = self.dense6_1(x)
-        a = self.softmax6_1(a)
-        b = self.dense6_2(x)
-        c = self.dense6_3(x)
-        return b, c, a
+
+class ONet(CascadeNet):
+    """MTCNN ONet (output network) on 48x48 crops: ``(box regression, five landmarks, face probability)``;
+    with ``pretrained`` its shipped weights."""
+
+    def __init__(self, pretrained: bool = True) -> None:
+        super().__init__("onet", [(3, 32, 3, (3, 2)), (32, 64, 3, (3, 2)), (64, 64, 3, (2, 2)),
+                                  (64, 128, 2, None)], (1152, 256), (2, 4, 10), pretrained)
 
 
 class MTCNN(nn.Module):
@@ -378,8 +344,7 @@ def detect_face(imgs: np.ndarray | Tensor, minsize: int, pnet: nn.Module, rnet: 
     scale_picks = []
     offset = 0
     for scale in scales:
-        im_data = imresample(imgs, (int(h * scale + 1), int(w * scale + 1)))
-        im_data = (im_data - 127.5) * 0.0078125
+        im_data = _normalise(imresample(imgs, (int(h * scale + 1), int(w * scale + 1))))
         reg, probs = pnet(im_data)
 
         boxes_scale, image_inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
@@ -409,28 +374,12 @@ def detect_face(imgs: np.ndarray | Tensor, minsize: int, pnet: nn.Module, rnet: 
     qq4 = boxes[:, 3] + boxes[:, 8] * regh
     boxes = torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)
     boxes = rerec(boxes)
-    y, ey, x, ex = pad(boxes, w, h)
 
     # Second stage
     if len(boxes) > 0:
-        crops = []
-        for k in range(len(y)):
-            if ey[k] > (y[k] - 1) and ex[k] > (x[k] - 1):
-                img_k = imgs[image_inds[k], :, (y[k] - 1):ey[k], (x[k] - 1):ex[k]].unsqueeze(0)
-                crops.append(imresample(img_k, (24, 24)))
-        im_data = torch.cat(crops, dim=0)
-        im_data = (im_data - 127.5) * 0.0078125
-
         # This is equivalent to out = rnet(im_data) to avoid GPU out of memory.
-        out = fixed_batch_process(im_data, rnet)
-
-        out0 = out[0].permute(1, 0)
-        out1 = out[1].permute(1, 0)
-        score = out1[1, :]
-        ipass = score > threshold[1]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
+        out = fixed_batch_process(_stage_crops(imgs, boxes, image_inds, 24), rnet)
+        boxes, image_inds, mv, _ = _passing(out, boxes, image_inds, threshold[1])
 
         # NMS within each image
         pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
@@ -441,28 +390,10 @@ def detect_face(imgs: np.ndarray | Tensor, minsize: int, pnet: nn.Module, rnet: 
     # Third stage
     points = torch.zeros(0, 5, 2, device=device)
     if len(boxes) > 0:
-        y, ey, x, ex = pad(boxes, w, h)
-        crops = []
-        for k in range(len(y)):
-            if ey[k] > (y[k] - 1) and ex[k] > (x[k] - 1):
-                img_k = imgs[image_inds[k], :, (y[k] - 1):ey[k], (x[k] - 1):ex[k]].unsqueeze(0)
-                crops.append(imresample(img_k, (48, 48)))
-        im_data = torch.cat(crops, dim=0)
-        im_data = (im_data - 127.5) * 0.0078125
-
         # This is equivalent to out = onet(im_data) to avoid GPU out of memory.
-        out = fixed_batch_process(im_data, onet)
-
-        out0 = out[0].permute(1, 0)
-        out1 = out[1].permute(1, 0)
-        out2 = out[2].permute(1, 0)
-        score = out2[1, :]
-        points = out1
-        ipass = score > threshold[2]
-        points = points[:, ipass]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
+        out = fixed_batch_process(_stage_crops(imgs, boxes, image_inds, 48), onet)
+        boxes, image_inds, mv, ipass = _passing(out, boxes, image_inds, threshold[2])
+        points = out[1].permute(1, 0)[:, ipass]
 
         w_i = boxes[:, 2] - boxes[:, 0] + 1
         h_i = boxes[:, 3] - boxes[:, 1] + 1
@@ -487,6 +418,34 @@ def detect_face(imgs: np.ndarray | Tensor, minsize: int, pnet: nn.Module, rnet: 
         batch_points.append(points_np[b_i_inds].copy())
 
     return np.array(batch_boxes, dtype=object), np.array(batch_points, dtype=object)
+
+
+def _normalise(im_data: Tensor) -> Tensor:
+    """Pixel values as the networks take them."""
+    return (im_data - 127.5) * 0.0078125
+
+
+def _stage_crops(imgs: Tensor, boxes: Tensor, image_inds: Tensor, size: int) -> Tensor:
+    """The squares ``boxes`` of the images ``imgs[image_inds]`` (clipped to them; empty ones left out),
+    resampled to ``size x size`` and normalised: the input of RNet (24) or ONet (48)."""
+    h, w = imgs.shape[2:4]
+    y, ey, x, ex = pad(boxes, w, h)
+    crops = []
+    for k in range(len(y)):
+        if ey[k] > (y[k] - 1) and ex[k] > (x[k] - 1):
+            img_k = imgs[image_inds[k], :, (y[k] - 1):ey[k], (x[k] - 1):ex[k]].unsqueeze(0)
+            crops.append(imresample(img_k, (size, size)))
+    return _normalise(torch.cat(crops, dim=0))
+
+
+def _passing(out: tuple[Tensor, ...], boxes: Tensor, image_inds: Tensor,
+             threshold: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The boxes whose face probability (``out[-1]``) is above ``threshold``, with it as their fifth
+    column; their image indices and box regressions (``out[0]``); and which passed."""
+    score = out[-1].permute(1, 0)[1, :]
+    ipass = score > threshold
+    boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+    return boxes, image_inds[ipass], out[0].permute(1, 0)[:, ipass].permute(1, 0), ipass
 
 
 def bbreg(boundingbox: Tensor, reg: Tensor) -> Tensor:

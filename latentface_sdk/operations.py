@@ -2,19 +2,21 @@
 
 * :func:`sample_identity` -> :class:`IdentityLatents`: the RDMs' identity latents ``Z_id`` (DDIM from
   ``z_T = 0`` or from seeded noise that depends only on the crop's bytes, so a face gets the same sample
-  in any batch).
+  in any batch and any backend; the backend supplies the DDIM run, the noise and the averaging are here).
 * :func:`render_views` -> :class:`RenderedViews`: decode albedo and depth, shade, render from a view.
 * :func:`read_expression` -> :class:`ExpressionMaps`: the encoders' pooled maps beside the latents
   (:func:`latentface_sdk.expression.expression_features`).
 * :func:`parse_light`: the ``light`` argument of ``frontalize``/``render``.
 
-The :mod:`latentface_sdk.pipeline` calls these once per batch; the encoder assembles their rows into
-:class:`~latentface_sdk.results.Disentangled` and :class:`~latentface_sdk.results.Frontalized`.
+The :mod:`latentface_sdk.pipeline` calls these once per batch (through a backend,
+:mod:`latentface_sdk.backends`); the facade (:mod:`latentface_sdk.facade`) assembles their rows into
+:class:`~latentface_sdk.results.Disentangled`, :class:`~latentface_sdk.results.Frontalized` and
+:class:`~latentface_sdk.results.FaceMeshes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -27,13 +29,13 @@ from .digests import bytes_digest, seed_digest
 from .expression import EXPRESSION_READOUT, MapReadout, expression_features
 from .mesh import FaceMesh, face_mesh
 from .models.autoencoder import LatentAutoencoder, Latents
-from .models.rdm import RepresentationDiffusion
 from .pipeline import CropBatch, crops_to_input
 from .render.renderer import FaceRenderer
 from .results import Disentangled, Encoding, ExpressionFeatures, FaceMeshes, Frontalized
 
 __all__ = ["IDENTITY_ROWS", "CanonicalMaps", "ExpressionMaps", "assemble_meshes", "decode_maps",
-           "IdentityLatents", "identity_noise", "LightSpec", "NEUTRAL_LIGHT", "RenderedViews",
+           "IdentityLatents", "IdentitySampler", "identity_noise", "LightSpec", "NEUTRAL_LIGHT",
+           "RenderedViews",
            "assemble_disentangled", "assemble_expression", "assemble_frontalized", "parse_light",
            "read_expression", "render_views", "sample_identity"]
 
@@ -130,22 +132,28 @@ def _seed_from(*parts: bytes | str | int) -> int:
     return seed_digest(b"".join((p if isinstance(p, bytes) else str(p).encode()) + b"|" for p in parts))
 
 
-def sample_identity(rdm_texture: RepresentationDiffusion, rdm_shape: RepresentationDiffusion,
-                    batch: CropBatch, *, steps: int, init: Literal["noise", "zero"], num_samples: int,
-                    seed: int) -> IdentityLatents:
-    """``Z_id`` of each crop of ``batch``: the mean of ``num_samples`` DDIM samples (one with ``init="zero"``:
-    the deterministic start makes all samples equal, so the mean costs one)."""
+#: A backend's identity sampler: ``(texture, shape, noise_texture, noise_shape, steps) -> (Z_id_t, Z_id_s)``,
+#: one DDIM run per row (:meth:`latentface_sdk.backends.FaceBackend.identity_latents`).
+IdentitySampler: TypeAlias = Callable[[Tensor, Tensor, Tensor, Tensor, int], tuple[Tensor, Tensor]]
+
+
+def sample_identity(sampler: IdentitySampler, batch: CropBatch, *, steps: int,
+                    init: Literal["noise", "zero"], num_samples: int, seed: int) -> IdentityLatents:
+    """``Z_id`` of each crop of ``batch``: the mean of ``num_samples`` DDIM samples of ``sampler``, each from
+    the crop's own seeded noise (:func:`identity_noise`); one with ``init="zero"``, where the
+    deterministic start ``z_T = 0`` makes all samples equal, so the mean costs one. The same for every
+    backend: only ``sampler`` differs."""
     assert batch.latents is not None
-    out: dict[str, Tensor] = {}
-    pairs = (("texture", rdm_texture, batch.latents.texture), ("shape", rdm_shape, batch.latents.shape))
+    texture, shape = batch.latents.texture, batch.latents.shape
+    m, d = texture.shape
     if init == "zero":
-        for which, rdm, z in pairs:
-            out[which] = rdm.sample(z, steps=steps, noise=torch.zeros(z.shape[0], z.shape[1]))
-        return IdentityLatents(**out)
-    for which, rdm, z in pairs:
-        noise = identity_noise(batch.crops, which, seed=seed, num_samples=num_samples, dim=z.shape[1])
-        out[which] = rdm.sample(z, steps=steps, num_samples=num_samples, noise=noise)
-    return IdentityLatents(**out)
+        zeros = torch.zeros(m, d)
+        return IdentityLatents(*sampler(texture, shape, zeros, zeros, steps))
+    noise_t, noise_s = (identity_noise(batch.crops, which, seed=seed, num_samples=num_samples, dim=d)
+                        for which in ("texture", "shape"))
+    k = num_samples
+    id_t, id_s = sampler(texture.repeat(k, 1), shape.repeat(k, 1), noise_t, noise_s, steps)
+    return IdentityLatents(texture=id_t.reshape(k, m, d).mean(dim=0), shape=id_s.reshape(k, m, d).mean(dim=0))
 
 
 def identity_noise(crops: np.ndarray, which: str, *, seed: int, num_samples: int,

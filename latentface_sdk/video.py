@@ -13,7 +13,11 @@ module holds its parts:
   identity embedding (greedy matching), and ends every track at a cut;
 * :class:`VideoEncoding` is the typed result: one row per face per sampled frame with its frame index,
   time (from the first frame), shot, track id, identity embedding and the same latents as
-  :meth:`~latentface_sdk.FaceEncoder.encode`.
+  :meth:`~latentface_sdk.FaceEncoder.encode`;
+* :class:`VideoSettings` checks ``encode_video``'s options, :func:`frame_groups` yields the sampled frames
+  a group at a time and :class:`VideoParts` turns a group and the encoder's rows for it into a part.
+  The encoder drives the loop (frames -> its pipeline -> identity from the latents -> a part); nothing
+  here calls back into it.
 
 A file that stops decoding part way (truncated, corrupt) or is no video at all raises
 :class:`VideoDecodeError`, which names the file and the frame and carries the rows decoded before it
@@ -27,7 +31,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,9 +42,9 @@ from .errors import DataError
 from .results import Disentangled, Encoding
 from .shots import CUT_THRESHOLD, ShotDetector
 
-__all__ = ["FaceTracker", "IoUTracker", "VideoDecodeError", "VideoEncoding", "VideoFrame", "box_iou",
-           "concat_video", "empty_video", "encode_frames", "frame_count", "read_frames", "sample_times",
-           "track_means", "upright"]
+__all__ = ["FaceTracker", "IoUTracker", "VideoDecodeError", "VideoEncoding", "VideoFrame", "VideoParts",
+           "VideoSettings", "box_iou", "concat_video", "empty_video", "frame_count", "frame_groups",
+           "read_frames", "sample_times", "track_means", "upright"]
 
 VIDEO_EXTRA = install_hint("video")
 #: Side of the square thumbnail (area-averaged by FFmpeg) each decoded frame's shot signature is taken from:
@@ -502,80 +506,109 @@ def concat_video(parts: Sequence[VideoEncoding]) -> VideoEncoding:
     )
 
 
-def encode_frames(
-    path: str | os.PathLike[str],
-    run: Callable[[list[np.ndarray]], Encoding | Disentangled],
-    *,
-    every: int | None = None,
-    fps: float | None = None,
-    frames_per_batch: int = 32,
-    tracker: FaceTracker | None = None,
-    on_frame: Callable[[int], None] | None = None,
-    identify: Callable[[Encoding], Tensor] | None = None,
-    cut_threshold: float | None = CUT_THRESHOLD,
-) -> Iterator[VideoEncoding]:
-    """Stream ``path``: sampled frames in groups of ``frames_per_batch`` through ``run`` (an encoder
-    call on a list of RGB arrays), yielding one :class:`VideoEncoding` part per group (rows without a face
-    dropped, track ids linked across groups, every track ended at a shot cut). ``identify`` maps a
-    group's :class:`Encoding` to unit identity embeddings ``(N, D)`` (NaN rows where not ok) that the
-    ``tracker`` links faces with and the rows keep (``identity_embedding``); ``cut_threshold`` is
-    :func:`read_frames`'. A decoding error is raised after the part of the frames read before it has
-    been yielded."""
-    name = os.fspath(path)
-    tracker = tracker or FaceTracker()
-    state = {"decoded": 0, "sampled": 0, "samples": 0}
+@dataclass(frozen=True)
+class VideoSettings:
+    """The checked options of :meth:`~latentface_sdk.FaceEncoder.encode_video` (see there); an unknown
+    option is a ``TypeError``, a bad value a ``ValueError``."""
+
+    every: int | None = None
+    fps: float | None = None
+    features: Literal["encode", "disentangle"] = "encode"
+    faces: Literal["largest", "all"] = "all"
+    frames_per_batch: int = 32
+    batch_size: int = 64
+    min_iou: float = 0.3
+    max_gap: int = 2
+    min_similarity: float | None = None
+    cut_threshold: float | None = CUT_THRESHOLD
+    seed: int | None = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.features not in ("encode", "disentangle"):
+            raise ValueError(f"features must be 'encode' or 'disentangle' (got {self.features!r})")
+        per = self.frames_per_batch
+        if isinstance(per, bool) or not isinstance(per, int) or per < 1:
+            raise ValueError(f"frames_per_batch must be a positive int (got {per!r})")
+        similarity = self.min_similarity
+        if similarity is not None and (isinstance(similarity, bool)
+                                       or not isinstance(similarity, (int, float))
+                                       or not -1.0 <= float(similarity) <= 1.0):
+            raise ValueError(f"min_similarity must be a cosine in [-1, 1] or None (got {similarity!r})")
+
+
+def frame_groups(path: str | os.PathLike[str], *, every: int | None = None, fps: float | None = None,
+                 frames_per_batch: int = 32, on_frame: Callable[[int], None] | None = None,
+                 cut_threshold: float | None = CUT_THRESHOLD) -> Iterator[tuple[list[VideoFrame], int]]:
+    """The sampled frames of ``path`` (:func:`read_frames`) in groups of ``frames_per_batch``, each with
+    the number of frames decoded so far. A decoding error is raised after the group of the frames read
+    before it has been yielded."""
+    decoded = [0]
 
     def count(n: int) -> None:
-        state["decoded"] = n
+        decoded[0] = n
         if on_frame is not None:
             on_frame(n)
 
-    def flush(batch: list[VideoFrame]) -> VideoEncoding:
-        state["sampled"] += len(batch)
-        result = run([f.image for f in batch])
+    group: list[VideoFrame] = []
+    try:
+        for frame in read_frames(path, every=every, fps=fps, on_frame=count, cut_threshold=cut_threshold):
+            group.append(frame)
+            if len(group) >= frames_per_batch:
+                yield group, decoded[0]
+                group = []
+    except VideoDecodeError:
+        if group:
+            yield group, decoded[0]
+        raise
+    if group:
+        yield group, decoded[0]
+
+
+class VideoParts:
+    """Turns groups of sampled frames and their encoder rows into :class:`VideoEncoding` parts: rows
+    without a face dropped, track ids linked across groups by ``tracker`` (which ends every track at a
+    shot cut), frame index, time and shot per row."""
+
+    def __init__(self, path: str, tracker: FaceTracker | None = None) -> None:
+        self.path = path
+        self.tracker = tracker or FaceTracker()
+        self.sampled = 0
+
+    def add(self, frames: Sequence[VideoFrame], result: Encoding | Disentangled, identity: Tensor | None,
+            decoded: int) -> VideoEncoding:
+        """The part of ``frames`` (in order), whose faces are the rows of ``result`` (``source``: the
+        frame's position in ``frames``); ``identity``: the rows' unit identity embeddings ``(N, D)`` (NaN
+        where not ok) that the tracker links faces with and the rows keep, or None; ``decoded``: frames
+        decoded so far."""
         enc = result if isinstance(result, Encoding) else result.encoding
         source = enc.source.numpy()
         ok = enc.ok.numpy().astype(bool)
         boxes = enc.boxes.numpy()
-        identity = identify(enc).float().cpu() if identify is not None and len(enc) else None
-        emb = identity.numpy() if identity is not None else None
+        emb = identity.float().cpu().numpy() if identity is not None else None
         tracks = np.full(len(enc), -1, dtype=np.int64)
-        for j in range(len(batch)):  # frames in order, so tracks follow time
+        for j, frame in enumerate(frames):  # frames in order, so tracks follow time
             rows = np.flatnonzero((source == j) & ok)
-            tracks[rows] = tracker.update(state["samples"] + j, boxes[rows],
-                                          None if emb is None else emb[rows], batch[j].shot)
-        state["samples"] += len(batch)
+            tracks[rows] = self.tracker.update(self.sampled + j, boxes[rows],
+                                               None if emb is None else emb[rows], frame.shot)
+        self.sampled += len(frames)
         keep = np.flatnonzero(ok)
         kept = _take(result, keep)
         kept_enc = kept if isinstance(kept, Encoding) else kept.encoding
-        frames = np.asarray([batch[int(s)].index for s in source[keep]], dtype=np.int64)
-        times = np.asarray([batch[int(s)].time for s in source[keep]], dtype=np.float64)
-        shots = np.asarray([batch[int(s)].shot for s in source[keep]], dtype=np.int64)
-        names = [f"{name}#{f}" for f in frames]
-        kept_enc = _replace_rows(kept_enc, names, torch.as_tensor(frames))
+        picked = [frames[int(s)] for s in source[keep]]
+        index = np.asarray([f.index for f in picked], dtype=np.int64)
+        kept_enc = _replace_rows(kept_enc, [f"{self.path}#{f}" for f in index], torch.as_tensor(index))
         return VideoEncoding(
-            path=name, frame=torch.as_tensor(frames), time=torch.as_tensor(times),
+            path=self.path, frame=torch.as_tensor(index),
+            time=torch.as_tensor(np.asarray([f.time for f in picked], dtype=np.float64)),
             track=torch.as_tensor(tracks[keep]), encoding=kept_enc,
             disentangled=None if isinstance(kept, Encoding) else _with_encoding(kept, kept_enc),
-            frames_decoded=state["decoded"], frames_sampled=state["sampled"], shot=torch.as_tensor(shots),
+            frames_decoded=decoded, frames_sampled=self.sampled,
+            shot=torch.as_tensor(np.asarray([f.shot for f in picked], dtype=np.int64)),
             identity_embedding=(None if identity is None
-                                else identity[torch.as_tensor(keep, dtype=torch.long)]),
-            start_time=batch[0].start_time,
+                                else identity.float().cpu()[torch.as_tensor(keep, dtype=torch.long)]),
+            start_time=frames[0].start_time,
         )
-
-    batch: list[VideoFrame] = []
-    try:
-        for frame in read_frames(name, every=every, fps=fps, on_frame=count, cut_threshold=cut_threshold):
-            batch.append(frame)
-            if len(batch) >= frames_per_batch:
-                yield flush(batch)
-                batch = []
-    except VideoDecodeError:
-        if batch:
-            yield flush(batch)
-        raise
-    if batch:
-        yield flush(batch)
 
 
 def _replace_rows(enc: Encoding, names: list[str], source: Tensor) -> Encoding:

@@ -155,7 +155,7 @@ def test_sample_identity_zero_start_and_seeded_noise(enc: FaceEncoder, crops: li
     def sample(b: CropBatch, **kw: object):  # type: ignore[no-untyped-def]
         args: dict[str, object] = {"steps": 3, "init": "noise", "num_samples": 1, "seed": 1}
         args.update(kw)
-        return sample_identity(enc.rdm_texture, enc.rdm_shape, b, **args)  # type: ignore[arg-type]
+        return sample_identity(enc.backend.identity_latents, b, **args)  # type: ignore[arg-type]
 
     zero1, zero2 = sample(batch, init="zero", seed=1), sample(batch, init="zero", seed=2, num_samples=3)
     assert zero1.texture.shape == (3, 256) and zero1.shape.shape == (3, 256)

@@ -432,7 +432,7 @@ def test_disentangle_samples_identities_of_several_batches_together(
 ) -> None:
     """The RDMs run on groups of at least IDENTITY_ROWS crops gathered over batches, and each group's
     identities go back to their rows (bad items and batches without a face included)."""
-    import latentface_sdk.encoder as encoder_module
+    import latentface_sdk.facade as facade_module
     import latentface_sdk.operations as ops
 
     bad = np.zeros((2, 2, 7), np.uint8)
@@ -442,19 +442,19 @@ def test_disentangle_samples_identities_of_several_batches_together(
     real = ops.sample_identity
 
     def counting(*args: object, **kwargs: object) -> ops.IdentityLatents:
-        batch = args[2]
+        batch = args[1]
         groups.append(batch.crops.shape[0])  # type: ignore[attr-defined]
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(encoder_module, "sample_identity", counting)
-    monkeypatch.setattr(encoder_module, "IDENTITY_ROWS", 3)
+    monkeypatch.setattr(facade_module, "sample_identity", counting)
+    monkeypatch.setattr(facade_module, "IDENTITY_ROWS", 3)
     grouped = enc.disentangle(items, detect=False, seed=3, batch_size=2)
     # batches of 2 items hold 1, 2, 0, 2, 1 crops: groups close once they hold 3 (1+2, 0+2+1)
     assert groups == [3, 3]
     assert grouped.ok.tolist() == reference.ok.tolist() and grouped.errors == reference.errors
     for field in ("identity_texture", "identity_shape", "expression_texture", "texture"):
         _rows_equal(getattr(grouped, field), getattr(reference, field))
-    monkeypatch.setattr(encoder_module, "IDENTITY_ROWS", 0)
+    monkeypatch.setattr(facade_module, "IDENTITY_ROWS", 0)
     groups.clear()
     per_batch = enc.disentangle(items, detect=False, seed=3, batch_size=2)
     assert groups == [1, 2, 2, 1]  # 0: every batch with a face alone

@@ -1,13 +1,16 @@
-"""``OnnxFaceEncoder``: ``encode`` and ``disentangle`` through onnxruntime, with the PyTorch path's crops
-and results.
+"""``OnnxFaceEncoder``: the encoder's operations through onnxruntime, with the PyTorch path's crops and
+results.
 
-The networks run as the ONNX graphs of :func:`~latentface_sdk.deploy.export.export_onnx`; faces are found and
-cut by the same :class:`~latentface_sdk.pipeline.FacePipeline` (MTCNN stays PyTorch), and the results are the
-same typed :class:`~latentface_sdk.results.Encoding` and :class:`~latentface_sdk.results.Disentangled`, with
-the same rules for single inputs, batches and bad items (see :mod:`latentface_sdk.encoder`). With the same
-``seed`` the RDMs start from the same noise as
-:meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` (drawn per crop by
-:func:`~latentface_sdk.operations.identity_noise`), so both backends agree to float rounding.
+:class:`OnnxFaceEncoder` is the same facade as :class:`~latentface_sdk.FaceEncoder`
+(:class:`~latentface_sdk.facade.FaceFacade`: the same methods, checks, sampling, averaging and typed
+results) over :class:`OnnxBackend`, which runs the ONNX graphs of
+:func:`~latentface_sdk.deploy.export.export_onnx`: the encoders, the RDMs (DDIM steps unrolled) and the
+answer heads that were exported. Faces are found and cut by the same
+:class:`~latentface_sdk.pipeline.FacePipeline` (MTCNN stays PyTorch). With the same ``seed`` the RDMs start
+from the same noise as :meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` (drawn per
+crop by :func:`~latentface_sdk.operations.identity_noise`), so both backends agree to float rounding. What
+needs the decoders and the renderer (``frontalize``, ``render``, ``mesh``, their ``*_from_latents``) and
+``expression_features`` raise :class:`~latentface_sdk.backends.UnsupportedOperationError`.
 """
 
 from __future__ import annotations
@@ -16,31 +19,21 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from ..answers import (
-    ExpressionScores,
-    IdentityVectors,
-    assemble_expressions,
-    assemble_identity,
-    compare,
-    verify_settings,
-)
+from ..backends import Capability, FaceBackend, UnsupportedOperationError
 from ..config import CropConfig
-from ..detection import FaceDetector
 from ..digests import file_digest, parts_digest
-from ..errors import ConfigError, OnnxFormatError
-from ..images import DEFAULT_MAX_PIXELS
+from ..errors import ConfigError, LatentFaceError, OnnxFormatError
+from ..facade import FaceFacade
 from ..models.autoencoder import Latents
-from ..operations import IDENTITY_ROWS, IdentityLatents, assemble_disentangled, identity_noise
-from ..pipeline import CropBatch, FacePipeline, FacePolicy, assemble_encoding
-from ..results import Disentangled, Encoding, Expressions, IdentityEmbeddings, Verification
 from .export import CONFIG_NAME, DISENTANGLE_FILE, ENCODER_FILE, export_onnx, read_card, require
 
-__all__ = ["OnnxFaceEncoder", "default_export_dir"]
+__all__ = ["OnnxBackend", "OnnxFaceEncoder", "default_export_dir"]
 
 
 def default_export_dir() -> Path:
@@ -50,29 +43,25 @@ def default_export_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "latentface" / "onnx"
 
 
-class OnnxFaceEncoder:
-    """LatentFace's encoders and RDMs on onnxruntime: ``encode`` and ``disentangle`` as on a ``FaceEncoder``.
+def _float32(x: Tensor | np.ndarray) -> np.ndarray:
+    """A contiguous float32 numpy array of a CPU tensor or an array (what the graphs take)."""
+    return np.ascontiguousarray(x.numpy() if isinstance(x, Tensor) else x, dtype=np.float32)
 
-    Build it with :meth:`from_pretrained` (an export folder, or a model name / folder / Hub id that is
-    exported on first use). ``threads`` is onnxruntime's intra-op thread count (None: its default, all cores).
 
-    Example::
+class OnnxBackend(FaceBackend):
+    """The ONNX graphs of one export folder on onnxruntime sessions: the encoders, the RDMs (with the
+    export's DDIM steps unrolled) and the answer heads the model had (see the module docstring).
 
-        from latentface_sdk import OnnxFaceEncoder
-
-        enc = OnnxFaceEncoder.from_pretrained()      # the bundled model, exported once to
-                                                     # ~/.cache/latentface/onnx
-        r = enc.encode("photo.jpg")                  # Encoding, as FaceEncoder.encode gives
-        d = enc.disentangle("photo.jpg", seed=0)     # Disentangled
+    ``threads`` is onnxruntime's intra-op thread count (None: its default, all cores); ``providers`` its
+    execution providers (default: the CPU's). Raises :class:`~latentface_sdk.errors.OnnxFormatError` when
+    the folder is not an export, a graph is missing or its SHA-256 differs from the card's;
+    :class:`ImportError` without onnxruntime.
     """
+
+    runtime = "onnxruntime"
 
     def __init__(self, folder: str | os.PathLike[str], *, threads: int | None = None,
                  providers: Sequence[str] | None = None) -> None:
-        """Open the ONNX export in ``folder`` (see :func:`~latentface_sdk.deploy.export.export_onnx`).
-
-        Raises :class:`~latentface_sdk.errors.OnnxFormatError` when the folder is not an export, a graph is
-        missing or its SHA-256 differs from the card's; :class:`ImportError` without onnxruntime.
-        """
         ort = require("onnxruntime")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None (got {threads!r})")
@@ -105,17 +94,138 @@ class OnnxFaceEncoder:
         self._encoder, self._disentangle = sessions["encoder"], sessions["disentangle"]
         self._identity, self._expression = sessions.get("identity"), sessions.get("expression")
         heads = self.card.get("heads", {})
-        self.identity_dim = int(heads.get("identity_dim", 0))
-        self.identity_threshold = float(heads.get("identity_threshold", 0.5))
-        self.expression_classes: tuple[str, ...] = tuple(heads.get("expression_classes", ()))
+        self._identity_dim = int(heads.get("identity_dim", 0))
+        self._identity_threshold = float(heads.get("identity_threshold", 0.5))
+        self._expression_classes: tuple[str, ...] = tuple(heads.get("expression_classes", ()))
         c = self.card["crop"]
-        self.crop = CropConfig(size=int(c["size"]), margin=float(c["margin"]),
-                               min_face_size=int(c["min_face_size"]), threshold=float(c["threshold"]))
-        self.latent_dim = int(self.card["latent_dim"])
-        self.sample_steps = int(self.card["rdm"]["sample_steps"])
-        self.sample_init: str = self.card["rdm"]["sample_init"]
-        self._detector: FaceDetector | None = None
-        self._lock = threading.Lock()
+        self._crop = CropConfig(size=int(c["size"]), margin=float(c["margin"]),
+                                min_face_size=int(c["min_face_size"]), threshold=float(c["threshold"]))
+        self._latent_dim = int(self.card["latent_dim"])
+        self._sample_steps = int(self.card["rdm"]["sample_steps"])
+        self._sample_init: str = self.card["rdm"]["sample_init"]
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("model", {}).get("name") or self.folder.name)
+
+    @property
+    def crop(self) -> CropConfig:
+        return self._crop
+
+    @property
+    def latent_dim(self) -> int:
+        return self._latent_dim
+
+    @property
+    def sample_steps(self) -> int:
+        return self._sample_steps
+
+    @property
+    def sample_init(self) -> str:
+        return self._sample_init
+
+    @property
+    def identity_dim(self) -> int:
+        return self._identity_dim if self._identity is not None else 0
+
+    @property
+    def identity_threshold(self) -> float:
+        return self._identity_threshold
+
+    @property
+    def expression_classes(self) -> tuple[str, ...]:
+        return self._expression_classes if self._expression is not None else ()
+
+    def has(self, capability: Capability) -> bool:
+        if capability == "identity":
+            return self._identity is not None
+        if capability == "expression":
+            return self._expression is not None
+        return False  # the maps and the expression features need the PyTorch decoders and encoders
+
+    def missing(self, capability: Capability) -> LatentFaceError:
+        if capability in ("identity", "expression"):
+            return ConfigError(f"{self.folder}: this export has no {capability} graph (its model had no "
+                               f"{capability} head; export weights that ship one, e.g. the bundled default)")
+        what = ("frontalize, render, mesh and their *_from_latents need the decoders and the renderer"
+                if capability == "maps" else "expression_features needs the encoders' intermediate maps")
+        return UnsupportedOperationError(f"{self.folder}: {what}, which an ONNX export does not hold (it has "
+                                         "the encoders, the RDMs and the answer heads): use FaceEncoder for "
+                                         "them")
+
+    def check_steps(self, steps: int | None) -> int:
+        if steps is not None and steps != self._sample_steps:
+            raise UnsupportedOperationError(
+                f"{self.folder}: the export's disentangle graph has its {self._sample_steps} DDIM steps "
+                f"unrolled (got steps={steps!r}): export a model whose rdm.sample_steps is {steps!r}, or use "
+                "FaceEncoder")
+        return self._sample_steps
+
+    def encode_crops(self, crops: np.ndarray, batch_size: int = 64) -> Latents:
+        """Stage-1 latents of uint8 crops ``(M, S, S, 3)`` (float32 CPU tensors)."""
+        parts: list[list[np.ndarray]] = [[], [], [], []]
+        for s in range(0, crops.shape[0], batch_size):
+            out = self._encoder.run(None,
+                                    {"crops": np.ascontiguousarray(crops[s:s + batch_size], dtype=np.uint8)})
+            for i in range(4):
+                parts[i].append(out[i])
+        t, sh, p, li = (torch.from_numpy(np.concatenate(x)) for x in parts)
+        return Latents(texture=t, shape=sh, pose=p, light=li)
+
+    def identity(self, texture: np.ndarray, shape: np.ndarray, noise_texture: np.ndarray,
+                 noise_shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Z_id`` of texture and shape latents ``(M, D)`` from the RDMs' starting noise ``(M, D)``."""
+        out = self._disentangle.run(["identity_texture", "identity_shape"], {
+            "texture": _float32(texture), "shape": _float32(shape),
+            "noise_texture": _float32(noise_texture), "noise_shape": _float32(noise_shape),
+        })
+        return out[0], out[1]
+
+    def identity_latents(self, texture: Tensor, shape: Tensor, noise_texture: Tensor, noise_shape: Tensor,
+                         steps: int) -> tuple[Tensor, Tensor]:
+        it, is_ = self.identity(_float32(texture), _float32(shape), _float32(noise_texture),
+                                _float32(noise_shape))
+        return torch.from_numpy(np.ascontiguousarray(it)), torch.from_numpy(np.ascontiguousarray(is_))
+
+    def identity_vectors(self, texture: Tensor, shape: Tensor) -> Tensor:
+        if self._identity is None:
+            raise self.missing("identity")
+        emb = self._identity.run(None, {"texture": _float32(texture), "shape": _float32(shape)})[0]
+        return torch.from_numpy(np.ascontiguousarray(emb))
+
+    def expression_probabilities(self, crops: np.ndarray) -> Tensor:
+        if self._expression is None:
+            raise self.missing("expression")
+        probs = self._expression.run(None, {"crops": np.ascontiguousarray(crops, dtype=np.uint8)})[0]
+        return torch.from_numpy(np.ascontiguousarray(probs))
+
+
+class OnnxFaceEncoder(FaceFacade):
+    """LatentFace on onnxruntime: :class:`~latentface_sdk.FaceEncoder`'s facade over :class:`OnnxBackend`.
+
+    ``encode``, ``disentangle``, ``identity_embedding``, ``verify``, ``expressions``,
+    ``identity_from_latents`` and ``encode_video`` answer as on a ``FaceEncoder`` (the same code, the same
+    results up to float rounding); ``disentangle`` runs the export's DDIM steps. Build it with
+    :meth:`from_pretrained` (an export folder, or a model name / folder / Hub id that is exported on first
+    use). ``threads`` is onnxruntime's intra-op thread count (None: its default, all cores).
+
+    Example::
+
+        from latentface_sdk import OnnxFaceEncoder
+
+        enc = OnnxFaceEncoder.from_pretrained()      # the bundled model, exported once to
+                                                     # ~/.cache/latentface/onnx
+        r = enc.encode("photo.jpg")                  # Encoding, as FaceEncoder.encode gives
+        d = enc.disentangle("photo.jpg", seed=0)     # Disentangled
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, threads: int | None = None,
+                 providers: Sequence[str] | None = None) -> None:
+        """Open the ONNX export in ``folder`` (see :func:`~latentface_sdk.deploy.export.export_onnx` and
+        :class:`OnnxBackend` for the errors)."""
+        self._backend = OnnxBackend(folder, threads=threads, providers=providers)
+        self._detector = None
+        self._detector_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -152,144 +262,58 @@ class OnnxFaceEncoder:
         return cls(target, threads=threads, providers=providers)
 
     @property
-    def detector(self) -> FaceDetector:
-        """The MTCNN face detector (PyTorch, CPU) with the export's crop settings, built on first use."""
-        if self._detector is None:
-            with self._lock:
-                if self._detector is None:
-                    det = FaceDetector(self.crop, device="cpu")
-                    # As FaceEncoder keeps it (faster; and the same boxes, so the same crops and RDM noise).
-                    det.mtcnn.to(memory_format=torch.channels_last)
-                    self._detector = det
-        return self._detector
+    def backend(self) -> OnnxBackend:
+        """The onnxruntime backend (:class:`OnnxBackend`)."""
+        return self._backend
+
+    @property
+    def folder(self) -> Path:
+        """The export folder."""
+        return self._backend.folder
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The export's ``config.json`` (graphs, crop, latents, RDM steps, heads)."""
+        return self._backend.card
+
+    @property
+    def crop(self) -> CropConfig:
+        """The crop policy of the exported model."""
+        return self._backend.crop
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of each latent."""
+        return self._backend.latent_dim
+
+    @property
+    def sample_steps(self) -> int:
+        """The DDIM steps unrolled in the disentangle graph."""
+        return self._backend.sample_steps
+
+    @property
+    def sample_init(self) -> str:
+        """The RDMs' default start (``"noise"`` or ``"zero"``)."""
+        return self._backend.sample_init
+
+    @property
+    def identity_dim(self) -> int:
+        """Width of the identity embedding (0: the export has no identity graph)."""
+        return self._backend.identity_dim
+
+    @property
+    def expression_classes(self) -> tuple[str, ...]:
+        """The expression graph's classes (empty: none)."""
+        return self._backend.expression_classes
 
     def encode_crops(self, crops: np.ndarray, batch_size: int = 64) -> Latents:
         """Stage-1 latents of uint8 crops ``(M, S, S, 3)`` (float32 CPU tensors)."""
-        parts: list[list[np.ndarray]] = [[], [], [], []]
-        for s in range(0, crops.shape[0], batch_size):
-            out = self._encoder.run(None,
-                                    {"crops": np.ascontiguousarray(crops[s:s + batch_size], dtype=np.uint8)})
-            for i in range(4):
-                parts[i].append(out[i])
-        t, sh, p, li = (torch.from_numpy(np.concatenate(x)) for x in parts)
-        return Latents(texture=t, shape=sh, pose=p, light=li)
+        return self._backend.encode_crops(crops, batch_size)
 
     def identity(self, texture: np.ndarray, shape: np.ndarray, noise_texture: np.ndarray,
                  noise_shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``Z_id`` of texture and shape latents ``(M, D)`` from the RDMs' starting noise ``(M, D)``."""
-        out = self._disentangle.run(["identity_texture", "identity_shape"], {
-            "texture": np.ascontiguousarray(texture, dtype=np.float32),
-            "shape": np.ascontiguousarray(shape, dtype=np.float32),
-            "noise_texture": np.ascontiguousarray(noise_texture, dtype=np.float32),
-            "noise_shape": np.ascontiguousarray(noise_shape, dtype=np.float32),
-        })
-        return out[0], out[1]
-
-    def _pipeline(self) -> FacePipeline:
-        return FacePipeline(self.crop, self.encode_crops, lambda: self.detector, threads=None)
-
-    def encode(self, images: Any, *, detect: bool = True, faces: FacePolicy = "largest", batch_size: int = 64,
-               progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Encoding:
-        """As :meth:`FaceEncoder.encode <latentface_sdk.FaceEncoder.encode>`, the encoders run by
-        onnxruntime."""
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
-                                    progress=progress, desc="encode", max_pixels=max_pixels)
-        return assemble_encoding([b for b, _ in done], self.latent_dim)
-
-    def disentangle(self, images: Any, *, seed: int | None = None, num_samples: int = 1,
-                    init: Literal["noise", "zero"] | None = None, detect: bool = True,
-                    faces: FacePolicy = "largest", batch_size: int = 64, progress: bool = False,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Disentangled:
-        """As :meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` with the export's DDIM
-        steps (the graph has them unrolled, so there is no ``steps`` argument)."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer (got {num_samples!r})")
-        chosen = init if init is not None else self.sample_init
-        if chosen not in ("noise", "zero"):
-            raise ValueError(f"init must be 'noise' or 'zero' (got {chosen!r})")
-        base = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else int(seed)
-        d = self.latent_dim
-
-        def identity(batch: CropBatch) -> IdentityLatents:
-            assert batch.latents is not None
-            t, s = batch.latents.texture.numpy(), batch.latents.shape.numpy()
-            m = t.shape[0]
-            if chosen == "zero":
-                zeros = np.zeros((m, d), dtype=np.float32)
-                it, is_ = self.identity(t, s, zeros, zeros)
-            else:
-                nt = identity_noise(batch.crops, "texture", seed=base, num_samples=num_samples, dim=d).numpy()
-                ns = identity_noise(batch.crops, "shape", seed=base, num_samples=num_samples, dim=d).numpy()
-                it, is_ = self.identity(np.tile(t, (num_samples, 1)), np.tile(s, (num_samples, 1)), nt, ns)
-                it, is_ = it.reshape(num_samples, m, d).mean(0), is_.reshape(num_samples, m, d).mean(0)
-            return IdentityLatents(texture=torch.from_numpy(np.ascontiguousarray(it)),
-                                   shape=torch.from_numpy(np.ascontiguousarray(is_)))
-
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
-                                    progress=progress, desc="disentangle", max_pixels=max_pixels,
-                                    work=identity, work_rows=IDENTITY_ROWS)
-        return assemble_disentangled(done, assemble_encoding([b for b, _ in done], d), d)
-
-    def _need(self, session: Any, what: str) -> Any:
-        if session is None:
-            raise ConfigError(f"{self.folder}: this export has no {what} graph (its model had no {what} "
-                              "head; export weights that ship one, e.g. the bundled default)")
-        return session
-
-    def identity_from_latents(self, encoding: Encoding) -> torch.Tensor:
-        """As :meth:`FaceEncoder.identity_from_latents <latentface_sdk.FaceEncoder.identity_from_latents>`."""
-        session = self._need(self._identity, "identity")
-        out = torch.full((len(encoding), self.identity_dim), float("nan"))
-        ok = encoding.ok.bool()
-        if bool(ok.any()):
-            lat = {"texture": encoding.texture[ok].numpy(), "shape": encoding.shape[ok].numpy()}
-            emb = session.run(None, {k: np.ascontiguousarray(v, np.float32) for k, v in lat.items()})[0]
-            out[ok] = torch.from_numpy(emb)
-        return out
-
-    def identity_embedding(self, images: Any, *, detect: bool = True, faces: FacePolicy = "largest",
-                           batch_size: int = 64, progress: bool = False,
-                           max_pixels: int = DEFAULT_MAX_PIXELS) -> IdentityEmbeddings:
-        """As :meth:`FaceEncoder.identity_embedding <latentface_sdk.FaceEncoder.identity_embedding>`."""
-        session = self._need(self._identity, "identity")
-
-        def embed(batch: CropBatch) -> IdentityVectors:
-            assert batch.latents is not None
-            emb = session.run(None, {"texture": batch.latents.texture.numpy(),
-                                     "shape": batch.latents.shape.numpy()})[0]
-            return IdentityVectors(torch.from_numpy(np.ascontiguousarray(emb)))
-
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
-                                    progress=progress, desc="identity", max_pixels=max_pixels, work=embed,
-                                    work_rows=IDENTITY_ROWS)
-        enc = assemble_encoding([b for b, _ in done], self.latent_dim)
-        return assemble_identity(done, enc, self.identity_dim, self.identity_threshold)
-
-    def verify(self, a: Any, b: Any, *, threshold: float | None = None, detect: bool = True,
-               batch_size: int = 64, progress: bool = False,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Verification:
-        """As :meth:`FaceEncoder.verify <latentface_sdk.FaceEncoder.verify>`."""
-        cut = verify_settings(a, b, threshold, self.identity_threshold)
-        ea = self.identity_embedding(a, detect=detect, batch_size=batch_size, progress=progress,
-                                     max_pixels=max_pixels)
-        eb = self.identity_embedding(b, detect=detect, batch_size=batch_size, progress=progress,
-                                     max_pixels=max_pixels)
-        return compare(ea, eb, cut)
-
-    def expressions(self, images: Any, *, detect: bool = True, faces: FacePolicy = "largest",
-                    batch_size: int = 64, progress: bool = False,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Expressions:
-        """As :meth:`FaceEncoder.expressions <latentface_sdk.FaceEncoder.expressions>`."""
-        session = self._need(self._expression, "expression")
-
-        def score(batch: CropBatch) -> ExpressionScores:
-            probs = session.run(None, {"crops": np.ascontiguousarray(batch.crops, dtype=np.uint8)})[0]
-            return ExpressionScores(torch.from_numpy(np.ascontiguousarray(probs)))
-
-        done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
-                                    progress=progress, desc="expressions", max_pixels=max_pixels, work=score)
-        enc = assemble_encoding([b for b, _ in done], self.latent_dim)
-        return assemble_expressions(done, enc, self.expression_classes)
+        return self._backend.identity(texture, shape, noise_texture, noise_shape)
 
     def __repr__(self) -> str:
         model = self.card.get("model", {})

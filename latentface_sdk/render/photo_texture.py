@@ -3,11 +3,11 @@
 The stage-1 model gives every face a canonical depth map and a pose. Each canonical pixel's 3D point,
 moved by the pose and projected by the camera (:func:`photo_coordinates`, the transform the renderer
 uses to redraw the photo), lands in the input crop: the photo's colour there is the person's. Where the
-turned face hides the point (the photo-view z-buffer is nearer than the point, or the surface faces away
-from the camera: :func:`photo_visibility`), the mirrored canonical pixel's photo colour fills it (the
-face's symmetry), and where both sides are hidden the decoded albedo, shaded and matched to the
-photo's colours, does (:func:`photo_texture`). The weights are soft, so the three sources blend at
-their seams.
+turned face hides the point (the photo view's z-buffer, :func:`splat_zbuffer`, is nearer than the point, or
+the surface faces away from the camera: :func:`photo_visibility`), the mirrored canonical pixel's photo
+colour fills it (the face's symmetry), and where both sides are hidden the decoded albedo, shaded and
+matched to the photo's colours, does (:func:`photo_texture`). The weights are soft, so the three sources
+blend at their seams.
 
 :func:`render_texture` draws a canonical texture of any size on the depth map's mesh from any view:
 the mesh is rasterised at the output size and each covered pixel reads the texture at its canonical
@@ -31,7 +31,7 @@ from . import geometry as geo
 from .rasterize import Raster, interpolate, rasterize_fast, rasterize_pytorch3d
 
 __all__ = ["PhotoTexture", "TEXTURE_MODES", "TextureMode", "photo_coordinates", "photo_texture",
-           "photo_visibility", "render_texture", "resize_maps", "sample_photo"]
+           "photo_visibility", "render_texture", "resize_maps", "sample_photo", "splat_zbuffer"]
 
 #: ``"photo"``: the face's colours sampled from the photo; ``"albedo"``: the decoded albedo, shaded (the
 #: paper's rendering).
@@ -85,6 +85,40 @@ def photo_coordinates(depth: Tensor, pose: Tensor, *, focal: float,
     return geo.project(points, focal), points
 
 
+#: Each canonical grid cell is split into ``SPLAT_SUPERSAMPLE``\ :sup:`2` points for :func:`splat_zbuffer`, so
+#: that a surface the photo sees up to this many times larger than the canonical view still puts a point in
+#: every photo pixel it covers.
+SPLAT_SUPERSAMPLE = 2
+
+
+def splat_zbuffer(points: Tensor, size: int, focal: float, supersample: int = SPLAT_SUPERSAMPLE) -> Tensor:
+    """The z-buffer ``(B, size, size)`` of a depth map's surface ``points`` ``(B, H, W, 3)`` (camera space)
+    seen by the camera: each photo pixel holds the nearest depth of the surface points projecting into it,
+    ``inf`` where none does.
+
+    The surface is sampled ``supersample`` times more finely than its grid (bilinear between the grid's
+    points, the mesh's vertices) and each sample is splatted into the pixel it projects into, the same
+    pixel ``grid_sample(mode="nearest")`` reads at that point's image coordinates. This is the part of
+    rasterisation the visibility test needs (no barycentrics, no faces), at a fraction of its cost; every
+    point finds at least its own depth in its pixel, so a surface never hides itself.
+    """
+    b, h, w, _ = points.shape
+    if supersample > 1:
+        grid = points.permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=((h - 1) * supersample + 1, (w - 1) * supersample + 1),
+                             mode="bilinear", align_corners=True)
+        points = grid.permute(0, 2, 3, 1)
+    uv = geo.project(points, focal).reshape(b, -1, 2)
+    z = points[..., 2].reshape(b, -1)
+    ij = ((uv + 1.0) * (size / 2.0)).floor()
+    ok = (ij >= 0).all(-1) & (ij < size).all(-1) & (z > 1e-6)
+    ij = ij.clamp(0, size - 1).long()
+    key = (torch.arange(b, device=points.device)[:, None] * size + ij[..., 1]) * size + ij[..., 0]
+    zbuf = torch.full((b * size * size,), float("inf"), device=points.device, dtype=points.dtype)
+    zbuf.scatter_reduce_(0, key[ok], z[ok], reduce="amin")
+    return zbuf.view(b, size, size)
+
+
 def _rasterize(verts: Tensor, faces: Tensor, size: int, fov_deg: float,
                backend: Literal["pytorch3d", "fast"]) -> Raster:
     if backend == "fast":
@@ -105,8 +139,9 @@ def photo_visibility(depth: Tensor, pose: Tensor, *, focal: float, centre_depth:
     A point counts as seen when it projects where the photo has pixels (``bounds`` ``(B, 4)``: the part
     ``(u0, v0, u1, v1)`` of the crop's square that lies inside the original image, default the whole
     square; beyond it a crop only repeats the image's edge), is not behind the surface the photo
-    view's z-buffer holds there (the mesh rasterised under ``pose`` at the depth map's resolution;
-    tolerance ``z_tolerance`` plus the point's own depth change over one photo pixel), and faces the
+    view's z-buffer holds there (at the depth map's resolution: :func:`splat_zbuffer` with ``backend="fast"``,
+    the mesh rasterised by PyTorch3D with ``"pytorch3d"``; tolerance ``z_tolerance`` plus the point's own
+    depth change over one photo pixel), and faces the
     camera about as well as in the canonical view (the ratio of the photo's and the canonical view's
     normal-to-ray cosines ramps the weight from 0 at :data:`FACING_MIN` to 1 at ``+``
     :data:`FACING_RAMP`: a surface the photo sees edge-on would be smeared over the frontal view). The
@@ -115,10 +150,12 @@ def photo_visibility(depth: Tensor, pose: Tensor, *, focal: float, centre_depth:
     """
     b, h, w = depth.shape
     uv, points = photo_coordinates(depth, pose, focal=focal, centre_depth=centre_depth)
-    faces = geo.grid_faces(h, w, device=depth.device)
-    raster = _rasterize(points.reshape(b, -1, 3), faces, h, fov_deg, backend)
-    far = torch.full_like(raster.zbuf, 1e3)
-    zbuf = torch.where(raster.pix_to_face >= 0, raster.zbuf, far)
+    if backend == "pytorch3d":
+        faces = geo.grid_faces(h, w, device=depth.device)
+        raster = _rasterize(points.reshape(b, -1, 3), faces, h, fov_deg, backend)
+        zbuf = torch.where(raster.pix_to_face >= 0, raster.zbuf, torch.full_like(raster.zbuf, 1e3))
+    else:
+        zbuf = splat_zbuffer(points, h, focal, SPLAT_SUPERSAMPLE).clamp(max=1e3)
     front = F.grid_sample(zbuf[:, None], _to_grid(uv), mode="nearest", padding_mode="border",
                           align_corners=False)[:, 0]
     z = points[..., 2]
@@ -207,9 +244,10 @@ def photo_texture(photo: Tensor, depth: Tensor, pose: Tensor, *, focal: float, c
         raw = sample_photo(photo, maps[:, :2].permute(0, 2, 3, 1))
         own = raw if own_ratio is None else raw * maps[:, 7:8]
     mirrored_w = own_w.flip(-1)
-    mirrored = raw.flip(-1) * mir_r
-    texture = torch.lerp(torch.lerp(fill, mirrored, mirrored_w), own, own_w)
-    return PhotoTexture(texture=texture.clamp(0.0, 1.0), own=own_w, mirrored=mirrored_w)
+    mirrored = raw.flip(-1).mul_(mir_r)
+    # in place on fresh tensors (at size 256 each full-size map is ~50 MB per 64 faces: allocations count)
+    texture = fill.lerp(mirrored, mirrored_w).lerp_(own, own_w).clamp_(0.0, 1.0)
+    return PhotoTexture(texture=texture, own=own_w, mirrored=mirrored_w)
 
 
 def render_texture(texture: Tensor, depth: Tensor, pose: Tensor, *, focal: float, centre_depth: float,

@@ -21,11 +21,11 @@ first 96 held-out UTKFace files and 8 faces (about 40 s on 2 shared cores).
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
+from _options import held_out_faces
 from PIL import Image, ImageDraw
 
 from latentface_sdk import FaceEncoder
@@ -68,20 +68,6 @@ def choose_utk(paths: list[str], yaw: np.ndarray, count: int, turned: int) -> li
     return chosen + rest[:count - len(chosen)]
 
 
-def celeba_verify(celeba: Path, count: int) -> list[str]:
-    """The first image of each of the first ``count`` ``verify`` identities of celeba10k."""
-    seen: set[str] = set()
-    out: list[str] = []
-    with open(celeba / "identity.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if row["split"] == "verify" and row["identity"] not in seen:
-                seen.add(row["identity"])
-                out.append(str(celeba / "images" / row["image"]))
-                if len(out) == count:
-                    break
-    return out
-
-
 def caption(path: str, yaw: float) -> str:
     lab = utk_labels(path)
     if "utkface" in path and lab is not None:
@@ -118,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     found = enc.encode(utk, batch_size=32)  # MTCNN, the model's crop policy; the yaw of each face
     yaw = np.where(found.ok.numpy(), found.yaw.numpy(), np.nan)
     picked = [utk[i] for i in choose_utk(utk, yaw, n_utk, n_turned)]
-    paths = picked + celeba_verify(args.data / "celeba10k", n_celeba)
+    paths = picked + [str(p) for p in held_out_faces(args.data / "celeba10k", n_celeba)]
 
     albedo = enc.frontalize(paths, texture="albedo", return_tensors=True)
     photo = enc.frontalize(paths, texture="photo", return_tensors=True)

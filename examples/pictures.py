@@ -32,13 +32,13 @@ job, about half of it importing torch and the training code and loading the mode
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from _options import held_out_faces
 from PIL import Image
 
 from latentface_sdk import FaceEncoder
@@ -55,20 +55,6 @@ PICTURES = ("reconstructions", "yaw_sweep", "frontalize", "people", "mesh")
 
 #: The mesh picture's views: (yaw in degrees, textured), left to right after the input.
 MESH_VIEWS = ((0.0, True), (35.0, True), (70.0, True), (0.0, False), (35.0, False), (70.0, False))
-
-
-def held_out_faces(celeba: Path, count: int) -> list[Path]:
-    """The first image of each of the first ``count`` ``verify`` identities of celeba10k."""
-    seen: set[str] = set()
-    paths: list[Path] = []
-    with open(celeba / "identity.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if row["split"] == "verify" and row["identity"] not in seen:
-                seen.add(row["identity"])
-                paths.append(celeba / "images" / row["image"])
-                if len(paths) == count:
-                    break
-    return paths
 
 
 def held_out_crops(encoder: FaceEncoder, celeba: Path, count: int) -> np.ndarray:

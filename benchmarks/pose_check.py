@@ -47,11 +47,11 @@ import torch
 from PIL import Image
 
 from latentface_sdk import FaceEncoder
-from latentface_sdk.checkpoint import load_model_folder, load_part
 from latentface_sdk.config import CropConfig
 from latentface_sdk.cropset import prepare_crops
 from latentface_sdk.detection import FaceDetector, landmarks_in_crop, select_faces
 from latentface_sdk.landmarks import canonical_keypoints, pearson, roll_estimate, yaw_estimate
+from latentface_sdk.model_folder import AUTOENCODER, load_model_folder, load_part
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 from latentface_sdk.render.renderer import FaceRenderer
 from latentface_sdk.train.data import shared_source
@@ -72,7 +72,7 @@ def load_stage1(model: str | None) -> tuple[LatentAutoencoder, CropConfig, str]:
     if model is not None and Path(model).is_dir():
         cfg, tensors = load_model_folder(Path(model))
         ae = LatentAutoencoder(cfg.autoencoder)
-        load_part(ae, tensors, "autoencoder.", model)
+        load_part(ae, tensors, AUTOENCODER, model)
         return ae.eval(), cfg.crop, cfg.name
     enc = FaceEncoder.from_pretrained(model, device="cpu")
     return enc.autoencoder.eval(), enc.config.crop, enc.config.name

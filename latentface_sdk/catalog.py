@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from . import _paths
-from .config import CONFIG_NAME, WEIGHTS_NAME
 from .hub import hub_cache_dir
+from .model_folder import CARD_NAME, CONFIG_NAME, is_model_folder, recorded_checksum
 
 __all__ = ["PretrainedModel", "list_pretrained", "card_summary"]
 
@@ -67,16 +66,8 @@ def card_summary(readme: Path, limit: int = 160) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 3].rstrip() + "..."
 
 
-def _checksum(folder: Path) -> str | None:
-    try:
-        value = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get("checksum")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
 def _describe(name: str, source: Literal["bundled", "hub-cache"], folder: Path) -> PretrainedModel:
-    return PretrainedModel(name, source, folder, _checksum(folder), card_summary(folder / "README.md"))
+    return PretrainedModel(name, source, folder, recorded_checksum(folder), card_summary(folder / CARD_NAME))
 
 
 def list_pretrained(cache_dir: str | os.PathLike[str] | None = None) -> list[PretrainedModel]:
@@ -92,8 +83,7 @@ def list_pretrained(cache_dir: str | os.PathLike[str] | None = None) -> list[Pre
     for repo in repos:
         snapshots = repo / "snapshots"
         try:
-            folders = [p for p in snapshots.iterdir() if (p / CONFIG_NAME).is_file()
-                       and (p / WEIGHTS_NAME).is_file()]
+            folders = [p for p in snapshots.iterdir() if is_model_folder(p)]
         except OSError:
             continue
         if folders:

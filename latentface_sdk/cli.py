@@ -807,9 +807,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_export_onnx(args)
         inputs = collect_inputs(args.inputs) if args.command not in ("video", "verify") else []
         from . import hub
-        from .config import WEIGHTS_NAME
         from .digests import file_digest
         from .encoder import FaceEncoder
+        from .model_folder import WEIGHTS_NAME
 
         try:
             folder = hub.resolve(args.model, revision=getattr(args, "revision", None),

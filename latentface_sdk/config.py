@@ -40,8 +40,9 @@ POSE_DIM = 6
 LIGHT_DIM = 4
 
 
+#: The config's file name in a model folder (the weights file's, ``model.safetensors``, and the rest of the
+#: folder's layout are :mod:`latentface_sdk.model_folder`'s).
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 class RetiredField(NamedTuple):
@@ -200,6 +201,16 @@ class CropConfig:
     def validate(self) -> None:
         if self.size <= 0 or not 0.0 <= self.margin < 2.0:
             raise ConfigError("crop.size must be positive and crop.margin in [0, 2)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The crop settings as JSON values (what ``config.json``, the ONNX card and a training bundle's
+        manifest hold)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "crop") -> CropConfig:
+        """The inverse of :meth:`to_dict`, checked and validated (:class:`ConfigError` naming ``source``)."""
+        return config_from_dict(cls, data, source)
 
 
 @dataclass

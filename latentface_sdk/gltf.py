@@ -1,4 +1,5 @@
-"""A :class:`~latentface_sdk.mesh.FaceMesh` as binary glTF 2.0 (``.glb``): one self-contained file.
+"""A textured triangle mesh (a :class:`~latentface_sdk.mesh.FaceMesh`) as binary glTF 2.0 (``.glb``): one
+self-contained file.
 
 :func:`write_glb` writes one triangle primitive with positions, vertex normals (:func:`vertex_normals`) and
 either the mesh's texture image (an embedded PNG read through ``TEXCOORD_0``: the default, at the
@@ -6,6 +7,8 @@ texture's full resolution, e.g. the 256x256 photo texture) or its per-vertex col
 ``colors=True``), under a matte PBR material. glTF's axes are the mesh's (y up, the front facing +z).
 ``FaceMesh.save("face.glb")`` and the demo page's 3D view (Gradio's ``Model3D``) use it;
 ``pytorch3d.io.IO`` reads it back once ``pytorch3d.io.experimental_gltf_io.MeshGlbFormat`` is registered.
+This module is a writer below :mod:`latentface_sdk.mesh`: it takes any object with the mesh's arrays
+(:class:`TexturedMesh`) and imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -15,15 +18,33 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from .mesh import FaceMesh
+__all__ = ["TexturedMesh", "vertex_normals", "write_glb"]
 
-__all__ = ["vertex_normals", "write_glb"]
+
+class TexturedMesh(Protocol):
+    """What :func:`write_glb` reads of a mesh (a :class:`~latentface_sdk.mesh.FaceMesh` has it all):
+    ``vertices`` float ``(V, 3)``, ``faces`` int ``(F, 3)``, ``uvs`` float ``(V, 2)`` in ``[0, 1]`` (v up),
+    ``colors`` float ``(V, 3)`` in ``[0, 1]`` (sRGB) and ``texture`` uint8 ``(T, T, 3)``."""
+
+    @property
+    def vertices(self) -> np.ndarray: ...
+
+    @property
+    def faces(self) -> np.ndarray: ...
+
+    @property
+    def uvs(self) -> np.ndarray: ...
+
+    @property
+    def colors(self) -> np.ndarray: ...
+
+    @property
+    def texture(self) -> np.ndarray: ...
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -50,7 +71,7 @@ _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _LINEAR, _CLAMP = 9729, 33071
 
 
-def write_glb(mesh: FaceMesh, path: str | os.PathLike[str], *, colors: bool = False) -> Path:
+def write_glb(mesh: TexturedMesh, path: str | os.PathLike[str], *, colors: bool = False) -> Path:
     """Write ``mesh`` as a binary glTF 2.0 file (``.glb``; see the module docstring). ``colors=False``
     (default): the texture image as an embedded PNG with the mesh's UVs (glTF's v runs down the image);
     ``colors=True``: the per-vertex colours instead (``COLOR_0``, linear as glTF wants). Returns the

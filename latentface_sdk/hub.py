@@ -16,7 +16,8 @@ and a ``README.md`` model card with the Hub's YAML metadata) with :class:`huggin
 Bundled names and local folders never touch the network. For Hub ids, ``local_files_only=True`` or the
 environment variable ``HF_HUB_OFFLINE=1`` use the cache only; a repo id that is not cached then raises
 :class:`~latentface_sdk.errors.OfflineError`, which names the id and the cache folder searched. Nothing
-here reads the weights; :func:`latentface_sdk.checkpoint.load_model_folder` does (checksum, safetensors only).
+here reads the weights; :func:`latentface_sdk.model_folder.load_model_folder` does (checksum, safetensors
+only), and what a model folder must hold is :func:`latentface_sdk.model_folder.check_model_folder`'s rule.
 """
 
 from __future__ import annotations
@@ -24,21 +25,21 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from . import _paths
-from .checkpoint import pickled_files
-from .config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from .config import ModelConfig
 from .errors import OfflineError, WeightsError
+from .model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_model_folder
 
-__all__ = ["DEFAULT_MODEL", "HUB_FILES", "resolve", "hub_cache_dir", "is_offline", "model_card",
-           "push_folder"]
+__all__ = ["DEFAULT_MODEL", "HUB_FILES", "PushOptions", "resolve", "hub_cache_dir", "is_offline",
+           "model_card", "push_folder"]
 
 #: The checkpoint used when no name is given.
 DEFAULT_MODEL = "latentface-cpu-small"
 
 #: The files fetched from a Hub repository (nothing else is downloaded).
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, "README.md"]
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
 
 # owner/name with the characters the Hub allows (one slash, no "..", no leading/trailing separators).
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -63,22 +64,6 @@ def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "huggingface" / "hub"
-
-
-def _check_folder(folder: Path, what: str) -> Path:
-    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
-    pickled = pickled_files(folder)
-    if WEIGHTS_NAME in missing and pickled:
-        raise WeightsError(
-            f"{folder}: {what} holds {', '.join(pickled)} but no {WEIGHTS_NAME}: pickled weights are refused "
-            f"(loading them can run arbitrary code); convert them to safetensors"
-        )
-    if missing:
-        raise WeightsError(
-            f"{folder}: {what} lacks {' and '.join(missing)} (a model folder holds {CONFIG_NAME} and "
-            f"{WEIGHTS_NAME}, as written by FaceEncoder.save_pretrained)"
-        )
-    return folder
 
 
 def _bundled_hint() -> str:
@@ -121,7 +106,7 @@ def resolve(
     if not text.strip():
         raise WeightsError(f"empty model name; {_bundled_hint()}")
     if isinstance(name_or_path, str) and text in _paths.list_bundled():
-        return _check_folder(_paths.bundled_weights_dir() / text, f"bundled model {text!r}")
+        return check_model_folder(_paths.bundled_weights_dir() / text, f"bundled model {text!r}")
     shown = text if len(text) <= 200 else f"{text[:120]}...({len(text)} characters)"
     try:
         path = Path(text).expanduser()
@@ -132,7 +117,7 @@ def resolve(
         raise WeightsError(f"{shown!r}: not a usable model name or folder ({why}); "
                            f"{_bundled_hint()}") from None
     if is_dir:
-        return _check_folder(path, "folder")
+        return check_model_folder(path, "folder")
     if exists:
         raise WeightsError(
             f"{path}: is a file; pass the folder that holds {CONFIG_NAME} and {WEIGHTS_NAME}"
@@ -199,7 +184,7 @@ def _from_hub(
             f"{repo_id!r}{at}: the Hugging Face Hub could not be reached ({type(exc).__name__}: {exc}); "
             f"the cache searched is {cache}"
         ) from exc
-    return _check_folder(Path(os.fspath(folder)), f"Hub snapshot of {repo_id!r}{at}")
+    return check_model_folder(Path(os.fspath(folder)), f"Hub snapshot of {repo_id!r}{at}")
 
 
 def model_card(config: ModelConfig, repo_id: str) -> str:
@@ -231,6 +216,18 @@ def model_card(config: ModelConfig, repo_id: str) -> str:
     )
 
 
+class PushOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`push_folder` that
+    :meth:`FaceEncoder.push_to_hub <latentface_sdk.FaceEncoder.push_to_hub>` passes on as they are."""
+
+    private: bool | None
+    token: str | None
+    revision: str | None
+    commit_message: str | None
+    create_pr: bool
+    api: Any
+
+
 def push_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -245,14 +242,15 @@ def push_folder(
     """Upload a model folder's ``config.json``, ``model.safetensors`` and ``README.md`` to ``repo_id``.
 
     Creates the repository when it does not exist (``private`` as given). ``api`` is the
-    :class:`huggingface_hub.HfApi` to use (default: a new one with ``token``). Returns what
-    ``HfApi.upload_folder`` returns (a ``CommitInfo`` with ``commit_url``).
+    :class:`huggingface_hub.HfApi` to use (default: a new one with ``token``); ``revision``, ``create_pr``
+    and ``commit_message`` go to ``HfApi.upload_folder``, whose answer is returned (a ``CommitInfo`` with
+    ``commit_url``). These options are :class:`PushOptions`.
 
     Raises:
         WeightsError: the folder is not a model folder, or ``repo_id`` is not of the form ``owner/name``.
         OfflineError: ``HF_HUB_OFFLINE`` is set (nothing is sent).
     """
-    path = _check_folder(Path(os.fspath(folder)), "folder to push")
+    path = check_model_folder(Path(os.fspath(folder)), "folder to push")
     if not _REPO_ID.match(repo_id):
         raise WeightsError(f"{repo_id!r}: a Hub repo id has the form 'owner/name'")
     if is_offline():

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .gltf import write_glb
 from .render import geometry as geo
 
 __all__ = ["FaceMesh", "face_mesh", "MESH_SUFFIXES", "to_camera"]
@@ -64,8 +65,6 @@ class FaceMesh:
                              f"{out.suffix or 'no suffix'!r})")
         out.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".glb":
-            from .gltf import write_glb
-
             return [write_glb(self, out)]
         if suffix == ".obj":
             return _write_obj(out, self.vertices, self.faces, self.uvs, self.texture)

@@ -15,14 +15,32 @@ import torch
 from torch import Tensor, nn
 
 from . import hub
-from .checkpoint import PREFIXES, load_model_folder, load_part, prefixed, save_model_folder
-from .config import WEIGHTS_NAME, ModelConfig
+from .config import ModelConfig
 from .devices import resolve_device
 from .errors import WeightsError
+from .model_folder import (
+    AUTOENCODER,
+    CARD_NAME,
+    HEADS,
+    PREFIXES,
+    RDM_SHAPE,
+    RDM_TEXTURE,
+    WEIGHTS_NAME,
+    load_model_folder,
+    load_part,
+    prefixed,
+    save_model_folder,
+    stray_keys,
+)
 from .models.autoencoder import LatentAutoencoder
 from .models.heads import AnswerHeads
 from .models.rdm import RepresentationDiffusion
 from .threads import Threads, choose_threads
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .hub import PushOptions
 
 __all__ = ["PretrainedMixin"]
 
@@ -93,11 +111,11 @@ class PretrainedMixin:
 
     def load_tensors(self, state: dict[str, Tensor], *, source: str = "state dict") -> None:
         """Load a model-folder state dict (keys prefixed ``autoencoder.``, ``rdm_texture.``, ``rdm_shape.``,
-        and ``heads.`` when the config has answer heads).
+        and ``heads.`` when the config has answer heads: :data:`latentface_sdk.model_folder.PREFIXES`).
 
         Missing, unexpected and mis-shaped tensors raise :class:`WeightsError` naming ``source`` and the keys.
         """
-        stray = sorted(k for k in state if not k.startswith(PREFIXES))
+        stray = stray_keys(state)
         if stray:
             raise WeightsError(
                 f"{source}: unexpected tensors {stray[:5]}{' ...' if len(stray) > 5 else ''} "
@@ -107,11 +125,11 @@ class PretrainedMixin:
             load_part(module, state, prefix, source)
 
     def _parts(self) -> list[tuple[str, nn.Module]]:
-        parts: list[tuple[str, nn.Module]] = [("autoencoder.", self.autoencoder),
-                                              ("rdm_texture.", self.rdm_texture),
-                                              ("rdm_shape.", self.rdm_shape)]
+        parts: list[tuple[str, nn.Module]] = [(AUTOENCODER, self.autoencoder),
+                                              (RDM_TEXTURE, self.rdm_texture),
+                                              (RDM_SHAPE, self.rdm_shape)]
         if not self.heads.empty:  # older weights have no heads (config.heads empty): nothing to load
-            parts.append(("heads.", self.heads))
+            parts.append((HEADS, self.heads))
         return parts
 
     def save_pretrained(self, folder: str | os.PathLike[str], *,
@@ -131,7 +149,7 @@ class PretrainedMixin:
         for prefix, module in self._parts():
             state.update(prefixed(module, prefix))
         if storage_dtype is not None:  # the answer heads stay float32: small, and fitted to that precision
-            state = {k: v.to(storage_dtype) if v.is_floating_point() and not k.startswith("heads.") else v
+            state = {k: v.to(storage_dtype) if v.is_floating_point() and not k.startswith(HEADS) else v
                      for k, v in state.items()}
         cfg = copy.deepcopy(self.config)
         cfg.checksum = None
@@ -145,12 +163,7 @@ class PretrainedMixin:
         *,
         storage_dtype: torch.dtype | None = None,
         model_card: str | None = None,
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        create_pr: bool = False,
-        api: Any = None,
+        **options: Unpack[PushOptions],
     ) -> Any:
         """Upload this model to the Hugging Face Hub as ``repo_id`` (``owner/name``); returns the
         ``CommitInfo``.
@@ -159,11 +172,12 @@ class PretrainedMixin:
         (``model_card``, else :func:`latentface_sdk.hub.model_card`: the Hub's YAML metadata and how to
         load it) into a temporary folder and uploads these three files with ``huggingface_hub``
         (creating the repository if needed). ``FaceEncoder.from_pretrained(repo_id)`` loads it back,
-        offline too once it is in the Hub cache. ``api``: an ``HfApi`` to use instead of a new one.
+        offline too once it is in the Hub cache. ``options`` are :func:`latentface_sdk.hub.push_folder`'s
+        (``private``, ``token``, ``revision``, ``commit_message``, ``create_pr``, and ``api``: an ``HfApi``
+        to use instead of a new one).
         """
         with tempfile.TemporaryDirectory(prefix="latentface-push-") as tmp:
             folder = self.save_pretrained(Path(tmp) / "model", storage_dtype=storage_dtype)
             card = model_card if model_card is not None else hub.model_card(self.config, repo_id)
-            (folder / "README.md").write_text(card, encoding="utf-8")
-            return hub.push_folder(folder, repo_id, private=private, token=token, revision=revision,
-                                   commit_message=commit_message, create_pr=create_pr, api=api)
+            (folder / CARD_NAME).write_text(card, encoding="utf-8")
+            return hub.push_folder(folder, repo_id, **options)

@@ -13,8 +13,8 @@ import torch
 from _tiny import TINY_AE
 from PIL import Image
 
-from latentface_sdk.checkpoint import load_model_folder
 from latentface_sdk.errors import ConfigError, DataError
+from latentface_sdk.model_folder import load_model_folder
 from latentface_sdk.train import __main__ as train_main
 from latentface_sdk.train.bundle import (
     CROPS_PER_STRIP,
@@ -25,8 +25,9 @@ from latentface_sdk.train.bundle import (
     load_bundle,
     write_bundle,
 )
+from latentface_sdk.train.data import stage1_crops
 from latentface_sdk.train.perceptual import MTCNNFeatures, build_feature_network
-from latentface_sdk.train.stage1 import Stage1Config, stage1_crops, train
+from latentface_sdk.train.stage1 import Stage1Config, train
 
 
 def smooth_crops(n: int, seed: int = 0) -> np.ndarray:

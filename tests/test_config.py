@@ -11,7 +11,6 @@ import pytest
 import torch
 from _tiny import tiny_config
 
-from latentface_sdk.checkpoint import load_model_folder, save_model_folder
 from latentface_sdk.config import (
     CONFIG_NAME,
     CONFIG_VERSION,
@@ -22,6 +21,7 @@ from latentface_sdk.config import (
     ModelConfig,
 )
 from latentface_sdk.errors import ConfigError
+from latentface_sdk.model_folder import load_model_folder, save_model_folder
 
 #: The bundled model's config.json as the SDK wrote it before format 2 (commit daafae3): version 1, with
 #: image_size, pose_dim, light_dim, shared_trunk and pose_init_scale, and coarse_steps in its metadata.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -101,6 +103,19 @@ def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_onnx: tuple[Path
     with pytest.raises(ValueError, match="steps"):
         export_onnx(str(model_dir), tmp_path / "x", steps=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_export_folder_has_the_mode_of_any_folder_the_user_makes(tiny_onnx: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    """Not owner-only (0700, what a temporary folder gets): the umask decides, as for ``mkdir`` (0755 under
+    umask 022)."""
+    _, out = tiny_onnx
+    made = tmp_path / "made"
+    made.mkdir()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(made.stat().st_mode) == 0o777 & ~umask
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".onnx-export-")]  # no leftovers
 
 
 def test_read_card_refuses_other_folders(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentface_sdk.checkpoint import load_model_folder
+from latentface_sdk.model_folder import load_model_folder
 from latentface_sdk.train.recipes import Stage1Config, Stage2Config
 
 

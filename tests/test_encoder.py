@@ -28,8 +28,8 @@ from latentface_sdk import (
     FaceEncoder,
     WeightsError,
 )
-from latentface_sdk.checkpoint import save_model_folder
 from latentface_sdk.config import ModelConfig
+from latentface_sdk.model_folder import save_model_folder
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "weights" / "latentface-cpu-small"

@@ -383,7 +383,7 @@ def test_main_writes_a_model_folder_and_resumes(tmp_path: Path) -> None:
 
 
 def _benchmark_module() -> ModuleType:
-    path = REPO_ROOT / "benchmarks" / "rdm_identity_gap.py"
+    path = REPO_ROOT / "experiments" / "rdm_identity_gap.py"
     spec = importlib.util.spec_from_file_location("rdm_identity_gap", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from _tiny import TINY_AE, tiny_config
 
-from latentface_sdk.checkpoint import load_model_folder, prefixed, save_model_folder
 from latentface_sdk.config import ModelConfig
 from latentface_sdk.errors import ChecksumError, WeightsError
+from latentface_sdk.model_folder import load_model_folder, prefixed, save_model_folder
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 from latentface_sdk.train import __main__ as train_main
 from latentface_sdk.train.data import CropDataset

@@ -6,21 +6,21 @@ The folder written holds ``encoder.onnx`` (:class:`~latentface_sdk.deploy.graphs
 steps unrolled), for models with answer heads ``identity.onnx`` and ``expression.onnx``
 (:class:`~latentface_sdk.deploy.graphs.IdentityGraph`,
 :class:`~latentface_sdk.deploy.graphs.ExpressionGraph`),
-``config.json`` (:data:`FORMAT`: inputs and outputs of each graph with shapes, types and
-value ranges, the preprocessing, the opset, the source model's name and checksum, each file's SHA-256) and
-``README.md`` (the same in prose). The batch size is dynamic in every graph. Needs the ``onnx`` extra
-(``onnx``, ``onnxscript`` for torch's exporter, ``onnxruntime`` to run the result).
+``config.json`` (the card, :data:`~latentface_sdk.model_folder.ONNX_CARD`: inputs and outputs of each
+graph with shapes, types and value ranges, the preprocessing, the opset, the source model's name and
+checksum, each file's SHA-256) and ``README.md`` (the same in prose). The batch size is dynamic in every
+graph. Needs the ``onnx`` extra (``onnx``, ``onnxscript`` for torch's exporter, ``onnxruntime`` to run
+the result).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ import torch
 from .._extras import install_hint
 from .._version import __version__
 from ..digests import file_digest
-from ..errors import OnnxFormatError
+from ..model_folder import CARD_NAME, CONFIG_NAME, ONNX_CARD
 from .graphs import CropEncoderGraph, DisentangleGraph, ExpressionGraph, IdentityGraph
 
 __all__ = [
@@ -50,9 +50,10 @@ __all__ = [
     "require",
 ]
 
-#: ``config.json``'s ``format`` value: how a folder written by :func:`export_onnx` is recognised.
-FORMAT = "latentface-onnx"
-FORMAT_VERSION = 1
+#: The card's ``format`` value (how a folder written by :func:`export_onnx` is recognised) and its
+#: ``format_version``: :data:`~latentface_sdk.model_folder.ONNX_CARD` reads and writes the card.
+FORMAT = ONNX_CARD.name
+FORMAT_VERSION = ONNX_CARD.version
 #: The ONNX opset of the exported graphs (onnxruntime 1.17 and later run it).
 OPSET = 18
 ENCODER_FILE = "encoder.onnx"
@@ -61,7 +62,6 @@ DISENTANGLE_FILE = "disentangle.onnx"
 #: expression probabilities.
 IDENTITY_FILE = "identity.onnx"
 EXPRESSION_FILE = "expression.onnx"
-CONFIG_NAME = "config.json"
 
 _EXTRA = install_hint("onnx")
 
@@ -98,15 +98,12 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
     crop = model_config.crop
     heads = model_config.heads
     latent = f"float32 stage-1 latent ({d} values)"
-    card: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+    card: dict[str, Any] = ONNX_CARD.stamp({
         "opset": opset,
         "exported_by": f"latentface-sdk {__version__}",
         "model": {"name": model_config.name, "checksum": model_config.checksum},
         "latent_dim": d,
-        "crop": {"size": crop.size, "margin": crop.margin, "min_face_size": crop.min_face_size,
-                 "threshold": crop.threshold},
+        "crop": crop.to_dict(),
         "preprocessing": (
             f"Each input is one face crop of {size}x{size} RGB pixels as uint8 (H x W x C, values 0-255), "
             f"cut the way latentface-sdk cuts faces: an MTCNN box grown by margin {crop.margin} of its size "
@@ -153,7 +150,7 @@ def onnx_card(model_config: Any, *, steps: int, opset: int = OPSET) -> dict[str,
                 ],
             },
         },
-    }
+    })
     if heads.identity_dim > 0:
         card["graphs"]["identity"] = {
             "file": IDENTITY_FILE,
@@ -271,7 +268,10 @@ def export_onnx(
     d = cpu.config.autoencoder.latent_dim
     size = cpu.config.crop.size
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=dest.parent))
+    # A plain mkdir (not mkdtemp, which makes it owner-only): the export gets the mode of any folder the
+    # user creates (0755 under umask 022), since it becomes ``dest`` as it is.
+    tmp = dest.parent / f".onnx-export-{secrets.token_hex(8)}"
+    tmp.mkdir()
     try:
         g = torch.Generator().manual_seed(0)
         crops = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8, generator=g)
@@ -294,9 +294,8 @@ def export_onnx(
         for key, graph in card["graphs"].items():
             onnx.checker.check_model(str(tmp / graph["file"]))
             card["graphs"][key]["sha256"] = file_digest(tmp / graph["file"])
-        (tmp / CONFIG_NAME).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
-                                       encoding="utf-8")
-        (tmp / "README.md").write_text(_readme(card), encoding="utf-8")
+        ONNX_CARD.write(tmp / CONFIG_NAME, card, indent=2)
+        (tmp / CARD_NAME).write_text(_readme(card), encoding="utf-8")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -307,26 +306,13 @@ def export_onnx(
 
 
 def _is_export(folder: Path) -> bool:
-    try:
-        card = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(card, dict) and card.get("format") == FORMAT
+    return ONNX_CARD.recognises(folder / CONFIG_NAME)
 
 
 def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``config.json`` of an ONNX export folder, checked; raises :class:`OnnxFormatError` otherwise."""
-    path = Path(folder) / CONFIG_NAME
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise OnnxFormatError(f"{folder}: no readable {CONFIG_NAME} ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise OnnxFormatError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise OnnxFormatError(f"{path}: not an ONNX export of latentface-sdk (format {FORMAT!r} expected)")
-    if card.get("format_version") != FORMAT_VERSION:
-        raise OnnxFormatError(f"{path}: format_version {card.get('format_version')!r} is not supported "
-                              f"(this version reads {FORMAT_VERSION})")
-    return card
+    """The ``config.json`` of an ONNX export folder, checked
+    (:meth:`ONNX_CARD.read <latentface_sdk.model_folder.ManifestFormat.read>`); raises
+    :class:`~latentface_sdk.errors.OnnxFormatError` for a missing or unreadable card, another format or a
+    ``format_version`` this package does not read."""
+    return ONNX_CARD.read(Path(folder) / CONFIG_NAME)
 

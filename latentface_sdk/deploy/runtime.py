@@ -97,9 +97,7 @@ class OnnxBackend(FaceBackend):
         self._identity_dim = int(heads.get("identity_dim", 0))
         self._identity_threshold = float(heads.get("identity_threshold", 0.5))
         self._expression_classes: tuple[str, ...] = tuple(heads.get("expression_classes", ()))
-        c = self.card["crop"]
-        self._crop = CropConfig(size=int(c["size"]), margin=float(c["margin"]),
-                                min_face_size=int(c["min_face_size"]), threshold=float(c["threshold"]))
+        self._crop = CropConfig.from_dict(self.card["crop"], source=f"{self.folder / CONFIG_NAME}: crop")
         self._latent_dim = int(self.card["latent_dim"])
         self._sample_steps = int(self.card["rdm"]["sample_steps"])
         self._sample_init: str = self.card["rdm"]["sample_init"]

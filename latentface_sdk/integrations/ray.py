@@ -89,8 +89,8 @@ def model_id_of(config: ModelConfig, folder: str | os.PathLike[str] | None = Non
     """``NAME@SHA256``: the model's name and its weights' digest, as ``latentface encode`` records it in
     ``model`` (the checksum of ``config.json``, else the digest of ``folder``'s weights file; only the
     name for a model that was never saved)."""
-    from ..config import WEIGHTS_NAME
     from ..digests import file_digest
+    from ..model_folder import WEIGHTS_NAME
 
     digest = config.checksum or (file_digest(Path(folder) / WEIGHTS_NAME) if folder is not None else None)
     return f"{config.name}@{digest}" if digest else config.name

@@ -14,6 +14,7 @@ def export_main(argv: list[str]) -> int:
 
     from ..encoder import FaceEncoder
     from ..errors import LatentFaceError
+    from ..model_folder import WEIGHTS_NAME
 
     parser = command_parser("export", export_main.__doc__, "example:\n"
                             "  latentface-train export --model runs/s2 --out weights/my-model --half")
@@ -26,8 +27,8 @@ def export_main(argv: list[str]) -> int:
         folder = encoder.save_pretrained(args.out, storage_dtype=torch.float16 if args.half else None)
     except LatentFaceError as exc:
         return error_exit(exc)
-    size = (folder / "model.safetensors").stat().st_size / 2**20
-    print(f"wrote {folder} (model.safetensors {size:.1f} MiB, sha256 {encoder.config.checksum})")
+    size = (folder / WEIGHTS_NAME).stat().st_size / 2**20
+    print(f"wrote {folder} ({WEIGHTS_NAME} {size:.1f} MiB, sha256 {encoder.config.checksum})")
     return 0
 
 

@@ -1,7 +1,7 @@
 """A stage-1 training bundle: a recipe's face crops and landmarks in one file, for a machine without the data.
 
 ``latentface-train bundle --config RECIPE.json --out data.bundle --shared-root ../shared/data`` runs the
-trainer's own data preparation (:func:`latentface_sdk.train.stage1.stage1_crops`: the recipe's sources,
+trainer's own data preparation (:func:`latentface_sdk.train.data.stage1_crops`: the recipe's sources,
 MTCNN, the 64x64 crops and their five landmarks, cached) and packs the usable crops into one file;
 ``latentface-train stage1 --bundle data.bundle ...`` (or the recipe field ``bundle``) trains on it
 instead of the sources, so the training machine needs neither the photos nor MTCNN (facenet-pytorch):
@@ -9,7 +9,8 @@ the weights of the ``mtcnn`` feature network travel in the bundle too.
 
 The file is an uncompressed zip (readable with any zip tool):
 
-* ``manifest.json``: format and version, the package version, the data recipe (sources, ``max_images``,
+* ``manifest.json`` (:data:`~latentface_sdk.model_folder.TRAINING_BUNDLE`): format and version, the package
+  version, the data recipe (sources, ``max_images``,
   crop settings) and its hash, counts (photos, usable crops, MTCNN outcomes), the JPEG settings, the
   strips, and the mean absolute difference between the stored and the original crops;
 * ``crops/NNNNN.jpg``: the crops as JPEG strips of up to :data:`CROPS_PER_STRIP` crops stacked
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import os
 import time
@@ -49,9 +49,11 @@ from torch import Tensor
 
 from .._version import __version__
 from ..atomic import atomic_path
+from ..config import CropConfig
 from ..digests import json_digest
 from ..errors import DataError
-from .data import CropDataset
+from ..model_folder import TRAINING_BUNDLE
+from .data import CropDataset, stage1_crops
 from .recipes import Stage1Config
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "CROPS_PER_STRIP", "DEFAULT_QUALITY", "BundleReport",
@@ -60,8 +62,9 @@ __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "CROPS_PER_STRIP", "DEFAULT_QUALIT
 
 logger = logging.getLogger("latentface_sdk.train")
 
-BUNDLE_FORMAT = "latentface-stage1-bundle"
-BUNDLE_VERSION = 1
+#: The manifest's ``format`` name and version (:data:`~latentface_sdk.model_folder.TRAINING_BUNDLE`).
+BUNDLE_FORMAT = TRAINING_BUNDLE.name
+BUNDLE_VERSION = TRAINING_BUNDLE.version
 #: Crops per JPEG strip: 256 x 64 px = 16,384 px tall (JPEG allows 65,535).
 CROPS_PER_STRIP = 256
 #: JPEG quality of the stored crops (measured in docs/gpu.md: size against difference from the raw crop).
@@ -79,7 +82,7 @@ def data_recipe(cfg: Stage1Config) -> dict[str, Any]:
     data preparation (``crop`` with MTCNN's minimum face size ``detect_min_face_size``).
     """
     crop = dataclasses.replace(cfg.crop, min_face_size=cfg.detect_min_face_size)
-    return {"sources": list(cfg.sources), "max_images": cfg.max_images, "crop": dataclasses.asdict(crop)}
+    return {"sources": list(cfg.sources), "max_images": cfg.max_images, "crop": crop.to_dict()}
 
 
 def encode_strip(crops: np.ndarray, quality: int = DEFAULT_QUALITY, subsampling: str = "4:4:4") -> bytes:
@@ -121,7 +124,13 @@ class Stage1Bundle:
 
     @property
     def recipe_hash(self) -> str:
+        """The hash of the data recipe the crops were packed from (:func:`data_recipe`)."""
         return str(self.manifest["recipe_hash"])
+
+    @property
+    def crop(self) -> CropConfig:
+        """The crop settings the crops were cut with."""
+        return CropConfig.from_dict(self.manifest["recipe"]["crop"], source=f"{self.path}: recipe.crop")
 
 
 @dataclass
@@ -198,9 +207,7 @@ def write_bundle(out: str | Path, crops: np.ndarray, landmarks: np.ndarray, *, r
         diff += float(np.abs(back.astype(np.int16) - crops[start:start + count]).sum())
     t2 = time.perf_counter()
     mean_abs = diff / max(n * size * size * 3, 1) / 255.0
-    manifest: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "version": BUNDLE_VERSION,
+    manifest: dict[str, Any] = TRAINING_BUNDLE.stamp({
         "package_version": __version__,
         "recipe_hash": json_digest(recipe),
         "recipe": recipe,
@@ -213,13 +220,13 @@ def write_bundle(out: str | Path, crops: np.ndarray, landmarks: np.ndarray, *, r
         "sources": "sources.txt" if sources is not None else None,
         "feature_net": feature_net if features is not None else None,
         "features": "features.safetensors" if features is not None else None,
-    }
+    })
     lm_buf = io.BytesIO()
     np.save(lm_buf, np.ascontiguousarray(landmarks, dtype=np.float32), allow_pickle=False)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
-        zf.writestr(_member("manifest.json"), json.dumps(manifest, indent=1, sort_keys=True))
+        zf.writestr(_member("manifest.json"), TRAINING_BUNDLE.dumps(manifest))
         for entry, data in zip(manifest["strips"], strips, strict=True):
             zf.writestr(_member(entry["name"]), data)
         zf.writestr(_member("landmarks.npy"), lm_buf.getvalue())
@@ -238,7 +245,6 @@ def pack_bundle(cfg: Stage1Config, out: str | Path, *, cache_dir: str | Path, qu
     """Prepare ``cfg``'s training data exactly as :func:`~latentface_sdk.train.stage1.train` does (sources,
     MTCNN crops and landmarks, cached in ``cache_dir``) and pack the usable crops into ``out``."""
     from .perceptual import MTCNNFeatures
-    from .stage1 import stage1_crops
 
     crops = stage1_crops(cfg, Path(cache_dir), progress)
     ok = crops.ok
@@ -273,12 +279,7 @@ def load_bundle(path: str | Path) -> Stage1Bundle:
     t0 = time.perf_counter()
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(_read(zf, "manifest.json", where))
-            if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-                raise DataError(f"{where}: not a stage-1 training bundle (no {BUNDLE_FORMAT!r} manifest)")
-            if int(manifest.get("version", 0)) > BUNDLE_VERSION:
-                raise DataError(f"{where}: bundle version {manifest['version']} is newer than this "
-                                f"package reads ({BUNDLE_VERSION}); update latentface-sdk")
+            manifest = TRAINING_BUNDLE.loads(_read(zf, "manifest.json", where), where)
             size = int(manifest["image_size"])
             parts = [decode_strip(_read(zf, s["name"], where), int(s["crops"]), size)
                      for s in manifest["strips"]]

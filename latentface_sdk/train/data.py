@@ -7,6 +7,7 @@ inference, once; the crops are cached as ``.npz`` so that epochs read memory, no
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..cropset import CropSet, prepare_crops
 from ..errors import DataError
 from .groups import labelled_rows
+from .recipes import Stage1Config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -110,6 +113,21 @@ def resolve_sources(sources: Sequence[str], shared_root: str | Path | None = Non
     if not unique:
         raise DataError(f"no images found in {list(sources)}")
     return unique
+
+
+def stage1_crops(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropSet:
+    """A stage-1 recipe's photos cropped with MTCNN once (cached in ``cache_dir``): one row per photo.
+
+    The trainer's data (:func:`latentface_sdk.train.stage1.prepare_data`) and a training bundle
+    (:func:`latentface_sdk.train.bundle.pack_bundle`) both start here, so they hold the same crops.
+    """
+    paths = resolve_sources(cfg.sources, cfg.shared_root)
+    if cfg.max_images is not None:
+        paths = paths[: cfg.max_images]
+    crop = dataclasses.replace(cfg.crop, min_face_size=cfg.detect_min_face_size)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return prepare_crops(paths, crop, detect=True, fallback="none",
+                         cache_file=cache_dir / f"stage1_crops_{len(paths)}.npz", progress=progress)
 
 
 class CropDataset(Dataset[Tensor]):

@@ -32,19 +32,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..atomic import atomic_path, atomic_write_bytes, save_torch
-from ..checkpoint import load_model_folder, save_model_folder
-from ..config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from ..atomic import atomic_path, save_torch
+from ..config import ModelConfig
 from ..digests import file_digest
 from ..errors import ChecksumError, WeightsError
+from ..model_folder import (
+    CHECKPOINT_PARTS,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    load_model_folder,
+    save_model_folder,
+)
 
 __all__ = ["DEFAULT_PART_BYTES", "INDEX_NAME", "CheckpointParts", "is_parts_folder", "join_checkpoint",
            "load_parts", "load_weights", "save_parts", "split_checkpoint"]
 
 logger = logging.getLogger("latentface_sdk.train")
 
-PARTS_FORMAT = "latentface-checkpoint-parts"
-PARTS_VERSION = 1
 INDEX_NAME = "checkpoint.index.json"
 TRAINER_STATE = "trainer_state.pt"
 #: The largest file written (exclusive): 16 MiB.
@@ -174,8 +178,7 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
     skeleton = None if trainer is None else _encode(dict(trainer), "", trainer_tensors)
     cfg = config.to_dict()
     cfg.pop("checksum", None)
-    base: dict[str, Any] = {"format": PARTS_FORMAT, "version": PARTS_VERSION, "config": cfg,
-                            "trainer": skeleton}
+    base: dict[str, Any] = CHECKPOINT_PARTS.stamp({"config": cfg, "trainer": skeleton})
     reserve = 2 * len(json.dumps(base)) + sum(2 * len(k) + 200 for k in model) + 4096
     while True:
         model_files, model_entries = _pack("model", model, max_bytes, reserve)
@@ -185,7 +188,7 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
             index["tensors"]["trainer"] = trainer_entries
         else:
             trainer_files = []
-        embedded = json.dumps(index, sort_keys=True)
+        embedded = CHECKPOINT_PARTS.dumps(index, indent=None)
         if len(json.dumps(embedded)) + 64 <= reserve:
             break
         reserve = 2 * len(json.dumps(embedded)) + 4096
@@ -196,7 +199,7 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
     for group, parts in (("model", model_files), ("trainer", trainer_files)):
         for i, tensors in enumerate(parts):
             name = _part_name(group, i, len(parts))
-            meta = {"format": PARTS_FORMAT}
+            meta = {"format": CHECKPOINT_PARTS.name}
             if group == "model" and i == 0:
                 meta["index"] = embedded
             with atomic_path(folder / name) as tmp:
@@ -206,8 +209,7 @@ def save_parts(out: str | Path, config: ModelConfig, model: Mapping[str, Tensor]
                     raise RuntimeError(f"{name}: {nbytes} bytes, not under {max_bytes}")
                 files[name] = {"bytes": nbytes, "sha256": file_digest(tmp)}
     index["files"] = files
-    index_path = atomic_write_bytes(folder / INDEX_NAME,
-                                    (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
+    index_path = CHECKPOINT_PARTS.write(folder / INDEX_NAME, index)
     for stale in folder.iterdir():
         if _PART_RE.match(stale.name) and stale.name not in files:
             stale.unlink()
@@ -239,13 +241,11 @@ def is_parts_folder(folder: str | Path) -> bool:
 
 
 def _read_index(root: Path) -> tuple[dict[str, Any], bool]:
-    """The index and whether it came from the index file (with the file digests)."""
+    """The index, checked (:data:`~latentface_sdk.model_folder.CHECKPOINT_PARTS`), and whether it came
+    from the index file (with the file digests)."""
     path = root / INDEX_NAME
     if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8")), True
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{path}: unreadable index ({exc})") from exc
+        return CHECKPOINT_PARTS.read(path), True
     firsts = sorted(root.glob("model-00001-of-*.safetensors"))
     if not firsts:
         raise WeightsError(f"{root}: no {INDEX_NAME} and no model-00001-of-*.safetensors")
@@ -260,7 +260,7 @@ def _read_index(root: Path) -> tuple[dict[str, Any], bool]:
         raise WeightsError(f"{firsts[0]}: no embedded index")
     logger.warning("%s: no %s; using the index stored in %s (file digests not checked)", root, INDEX_NAME,
                    firsts[0].name)
-    return json.loads(meta["index"]), False
+    return CHECKPOINT_PARTS.loads(meta["index"], f"{firsts[0]} (embedded index)"), False
 
 
 def _assemble(root: Path, entries: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -303,9 +303,6 @@ def load_parts(folder: str | Path, *, trainer: bool = True) -> CheckpointParts:
     """
     root = Path(folder)
     index, checked = _read_index(root)
-    if index.get("format") != PARTS_FORMAT or int(index.get("version", 0)) > PARTS_VERSION:
-        raise WeightsError(f"{root}: not a checkpoint in parts this package reads ({index.get('format')!r} "
-                           f"version {index.get('version')})")
     tensors = index["tensors"]
     want = ["model"] + (["trainer"] if trainer and "trainer" in tensors else [])
     for group in list(want):

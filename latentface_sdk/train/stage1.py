@@ -22,7 +22,6 @@ CPU, nccl on CUDA); rank 0 writes every file.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -37,18 +36,17 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import ModelConfig
-from ..cropset import CropSet, prepare_crops
 from ..digests import json_digest
 from ..errors import ConfigError, DataError
 from ..landmarks import canonical_keypoints, mirror_landmarks, pearson, roll_estimate, yaw_estimate
+from ..model_folder import AUTOENCODER, load_model_folder, load_part, prefixed, save_model_folder
 from ..models.autoencoder import LatentAutoencoder
 from ..render.renderer import FaceRenderer
 from ._cli import add_data_options, command_parser, stage1_recipe
 from .augment import augment_plan
 from .bundle import Stage1Bundle, data_recipe, load_bundle
-from .data import CropDataset, resolve_sources
+from .data import CropDataset, stage1_crops
 from .losses import Reconstruction, Stage1Forward, Stage1Loss, depth_at, light_cycle_loss, reconstruct
 from .parts import load_weights
 from .perceptual import build_feature_network
@@ -144,13 +142,13 @@ class TrainState:
 def save_checkpoint(folder: Path, model: LatentAutoencoder, cfg: ModelConfig, opt: torch.optim.Optimizer,
                     state: TrainState) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    save_model_folder(folder, cfg, prefixed(model, "autoencoder."))
+    save_model_folder(folder, cfg, prefixed(model, AUTOENCODER))
     save_trainer_state(folder / "trainer_state.pt", opt, state.step, elapsed=state.elapsed)
 
 
 def load_checkpoint(folder: Path, model: LatentAutoencoder, opt: torch.optim.Optimizer) -> TrainState:
     _, tensors = load_model_folder(folder)
-    load_part(model, tensors, "autoencoder.", str(folder))
+    load_part(model, tensors, AUTOENCODER, str(folder))
     payload = load_trainer_state(folder / "trainer_state.pt", opt)
     return TrainState(step=int(payload["step"]), elapsed=float(payload["elapsed"]))
 
@@ -314,17 +312,6 @@ class PoseMonitor:
         return {k: round(v, 4) for k, v in out.items() if math.isfinite(v)}
 
 
-def stage1_crops(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropSet:
-    """Resolve the sources and crop every image with MTCNN once (cached): one row per photo."""
-    paths = resolve_sources(cfg.sources, cfg.shared_root)
-    if cfg.max_images is not None:
-        paths = paths[: cfg.max_images]
-    crop = dataclasses.replace(cfg.crop, min_face_size=cfg.detect_min_face_size)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    return prepare_crops(paths, crop, detect=True, fallback="none",
-                         cache_file=cache_dir / f"stage1_crops_{len(paths)}.npz", progress=progress)
-
-
 def prepare_data(cfg: Stage1Config, cache_dir: Path, progress: bool = True) -> CropDataset:
     """Resolve the sources, crop every image with MTCNN once (cached) and keep the good crops."""
     crops = stage1_crops(cfg, cache_dir, progress)
@@ -344,9 +331,9 @@ def bundle_data(cfg: Stage1Config) -> Stage1Bundle:
     """
     assert cfg.bundle is not None
     bundle = load_bundle(cfg.bundle)
-    packed = bundle.manifest["recipe"]["crop"]
-    if packed["size"] != cfg.crop.size or packed["margin"] != cfg.crop.margin:
-        raise ConfigError(f"{cfg.bundle}: crops of size {packed['size']} with margin {packed['margin']}, "
+    packed = bundle.crop
+    if packed.size != cfg.crop.size or packed.margin != cfg.crop.margin:
+        raise ConfigError(f"{cfg.bundle}: crops of size {packed.size} with margin {packed.margin}, "
                           f"the recipe wants size {cfg.crop.size} with margin {cfg.crop.margin}; "
                           "pack the bundle from this recipe")
     if bundle.recipe_hash != json_digest(data_recipe(cfg)):
@@ -388,7 +375,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
         logger.info("resumed from %s at step %d", ckpt, state.step)
     elif cfg.init_from is not None:
         _, tensors = load_weights(Path(cfg.init_from))
-        load_part(trainer.model, tensors, "autoencoder.", cfg.init_from)
+        load_part(trainer.model, tensors, AUTOENCODER, cfg.init_from)
         logger.info("weights initialised from %s", cfg.init_from)
     n = len(dataset)
     fixed = load_batch(dataset, torch.arange(min(8, n)), torch.zeros(min(8, n), dtype=torch.bool))
@@ -454,7 +441,7 @@ def train(cfg: Stage1Config, out: Path, *, resume: bool = False, cache_dir: Path
     if rank == 0:
         save_model_folder(final, trainer.model_config({**meta, "trained_steps": state.step,
                                                        "train_seconds": round(state.elapsed), **agree}),
-                          prefixed(trainer.model, "autoencoder."))
+                          prefixed(trainer.model, AUTOENCODER))
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return final

@@ -39,10 +39,19 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..checkpoint import load_model_folder, load_part, prefixed, save_model_folder
 from ..config import HeadsConfig, ModelConfig
 from ..digests import array_digest, json_digest, tensors_digest
 from ..errors import ConfigError, DataError, LatentFaceError, WeightsError
+from ..model_folder import (
+    AUTOENCODER,
+    RDM_SHAPE,
+    RDM_TEXTURE,
+    load_model_folder,
+    load_part,
+    prefixed,
+    save_model_folder,
+    with_prefix,
+)
 from ._cli import error_exit
 from .groups import (
     GroupedImages,
@@ -110,12 +119,12 @@ def load_stage1_folder(folder: str | Path) -> tuple[ModelConfig, dict[str, Tenso
     """A stage-1 model folder -> (its config, its ``autoencoder.*`` tensors with the prefix kept).
 
     The checksum recorded in ``config.json`` is verified
-    (:func:`latentface_sdk.checkpoint.load_model_folder`).
+    (:func:`latentface_sdk.model_folder.load_model_folder`).
     """
     mcfg, state = load_model_folder(folder)
-    ae = {k: v for k, v in state.items() if k.startswith("autoencoder.")}
+    ae = with_prefix(state, AUTOENCODER)
     if not ae:
-        raise WeightsError(f"{folder}: the weights hold no 'autoencoder.*' tensors (not a stage-1 model)")
+        raise WeightsError(f"{folder}: the weights hold no '{AUTOENCODER}*' tensors (not a stage-1 model)")
     return mcfg, ae
 
 
@@ -126,7 +135,7 @@ def build_autoencoder(mcfg: ModelConfig, tensors: dict[str, Tensor], *,
     from ..models.autoencoder import LatentAutoencoder
 
     model = LatentAutoencoder(mcfg.autoencoder)
-    load_part(model, tensors, "autoencoder.", source)
+    load_part(model, tensors, AUTOENCODER, source)
     return model.eval()
 
 
@@ -140,12 +149,12 @@ def write_model_folder(
     """Write ``config.json`` + ``model.safetensors`` (stage-1 tensors and both RDMs) to ``out_dir``.
 
     The config is the stage-1 config with the trained ``rdm`` section, no answer heads, and
-    ``metadata["stage2"]`` set to ``metadata``; :func:`latentface_sdk.checkpoint.save_model_folder` fills
+    ``metadata["stage2"]`` set to ``metadata``; :func:`latentface_sdk.model_folder.save_model_folder` fills
     in the checksum. Returns the folder.
     """
     tensors = dict(autoencoder_tensors)
-    tensors.update(prefixed(pair.rdm_texture, "rdm_texture."))
-    tensors.update(prefixed(pair.rdm_shape, "rdm_shape."))
+    tensors.update(prefixed(pair.rdm_texture, RDM_TEXTURE))
+    tensors.update(prefixed(pair.rdm_shape, RDM_SHAPE))
     mcfg = dataclasses.replace(
         stage1_config,
         rdm=pair.rdm_texture.config,

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from latentface_sdk.config import CONFIG_NAME, WEIGHTS_NAME
 from latentface_sdk.encoder import FaceEncoder
 from latentface_sdk.errors import (
     ImageTooLargeError,
@@ -33,6 +32,7 @@ from latentface_sdk.errors import (
     WeightsError,
 )
 from latentface_sdk.images import to_rgb
+from latentface_sdk.model_folder import CONFIG_NAME, WEIGHTS_NAME
 from latentface_sdk.results import Encoding
 
 from ._budget import examples

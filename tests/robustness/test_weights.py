@@ -21,9 +21,15 @@ import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from latentface_sdk.checkpoint import load_model_folder, load_part, prefixed, save_model_folder
-from latentface_sdk.config import CONFIG_NAME, WEIGHTS_NAME, AutoencoderConfig, ModelConfig
+from latentface_sdk.config import CONFIG_NAME, AutoencoderConfig, ModelConfig
 from latentface_sdk.errors import ChecksumError, ConfigError, LatentFaceError, WeightsError
+from latentface_sdk.model_folder import (
+    WEIGHTS_NAME,
+    load_model_folder,
+    load_part,
+    prefixed,
+    save_model_folder,
+)
 from latentface_sdk.models.autoencoder import LatentAutoencoder
 
 from ._budget import examples

@@ -100,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Encode the verify identities, generate ``Z_id`` and measure both; returns the results."""
-    from latentface_sdk.checkpoint import load_model_folder, load_part
     from latentface_sdk.cropset import prepare_crops
     from latentface_sdk.devices import resolve_device
+    from latentface_sdk.model_folder import RDM_SHAPE, RDM_TEXTURE, load_model_folder, load_part
     from latentface_sdk.train.groups import celeba_identity_groups
     from latentface_sdk.train.stage2 import RDMPair, build_autoencoder, encode_latents
 
@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mcfg, state = load_model_folder(args.model)
     ae = build_autoencoder(mcfg, state, source=str(args.model))
     pair = RDMPair(mcfg.rdm)
-    load_part(pair.rdm_texture, state, "rdm_texture.", str(args.model))
-    load_part(pair.rdm_shape, state, "rdm_shape.", str(args.model))
+    load_part(pair.rdm_texture, state, RDM_TEXTURE, str(args.model))
+    load_part(pair.rdm_shape, state, RDM_SHAPE, str(args.model))
     pair.to(device).eval()
 
     # Evaluation only: the verify split is read on purpose here, and never trained on.

@@ -50,10 +50,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bench  # noqa: E402
 
-from latentface_sdk.checkpoint import load_model_folder, save_model_folder  # noqa: E402
 from latentface_sdk.cropset import prepare_crops  # noqa: E402
 from latentface_sdk.digests import parts_digest  # noqa: E402
 from latentface_sdk.hub import resolve  # noqa: E402
+from latentface_sdk.model_folder import (  # noqa: E402
+    AUTOENCODER,
+    load_model_folder,
+    prefixed,
+    save_model_folder,
+    split_state,
+    with_prefix,
+)
 from latentface_sdk.models.autoencoder import LatentAutoencoder  # noqa: E402
 from latentface_sdk.train.data import CropDataset, resolve_sources  # noqa: E402
 from latentface_sdk.train.recipes import Stage1Config  # noqa: E402
@@ -124,11 +131,10 @@ def widened(model: Path, width: int, out: Path) -> Path:
         return out
     config, tensors = load_model_folder(model)
     auto = LatentAutoencoder(config.autoencoder)
-    auto.load_state_dict({k.removeprefix("autoencoder."): v.float() for k, v in tensors.items()
-                          if k.startswith("autoencoder.")})
+    auto.load_state_dict({k: v.float() for k, v in split_state(tensors, AUTOENCODER).items()})
     wide = widen_encoders(auto, width)
-    state = {k: v.float() for k, v in tensors.items() if not k.startswith("autoencoder.")}
-    state.update({f"autoencoder.{k}": v for k, v in wide.state_dict().items()})
+    state = {k: v.float() for k, v in tensors.items() if not k.startswith(AUTOENCODER)}
+    state.update(prefixed(wide, AUTOENCODER))
     save_model_folder(out, dataclasses.replace(config, autoencoder=wide.cfg), state)
     return out
 
@@ -141,8 +147,8 @@ def encoder_folder(arm_model: Path, out: Path) -> Path:
     config, tensors = load_model_folder(resolve(None))
     arm_config, arm = load_model_folder(arm_model)
     config = dataclasses.replace(config, autoencoder=arm_config.autoencoder)
-    merged = {k: v.float() for k, v in tensors.items() if not k.startswith("autoencoder.")}
-    merged.update({k: v.float() for k, v in arm.items() if k.startswith("autoencoder.")})
+    merged = {k: v.float() for k, v in tensors.items() if not k.startswith(AUTOENCODER)}
+    merged.update({k: v.float() for k, v in with_prefix(arm, AUTOENCODER).items()})
     save_model_folder(out, config, merged)
     return out
 
@@ -222,8 +228,7 @@ def encoder_ms(model: Path, batch: int = 64, repeats: int = 5) -> float:
     current torch threads): the cost a capacity lever adds to encode (and to frontalize, which runs them)."""
     config, tensors = load_model_folder(model)
     auto = LatentAutoencoder(config.autoencoder).eval()
-    auto.load_state_dict({k.removeprefix("autoencoder."): v.float() for k, v in tensors.items()
-                          if k.startswith("autoencoder.")})
+    auto.load_state_dict({k: v.float() for k, v in split_state(tensors, AUTOENCODER).items()})
     x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     times = []
     with torch.inference_mode():

@@ -38,16 +38,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from .._extras import install_hint
-from ..detection import crop_face, select_faces, square_box
+from ..detection import crop_face
 from ..errors import NoFaceError
 from ..gltf import vertex_normals, write_glb
 from ..images import ImageInput, to_rgb
-from ..mesh import FaceMesh, face_mesh
-from ..models.autoencoder import Latents
-from ..operations import RenderedViews, render_views
-from ..photo_views import mesh_maps
-from ..pipeline import CropBatch
-from ..render.photo_texture import render_texture
+from ..mesh import FaceMesh
+from ..results import Encoding
 
 if TYPE_CHECKING:
     import gradio
@@ -127,55 +123,39 @@ def _depth_image(depth: torch.Tensor, scale: int) -> Image.Image:
 def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoResult:
     """Find the largest face of ``photo`` and show what the model makes of it.
 
+    One pass of the encoder's pipeline finds and encodes the faces (:meth:`FaceEncoder.encode
+    <latentface_sdk.FaceEncoder.encode>`, ``faces="all"``: the largest first); every view, map and the mesh
+    are then drawn from the largest face's latents (:meth:`~latentface_sdk.FaceEncoder.render_from_latents`,
+    :meth:`~latentface_sdk.FaceEncoder.mesh_from_latents`), not re-encoded per view.
+
     Raises :class:`~latentface_sdk.errors.InvalidImageError` for an unreadable input and
-    :class:`~latentface_sdk.errors.NoFaceError` when MTCNN finds no face.
+    :class:`~latentface_sdk.errors.NoFaceError` when MTCNN finds no face (the encoder's own errors).
     """
     rgb = to_rgb(photo)
-    boxes = encoder.detector.detect(rgb)
-    chosen = select_faces(boxes, "largest")
-    if not chosen:
-        raise NoFaceError(f"no face found in the photo: try one where a face is at least "
-                          f"{encoder.config.crop.min_face_size} pixels wide, seen from the front or the side")
-    face = chosen[0]
-    crop = crop_face(rgb, face.box, encoder.config.crop)
+    every = encoder.encode(rgb, faces="all")  # the largest face first
+    good = [i for i in range(len(every)) if bool(every.ok[i])]
+    if not good:  # only degenerate boxes
+        raise NoFaceError(str(every.errors[0]))
+    first = good[0]
+    rows: dict[str, Any] = {k: v[first:first + 1] for k, v in vars(every).items()}  # every field is per row
+    enc = Encoding(**rows)
+    box = tuple(float(v) for v in enc.boxes[0])
+    crop = crop_face(rgb, box, encoder.config.crop)
     found = Image.fromarray(rgb)
     draw = ImageDraw.Draw(found)
     width = max(2, round(max(found.size) / 300))
-    for b in boxes:
-        draw.rectangle(b.box, outline=(0, 220, 0) if b is face else (160, 160, 160), width=width)
-    # One encoding of the crop; every view is rendered from its latents (not re-encoded per view).
-    enc = encoder.encode(crop, detect=False)
+    for i in sorted(range(len(every)), key=lambda i: i == first):  # the chosen face's green box on top
+        draw.rectangle(tuple(float(v) for v in every.boxes[i]),
+                       outline=(0, 220, 0) if i == first else (160, 160, 160), width=width)
     yaw, pitch, roll = (float(v) for v in enc.pose[0, 3:])
-    codes = Latents(*(getattr(enc, f).to(encoder.device, encoder.dtype)
-                      for f in ("texture", "shape", "pose", "light")))
-
-    def view(angles: tuple[float, float, float], maps: bool = False) -> RenderedViews:
-        with torch.inference_mode():
-            return render_views(encoder.autoencoder, encoder.renderer, codes, angles=angles, light=None,
-                                maps=maps, backend=encoder.render_backend)
-
-    front = view((0.0, 0.0, 0.0), maps=True)
-    posed = view((yaw, pitch, roll))
-    # the photo texture (as FaceEncoder.mesh makes it, from the photo at the texture's resolution), drawn
-    # frontally and along the sweep at the page's size
-    square = np.asarray([square_box(face.box, encoder.config.crop.margin)], dtype=np.float64)
-    batch = CropBatch(rows=[], crop_rows=[0], crops=np.asarray(crop)[None], latents=codes, squares=square,
-                      sources=[rgb])
-    r = encoder.renderer
-    with torch.inference_mode():
-        maps = mesh_maps(encoder.autoencoder, r, batch, texture="photo", backend=encoder.render_backend)
-        texture = maps.texture
-        assert texture is not None
-
-        def photo_view(y: float) -> torch.Tensor:
-            pose = maps.depth.new_tensor([[0.0, 0.0, 0.0, y, 0.0, 0.0]])
-            image, _ = render_texture(texture, maps.depth, pose, focal=r.focal,
-                                      centre_depth=r.centre_depth, fov_deg=r.fov_deg, size=64 * scale,
-                                      backend=encoder.render_backend)
-            return image[0].clamp(0.0, 1.0)
-
-        frontal = photo_view(0.0)
-        views = [photo_view(float(y)) for y in SWEEP_YAWS]
+    front = encoder.render_from_latents(enc, texture="albedo", maps=True, return_tensors=True)
+    posed = encoder.render_from_latents(enc, yaw=yaw, pitch=pitch, roll=roll, texture="albedo",
+                                        return_tensors=True)
+    # the frontal view and the sweep textured from the photo, at the page's size
+    views = [encoder.render_from_latents(enc, yaw=float(y), texture="photo", photos=rgb, size=64 * scale,
+                                         return_tensors=True).tensor[0] for y in SWEEP_YAWS]
+    frontal = views[SWEEP_YAWS.index(0)]
+    mesh = encoder.mesh_from_latents(enc, texture="photo", photos=rgb).meshes[0]
     assert front.albedo is not None and front.depth is not None and front.shading is not None
     light = [float(v) for v in enc.light[0]]
     latents = {
@@ -187,13 +167,13 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
                     "first": [round(float(v), 3) for v in enc.texture[0, :8]]},
         "shape": {"norm": round(float(enc.shape[0].norm()), 3),
                   "first": [round(float(v), 3) for v in enc.shape[0, :8]]},
-        "box": [round(float(v), 1) for v in face.box],
-        "detection_score": round(float(face.score), 4),
+        "box": [round(v, 1) for v in box],
+        "detection_score": round(float(enc.scores[0]), 4),
     }
     return DemoResult(
         found=found,
         crop=_image(torch.from_numpy(np.array(crop)).permute(2, 0, 1).float() / 255, scale),
-        reconstruction=_image(posed.image[0], scale),
+        reconstruction=_image(posed.tensor[0], scale),
         albedo=_image(front.albedo[0], scale),
         depth=_depth_image(front.depth[0], scale),
         shading=_image(front.shading[0, 0] / front.shading[0, 0].nan_to_num(0.0).max().clamp(min=1e-6),
@@ -201,10 +181,9 @@ def analyse(encoder: FaceEncoder, photo: ImageInput, *, scale: int = 4) -> DemoR
         frontal=_image(frontal, 1),
         sweep=_image(torch.cat(views, dim=2), 1),
         latents=latents,
-        faces=len(boxes),
+        faces=len(every),
         expressions=_expressions(encoder, crop),
-        mesh=face_mesh(maps.depth[0], maps.albedo[0], focal=r.focal, centre_depth=r.centre_depth,
-                       texture=texture[0]),
+        mesh=mesh,
     )
 
 

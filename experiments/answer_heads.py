@@ -76,8 +76,9 @@ def fit_lda(z: np.ndarray, ids: np.ndarray, k_pca: int, k_out: int, shrink: floa
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load() -> dict[str, np.ndarray]:
-    with np.load(RUN / "features.npz") as f:
+def load(name: str = "features") -> dict[str, np.ndarray]:
+    """The arrays of ``runs/identity/<name>.npz``."""
+    with np.load(RUN / f"{name}.npz") as f:
         return {k: f[k] for k in f.files}
 
 
@@ -110,6 +111,16 @@ def validation_split(ids: np.ndarray, fit: np.ndarray) -> tuple[np.ndarray, np.n
     val_rows = np.flatnonzero(is_val)
     va, vb, vl = train_pairs(ids[val_rows], 3000, seed=1)
     return fit & ~is_val, is_val, (val_rows[va], val_rows[vb], vl)
+
+
+def fit_and_verify(d: dict[str, np.ndarray]) -> tuple[
+        np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The identities, the held-out verify pairs (:func:`verify_index`) and the split of the training rows
+    (celeba10k ``train`` and celeba_ids_wild) into fit and validation (:func:`validation_split`)."""
+    ids = d["identity"]
+    fit = (d["split"] == "train") | (d["split"] == "wild")
+    return ids, verify_index(d), validation_split(ids, fit)
 
 
 def train_pairs(ids: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,17 +294,9 @@ def levers(args: argparse.Namespace) -> None:
     change at inference: more training identities (imfdb, taiwan, london, orl), mirrored crops as more
     faces of the same identity while fitting, more shrinkage, fewer output dimensions. Chosen on the
     validation identities; verify pairs and the shared photos reported."""
-    d = load()
-    with np.load(RUN / "features_extra.npz") as f:
-        ex = {k: f[k] for k in f.files}
-    with np.load(RUN / "features_flip.npz") as f:
-        fl = {k: f[k] for k in f.files}
-    with np.load(RUN / "features_extra_flip.npz") as f:
-        exfl = {k: f[k] for k in f.files}
-    ids = d["identity"]
-    fit = (d["split"] == "train") | (d["split"] == "wild")
-    a, b, labels, folds = verify_index(d)
-    is_fit, is_val, (va, vb, vl) = validation_split(ids, fit)
+    names = ("features", "features_extra", "features_flip", "features_extra_flip")
+    d, ex, fl, exfl = (load(n) for n in names)
+    ids, (a, b, labels, folds), (is_fit, is_val, (va, vb, vl)) = fit_and_verify(d)
     src = "identity"
     x, xf, xe, xef = (inputs(t, src) for t in (d, fl, ex, exfl))
     px, who = photo_features(src)
@@ -331,13 +334,9 @@ def final(args: argparse.Namespace) -> None:
     faces of each identity while fitting: validation 79.5 against 79.1, no change at inference). The
     threshold: best accuracy on the validation pairs with a head fitted without those identities; then the
     head refitted on every training identity."""
-    d = load()
-    with np.load(RUN / "features_flip.npz") as f:
-        fl = {k: f[k] for k in f.files}
-    ids = d["identity"]
-    fit = (d["split"] == "train") | (d["split"] == "wild")
-    a, b, labels, folds = verify_index(d)
-    is_fit, is_val, (va, vb, vl) = validation_split(ids, fit)
+    d, fl = load(), load("features_flip")
+    ids, (a, b, labels, folds), (is_fit, is_val, (va, vb, vl)) = fit_and_verify(d)
+    fit = is_fit | is_val
     src, k_pca, k_out, shrink = "identity", 384, 192, 0.1
     x, xf = inputs(d, src), inputs(fl, src)
 
@@ -513,10 +512,7 @@ def install(args: argparse.Namespace) -> None:
 
     folder = Path(args.model) if args.model else ROOT / "weights" / "latentface-cpu-small"
     enc = FaceEncoder.from_pretrained(folder, device="cpu")
-    with np.load(RUN / "identity_head.npz") as f:
-        ih = {k: f[k] for k in f.files}
-    with np.load(RUN / "expression_head.npz") as f:
-        eh = {k: f[k] for k in f.files}
+    ih, eh = load("identity_head"), load("expression_head")
     grid = json.loads((RUN / "identity_grid.json").read_text())
     cfg = enc.config
     cfg.heads = HeadsConfig(

@@ -34,6 +34,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -71,33 +72,29 @@ def fit(img: np.ndarray, w: int = W, h: int = H) -> np.ndarray:
     return np.asarray(im)[y:y + h, x:x + w]
 
 
-def codec(frames: list[np.ndarray], fps: int = 30) -> list[np.ndarray]:
-    """The frames after an MPEG-4 round trip at 800 kb/s (codec noise and blocking, as in real files)."""
+def _mux(target: Any, frames: list[np.ndarray], fps: int, **open_kw: Any) -> None:
+    """Write ``frames`` as MPEG-4 at 800 kb/s into ``target`` (a path or a buffer)."""
     av = av_module()
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
+    with av.open(target, "w", **open_kw) as out:
         s = out.add_stream("mpeg4", rate=fps)
         s.width, s.height, s.pix_fmt, s.bit_rate = frames[0].shape[1], frames[0].shape[0], "yuv420p", 800_000
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
+        packets = [p for f in frames for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f),
+                                                                                   format="rgb24"))]
+        for p in [*packets, *s.encode()]:
             out.mux(p)
+
+
+def codec(frames: list[np.ndarray], fps: int = 30) -> list[np.ndarray]:
+    """The frames after an MPEG-4 round trip at 800 kb/s (codec noise and blocking, as in real files)."""
+    buf = io.BytesIO()
+    _mux(buf, frames, fps, format="mp4")
     buf.seek(0)
-    with av.open(buf) as c:
+    with av_module().open(buf) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
-    av = av_module()
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("mpeg4", rate=fps)
-        s.width, s.height, s.pix_fmt, s.bit_rate = frames[0].shape[1], frames[0].shape[0], "yuv420p", 800_000
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    _mux(str(path), frames, fps)
     return path
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "is_model_folder",
     "load_model_folder",
     "load_part",
+    "model_id",
     "pickled_files",
     "prefixed",
     "recorded_checksum",
@@ -190,6 +191,14 @@ def recorded_checksum(folder: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
+
+
+def model_id(config: ModelConfig, folder: str | os.PathLike[str] | None = None) -> str:
+    """``NAME@SHA256``: a model's name and its weights' digest (the checksum its config records, else the
+    digest of ``folder``'s weights file; the name alone for a model that was never saved), as
+    ``latentface encode`` and the Ray integration record it in their ``model`` column."""
+    digest = config.checksum or (file_digest(Path(folder) / WEIGHTS_NAME) if folder is not None else None)
+    return f"{config.name}@{digest}" if digest else config.name
 
 
 def save_model_folder(folder: str | os.PathLike[str], config: ModelConfig,

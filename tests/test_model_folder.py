@@ -152,6 +152,15 @@ def test_folder_checks_name_the_missing_file(tmp_path: Path) -> None:
         check_model_folder(tmp_path)
 
 
+def test_model_id_names_the_weights(tmp_path: Path) -> None:
+    cfg = tiny_config("ckpt-test")
+    assert model_folder.model_id(cfg) == "ckpt-test"  # never saved: the name alone
+    folder = save_model_folder(tmp_path / "m", cfg, _state())
+    assert model_folder.model_id(cfg) == f"ckpt-test@{file_digest(folder / WEIGHTS_NAME)}"
+    cfg.checksum = None  # unrecorded: the weights file's digest
+    assert model_folder.model_id(cfg, folder) == f"ckpt-test@{file_digest(folder / WEIGHTS_NAME)}"
+
+
 def test_bundled_weights_load_unchanged() -> None:
     """The shipped folders still load with the checksums they were shipped with, every key under a
     known prefix (the file format is unchanged)."""

@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -87,13 +86,10 @@ def _renamed(error: str, old: str, new: str) -> str:
 
 def model_id_of(config: ModelConfig, folder: str | os.PathLike[str] | None = None) -> str:
     """``NAME@SHA256``: the model's name and its weights' digest, as ``latentface encode`` records it in
-    ``model`` (the checksum of ``config.json``, else the digest of ``folder``'s weights file; only the
-    name for a model that was never saved)."""
-    from ..digests import file_digest
-    from ..model_folder import WEIGHTS_NAME
+    ``model`` (:func:`latentface_sdk.model_folder.model_id`)."""
+    from ..model_folder import model_id
 
-    digest = config.checksum or (file_digest(Path(folder) / WEIGHTS_NAME) if folder is not None else None)
-    return f"{config.name}@{digest}" if digest else config.name
+    return model_id(config, folder)
 
 
 def _input_key(path: str, root: str | None = None) -> str:

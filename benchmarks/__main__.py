@@ -4,7 +4,7 @@
     python -m benchmarks run --all --threads 2        # the speed suite behind docs/benchmarks.md
     python -m benchmarks run encode_speed onnx_speed  # some benchmarks, by name
     python -m benchmarks run --all --quick            # tiny sizes into runs/benchmarks-quick/
-    python -m benchmarks report [--check]             # docs/benchmarks.md from the results files
+    python -m benchmarks report [--check]             # docs/benchmarks.md, results.md, training.md
 
 ``run`` starts each script in its own process with the options it has (``--threads``, ``--repeats``,
 ``--quick``, ``--data``, ``--model``, ``--json`` into the results folder; ``--extra="..."`` passes more to
@@ -105,11 +105,12 @@ def commands(b: registry.Benchmark, args: argparse.Namespace, out: Path) -> list
         i = fixed.index("--model")
         del fixed[i:i + 2]
     extra = shlex.split(args.extra) if args.extra else []
-    return [["python", f"benchmarks/{b.script}", *stage, *fixed, *opts, *extra] for stage in b.stages]
+    return [["python", b.where, *stage, *fixed, *opts, *extra] for stage in b.stages]
 
 
 def call(cmd: list[str], env: dict[str, str]) -> int:
-    """Run one ``python benchmarks/...`` command with this interpreter, from the repository root."""
+    """Run one ``python benchmarks/...`` (or ``experiments/...``) command with this interpreter, from the
+    repository root."""
     return subprocess.run([sys.executable, *cmd[1:]], env=env, cwd=registry.REPO_ROOT).returncode
 
 
@@ -124,7 +125,7 @@ def _selected(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
     chosen = list({b.name: b for b in chosen}.values())
     for b in chosen:
         if b.kind == "tool":
-            parser.error(f"{b.name} is a tool, not a benchmark: run `python benchmarks/{b.script}` yourself")
+            parser.error(f"{b.name} is a tool, not a benchmark: run `python {b.where}` yourself")
         if args.quick and "quick" not in b.options:
             parser.error(f"{b.name} has no --quick (a full run takes about {b.minutes:.0f} min): run it "
                          "without --quick")
@@ -142,10 +143,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[st
     if not args.all and seconds_file.is_file():  # a partial run keeps the other families' times
         seconds = json.loads(seconds_file.read_text(encoding="utf-8"))
     env = dict(os.environ)
-    print(f"== {len(chosen)} benchmark(s), about {sum(b.minutes for b in chosen):.0f} min; results in "
-          f"{_rel(out)}", flush=True)
+    where = _rel(out) + ("" if args.out or args.quick or all(b.kind != "experiment" for b in chosen)
+                         else f" (experiments: {registry.EXPERIMENT_RESULTS})")
+    minutes = sum(b.minutes for b in chosen)
+    print(f"== {len(chosen)} benchmark(s), about {minutes:.0f} min; results in {where}", flush=True)
     for b in chosen:
-        cmds = commands(b, args, out)
+        # by default each entry writes where its results live (an experiment's in experiments/results)
+        b_out = (registry.REPO_ROOT / Path(b.results[0]).parent
+                 if b.results and not (args.out or args.quick) else out)
+        cmds = commands(b, args, b_out)
         script_command = " && ".join(shlex.join(c) for c in cmds)
         print(f"== {b.name}: {script_command}", flush=True)
         if args.dry_run:
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[st
         run_env = {**env, **b.env}
         if args.threads is not None:
             run_env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-        out.mkdir(parents=True, exist_ok=True)
+        b_out.mkdir(parents=True, exist_ok=True)
         t0_wall, t0 = time.time(), time.perf_counter()
         for cmd in cmds:
             code = call(cmd, run_env)
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[st
                 return code
         took = time.perf_counter() - t0
         if b.results and "json" in b.options:
-            written = out / Path(b.results[0]).name
+            written = b_out / Path(b.results[0]).name
             if written.is_file() and written.stat().st_mtime >= t0_wall - 1:
                 stamp(written, suite_command, script_command, took)
         if b.in_all:
@@ -170,42 +176,54 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[st
             seconds_file.write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
     if args.dry_run or args.no_report:
         return 0
-    doc = report.DOC if out.resolve() == report.RESULTS_DIR.resolve() else out / "benchmarks.md"
-    try:
-        report.write(doc, out)
-    except report.TemplateError as e:
-        print(f"no report: {e}", file=sys.stderr)
-        return 1 if doc == report.DOC else 0
-    print(f"wrote {_rel(doc)}")
+    default = out.resolve() == report.RESULTS_DIR.resolve()
+    pages = report.PAGES if default else ("benchmarks",)
+    for page in pages:
+        doc = report.doc_of(page) if default else out / f"{page}.md"
+        try:
+            report.write(doc, out, page)
+        except report.TemplateError as e:
+            print(f"no {page} page: {e}", file=sys.stderr)
+            if default:
+                return 1
+            continue
+        print(f"wrote {_rel(doc)}")
     return 0
 
 
 def do_report(args: argparse.Namespace) -> int:
     results = args.results
     default = results.resolve() == report.RESULTS_DIR.resolve()
-    doc = args.out or (report.DOC if default else results / "benchmarks.md")
-    try:
-        text = report.render(results=results)
-    except report.TemplateError as e:
-        print(f"no report: {e}", file=sys.stderr)
-        return 1
-    if args.check:
-        old = doc.read_text(encoding="utf-8") if doc.is_file() else ""
-        if old != text:
-            import difflib
-
-            diff = difflib.unified_diff(old.splitlines(), text.splitlines(), _rel(doc), "rendered",
-                                        lineterm="", n=1)
-            print("\n".join(list(diff)[:60]))
-            print(f"{_rel(doc)} differs from what the template and the results make: "
-                  "run `python -m benchmarks report`", file=sys.stderr)
+    pages = [args.page] if args.page else (list(report.PAGES) if default else ["benchmarks"])
+    if args.out and len(pages) != 1:
+        print("--out names one page: add --page", file=sys.stderr)
+        return 2
+    status = 0
+    for page in pages:
+        doc = args.out or (report.doc_of(page) if default else results / f"{page}.md")
+        try:
+            text = report.render(results=results, page=page)
+        except report.TemplateError as e:
+            print(f"no {page} page: {e}", file=sys.stderr)
             return 1
-        print(f"{_rel(doc)} is up to date")
-        return 0
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text, encoding="utf-8")
-    print(f"wrote {_rel(doc)}")
-    return 0
+        if args.check:
+            old = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+            if old != text:
+                import difflib
+
+                diff = difflib.unified_diff(old.splitlines(), text.splitlines(), _rel(doc), "rendered",
+                                            lineterm="", n=1)
+                print("\n".join(list(diff)[:60]))
+                print(f"{_rel(doc)} differs from what the template and the results make: "
+                      "run `python -m benchmarks report`", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{_rel(doc)} is up to date")
+            continue
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text, encoding="utf-8")
+        print(f"wrote {_rel(doc)}")
+    return status
 
 
 def parser() -> argparse.ArgumentParser:
@@ -231,12 +249,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
     r.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     g = sub.add_parser("report",
-                       help="docs/benchmarks.md from benchmarks/templates/benchmarks.md and the results")
+                       help="docs/benchmarks.md, results.md and training.md from benchmarks/templates/ "
+                       "and the results")
+    g.add_argument("--page", choices=report.PAGES, help="one page only (default: all)")
     g.add_argument("--results", type=Path, default=report.RESULTS_DIR,
                    help="results folder (default benchmarks/results)")
     g.add_argument("--out", type=Path,
-                   help="the page to write (default docs/benchmarks.md; for another results "
-                   "folder, RESULTS/benchmarks.md)")
+                   help="the page to write, with --page (default docs/PAGE.md; for another results "
+                   "folder, RESULTS/PAGE.md)")
     g.add_argument("--check", action="store_true", help="write nothing; exit 1 when the page differs")
     return p
 

@@ -1,8 +1,10 @@
-"""Render ``docs/benchmarks.md`` from its Markdown template and the results JSON files.
+"""Render the generated pages of ``docs/`` from their Markdown templates and the results JSON files.
 
-The prose lives in ``benchmarks/templates/benchmarks.md``; every number comes from
-``benchmarks/results/<name>.json`` through a placeholder. Placeholders (``{{ ... }}``, inline or alone on
-a line):
+``docs/benchmarks.md`` (speed), ``docs/results.md`` (how good the shipped model is) and
+``docs/training.md`` (how to retrain it, and the research that chose the recipe): the prose lives in
+``benchmarks/templates/<page>.md``; every number comes from ``benchmarks/results/<name>.json`` (or,
+for an experiment, ``experiments/results/<name>.json``) through a placeholder. Placeholders
+(``{{ ... }}``, inline or alone on a line):
 
 ``{{ value:PATH | FILTER | ... }}``
     one value of a results file. ``PATH`` starts with the file's name without ``.json`` and goes on with
@@ -38,9 +40,32 @@ from typing import Any
 
 from . import registry
 
-TEMPLATE = registry.HERE / "templates" / "benchmarks.md"
-RESULTS_DIR = registry.REPO_ROOT / "benchmarks" / "results"
+TEMPLATES = registry.HERE / "templates"
+RESULTS_DIR = registry.REPO_ROOT / registry.RESULTS
+#: The experiments' results: read after the results folder named (the suite never rewrites them).
+EXPERIMENTS_DIR = registry.REPO_ROOT / registry.EXPERIMENT_RESULTS
+#: The generated pages: ``docs/<name>.md`` from ``benchmarks/templates/<name>.md`` (but for
+#: :data:`ELSEWHERE`).
+PAGES = ("benchmarks", "results", "training", "experiments", "card")
+#: The generated pages that do not live in ``docs/``: the experiments' README and the bundled model's card.
+ELSEWHERE = {"experiments": "experiments/README.md", "card": "weights/latentface-cpu-small/README.md"}
+TEMPLATE = TEMPLATES / "benchmarks.md"
 DOC = registry.REPO_ROOT / "docs" / "benchmarks.md"
+
+
+def template_of(page: str) -> Path:
+    """The template of a generated page (``results`` -> ``benchmarks/templates/results.md``)."""
+    if page not in PAGES:
+        raise TemplateError(f"no page {page!r}; there are: {', '.join(PAGES)}")
+    return TEMPLATES / f"{page}.md"
+
+
+def doc_of(page: str) -> Path:
+    """Where a generated page is written (``results`` -> ``docs/results.md``)."""
+    template_of(page)
+    if page in ELSEWHERE:
+        return registry.REPO_ROOT / ELSEWHERE[page]
+    return registry.REPO_ROOT / "docs" / f"{page}.md"
 #: The families of the suite run that sections 1-5 report (their machine facts head the page).
 CORE = ("encode", "latent_ops", "pipeline", "train", "memory")
 
@@ -73,14 +98,18 @@ def _show(path: Path) -> str:
 
 
 class Results:
-    """The results files of one folder, read when first named."""
+    """The results files of one folder (then of ``also``: the experiments' folder), read when first
+    named."""
 
-    def __init__(self, folder: Path = RESULTS_DIR) -> None:
+    def __init__(self, folder: Path = RESULTS_DIR, also: Path | None = EXPERIMENTS_DIR) -> None:
         self.folder = Path(folder)
+        self.folders = [self.folder] + ([Path(also)] if also is not None else [])
         self._cache: dict[str, Any] = {}
 
     def path(self, stem: str) -> Path:
-        return self.folder / f"{stem}.json"
+        """The file of ``stem``: the first folder's, else the first that has it."""
+        found = (f / f"{stem}.json" for f in self.folders)
+        return next((p for p in found if p.is_file()), self.folder / f"{stem}.json")
 
     def has(self, stem: str) -> bool:
         return stem in self._cache or self.path(stem).is_file()
@@ -408,11 +437,218 @@ def t_registry(R: Results) -> str:
     return registry.table()
 
 
+# ---------------------------------------------------- docs/results.md and docs/training.md (quality)
+
+
+def _cell(value: Any, spec: str = ".2f", sem: Any = None) -> str:
+    """A number as ``spec`` (`` ± sem`` beside it when given); nothing for a value not recorded."""
+    if value is None:
+        return ""
+    text = format(value, spec)
+    return f"{text} ± {sem:.2f}" if sem is not None else text
+
+
+#: How the pages name each feature set of ``python -m latentface_sdk.eval`` (what it is, then the name).
+FEATURES = {
+    "raw": "grey pixels (`raw`)", "lbp": "LBP histograms (`lbp`)", "hog": "HOG (`hog`)",
+    "random-encoder": "an untrained encoder's `[Z_t, Z_s]` (`random-encoder`)",
+    "latentface": "`Z_exp = [Z_t, Z_s]` (`latentface`)", "latentface-id": "`Z_id` (`latentface-id`)",
+    "latentface-verify": "`[Z_id, Z_exp]`, `verification_features` (`latentface-verify`)",
+    "latentface-fer": "`[Δexp, Z_exp]` (`latentface-fer`)",
+    "latentface-expression": "`expression_features` (`latentface-expression`)",
+    "lbp-frontal": "LBP on the frontal view (`lbp-frontal`)",
+    "hog-frontal": "HOG on the frontal view (`hog-frontal`)",
+}
+
+
+def _feature(row: dict[str, Any]) -> str:
+    name = FEATURES.get(row["feature"], f"`{row['feature']}`")
+    return name + (" ¹" if row.get("weights") not in (None, "dc20075") else "")
+
+
+def t_identity(R: Results) -> str:
+    """What an app compares, on the held-out verify pairs: the embedding against LBP, the raw latents,
+    unsupervised whitening and the untrained model (answers.json, probes.json)."""
+    ident, probes = R.get("answers")["identity"], R.get("probes")
+    controls = probes.get("controls", {})
+    zid = next(r for r in probes["verify"]["rows"] if r["feature"] == "latentface-id")
+    rows = [["LBP histograms", _cell(ident["lbp_cosine"]["accuracy"], sem=ident["lbp_cosine"]["sem"]), ""],
+            ["`verification_features` `[Z_id, Z_exp]`, raw",
+             _cell(ident["verification_features_cosine"]["accuracy"],
+                   sem=ident["verification_features_cosine"]["sem"]),
+             _cell(ident["verification_features_probe"]["accuracy"],
+                   sem=ident["verification_features_probe"]["sem"])],
+            ["`Z_id`, raw", _cell(zid["cosine"], sem=zid["cosine_sem"]),
+             _cell(zid["probe"], sem=zid["probe_sem"])]]
+    white = controls.get("identity_unsupervised_whitening_cosine")
+    if white:
+        rows.append(["unsupervised: standardise + PCA whitening (128) of `Z_id` / `[Z_id, Z_exp]`",
+                     f"{white['latentface-id']:.1f} / {white['latentface-verify']:.1f}", ""])
+    if "identity_random_init_lda_cosine" in controls:
+        rows.append(["untrained model (random init, seed 0), `[Z_t, Z_s]` + the same LDA recipe",
+                     _cell(controls["identity_random_init_lda_cosine"]), ""])
+    emb = ident["embedding_cosine"]
+    rows.append(["**`identity_embedding`**", f"**{_cell(emb['accuracy'], sem=emb['sem'])}**", ""])
+    return md_table(["features", "cosine accuracy (%)", "linear probe (%)"], "lrr", rows)
+
+
+def t_thresholds(R: Results) -> str:
+    """verify() at the model's threshold and stricter ones (answers.json)."""
+    ident = R.get("answers")["identity"]
+    rows = [ident["at_model_threshold"], *ident["other_thresholds"]]
+    return md_table(["cosine threshold", "accuracy (%)", "false accepts (%)", "false rejects (%)"], "rrrr",
+                    ([f"{r['threshold']:.4g}" + (" (the model's)" if i == 0 else ""), f"{r['accuracy']:.1f}",
+                      f"{r['false_accept_rate']:.1f}", f"{r['false_reject_rate']:.1f}"]
+                     for i, r in enumerate(rows)))
+
+
+def t_expressions(R: Results) -> str:
+    """expressions() on FER-2013 PublicTest and the Taiwan held-out performers, beside the controls."""
+    ex, probes = R.get("answers")["expression"], R.get("probes")
+    controls = probes.get("controls", {})
+    fer = {r["feature"]: r for r in probes["fer"]["rows"]}
+    pub, tw = ex["fer2013_publictest"], ex["taiwan_held_out"]
+    rows = [[f"FER-2013 PublicTest ({pub['n']:,} faces), `enc.expressions`", f"**{pub['accuracy']:.2f}**",
+             f"**{pub['macro_f1']:.2f}**"]]
+    if "expression_random_init_probe_accuracy" in controls:
+        rows.append(["the same probe on an untrained model's `expression_features` (random init)",
+                     f"{controls['expression_random_init_probe_accuracy']:.2f}",
+                     f"{controls['expression_random_init_probe_macro_f1']:.2f}"])
+    rows.append(["HOG / LBP, the same probe", f"{fer['hog']['accuracy']:.2f} / {fer['lbp']['accuracy']:.2f}",
+                 f"{fer['hog']['macro_f1']:.2f} / {fer['lbp']['macro_f1']:.2f}"])
+    rows.append([f"Taiwan corpus, five held-out performers ({tw['n']} colour studio photos), the FER head as "
+                 "shipped", f"{tw['accuracy']:.1f}", f"{tw['macro_f1']:.1f}"])
+    return md_table(["", "accuracy (%)", "macro-F1 (%)"], "lrr", rows)
+
+
+def t_probe_verify(R: Results) -> str:
+    """Every feature set on the verify pairs (probes.json)."""
+    return md_table(["features", "dim", "probe acc (%)", "cosine acc (%)", "probe AUC", "cosine AUC"],
+                    "lrrrrr",
+                    ([_feature(r), r["dim"], _cell(r["probe"], sem=r["probe_sem"]),
+                      _cell(r["cosine"], sem=r["cosine_sem"]), _cell(r["probe_auc"], ".3f"),
+                      _cell(r["cosine_auc"], ".3f")] for r in R.get("probes")["verify"]["rows"]))
+
+
+def t_probe_fer(R: Results, which: str = "fer") -> str:
+    """Every feature set on FER-2013 PublicTest (``fer``) or the Taiwan performers (``taiwan``)."""
+    return md_table(["features", "dim", "accuracy (%)", "macro-F1 (%)"], "lrrr",
+                    ([_feature(r), r["dim"], _cell(r["accuracy"]), _cell(r["macro_f1"])]
+                     for r in R.get("probes")[which]["rows"]))
+
+
+#: pose_check.py's measures as the pages name them, with their number format.
+POSE = (("yaw r against the landmark yaw estimate", "yaw_r", ".3f"),
+        ("roll r against the eye-line angle (photos as they are)", "roll_r", ".3f"),
+        ("yaw std (°)", "yaw_std_deg", ".2f"),
+        ("pitch std / roll std (°)", ("pitch_std_deg", "roll_std_deg"), ".2f"),
+        ("**rolled photos** (turned ±30° in their plane): roll r against the eye-line angle", "rolled_roll_r",
+         ".3f"),
+        ("... degrees of model roll per degree of turn", "rolled_roll_slope", ".2f"),
+        ("reconstruction: mean absolute error inside the mask", "recon_masked_l1", ".3f"),
+        ("frontal render: share of the frame the mask covers", "frontal_mask_cover", ".2f"),
+        ("light direction R², relit faces encoded again (azimuth / elevation)",
+         ("light_r2_azimuth", "light_r2_elevation"), ".2f"),
+        ("texture move under relighting / between two people", "texture_move_relit_over_between_people",
+         ".2f"),
+        ("keypoint pits, share of the face's relief", "keypoint_pit_over_relief", ".3f"),
+        ("turned faces (\\|yaw estimate\\| >= 0.2)", "turned_faces", ".0f"),
+        ("... MTCNN finds a face in the frontalized image", "frontal_detected", ".0%"),
+        ("... mean \\|yaw estimate\\| after / before frontalization", "frontal_yaw_ratio", ".2f"))
+
+
+def _pose_rows(sets: list[dict[str, Any]]) -> Iterable[list[str]]:
+    for label, key, spec in POSE:
+        keys = key if isinstance(key, tuple) else (key,)
+        yield [label, *(" / ".join(format(s[k], spec) for k in keys) for s in sets)]
+
+
+def t_pose(R: Results, stem: str = "pose_check") -> str:
+    """pose_check.py's measures on the held-out UTKFace rows and the CelebA verify sample."""
+    res = R.get(stem)["results"]
+    sets = [res["utkface-heldout"], res["celeba-verify"]]
+    head = [f"UTKFace held-out ({sets[0]['faces']:.0f} faces)",
+            f"CelebA verify ({sets[1]['faces']:.0f} faces)"]
+    return md_table(["measure", *head], "lrr", _pose_rows(sets))
+
+
+ARMS = (("yaw_r", ".2f"), ("roll_r", ".2f"), ("yaw_std_deg", ".2f"), ("recon_masked_l1", ".3f"),
+        ("light_r2", ".2f"), ("texture_move_relit_over_between_people", ".2f"), ("frontal_detected", ".2f"),
+        ("frontal_yaw_ratio", ".2f"))
+
+
+def t_arms(R: Results, *specs: str) -> str:
+    """Stage-1 arms scored by pose_check (cells: UTKFace held-out / CelebA verify). Each spec is
+    ``STEM:ARM`` (an arm of ``experiments/results/STEM.json``), ``STEM`` (a pose_check file) or ``STEM:*``
+    (every arm of the file, in its order)."""
+    rows = []
+    for spec in specs:
+        stem, _, arm = spec.partition(":")
+        data = R.get(stem)
+        arms = list(data["results"]) if arm == "*" else [arm] if arm else [None]
+        for a in arms:
+            res = data["results"] if a is None else data["results"][a]
+            label = f"{a}, {data['steps']} steps" if a is not None else "the shipped weights"
+            rows.append([label, *(f"{res['utkface-heldout'][k]:{f}} / {res['celeba-verify'][k]:{f}}"
+                                  for k, f in ARMS)])
+    return md_table(["arm", "yaw_r", "roll_r", "yaw_std (°)", "recon_l1", "light_r2", "tex_move", "front_det",
+                     "front_yaw"], "lrrrrrrrr", rows)
+
+
+def t_expression_levers(R: Results) -> str:
+    """The stage-1 expression screen (stage1_expression_levers.json)."""
+    def pair(v: list[float] | None, spec: str) -> str:
+        return " / ".join(format(x, spec) for x in v) if v else ""
+
+    return md_table(["arm", "FER `Z_exp`", "FER `expression_features` (macro-F1)", "verify `Z_exp`",
+                     "recon L1", "yaw r", "light elevation R²", "keypoint pits"], "lrrrrrrr",
+                    ([r["arm"], f"{r['fer_z_exp']:.2f}",
+                      f"{r['fer_expression_features']:.2f} ({r['fer_expression_features_macro_f1']:.2f})",
+                      _cell(r["verify_z_exp"], sem=r["verify_z_exp_sem"]), pair(r["recon_l1"], ".4f"),
+                      pair(r["yaw_r"], ".3f"), pair(r["light_r2_elevation"], ".3f"),
+                      pair(r["keypoint_pits"], ".3f")]
+                     for r in R.get("stage1_expression_levers")["rows"]))
+
+
+def t_stage2_levers(R: Results, stem: str = "stage2_levers") -> str:
+    """Stage-2 arms: ``[Δexp, Z_exp]`` on FER-2013 and its gain over ``Z_exp`` alone."""
+    rows = R.get(stem)["rows"]
+    return md_table(["stage 2", "steps", "`[Δexp, Z_exp]` (%)", "gain over `Z_exp`"], "lrrr",
+                    ([r["arm"], "" if r["steps"] is None else f"{r['steps']:,}", f"{r['accuracy']:.2f}",
+                      "" if r.get("gain") is None else f"{r['gain']:+.2f}"] for r in rows))
+
+
+def t_readout(R: Results) -> str:
+    """The FER probe on each readout of the encoders (expression_readout.json)."""
+    return md_table(["readout (FER-2013 PublicTest, the FER probe)", "dim", "accuracy (%)", "macro-F1 (%)"],
+                    "lrrr", ([r["layout"], f"{r['dim']:,}", f"{r['accuracy']:.2f}", f"{r['macro_f1']:.2f}"]
+                             for r in R.get("expression_readout")["rows"]))
+
+
+def t_log_windows(R: Results, log: str) -> str:
+    """Medians of a training log over windows of steps (train_runs.json, train_log_summary.py's table)."""
+    rows = R.get("train_runs")["log_windows"][log]
+    keys = [k for k in rows[0] if k != "steps"]
+    return md_table(["steps", *(f"`{k}`" for k in keys)], "l" + "r" * len(keys),
+                    ([r["steps"], *(f"{r[k]:.3f}" for k in keys)] for r in rows))
+
+
+def t_train_times(R: Results) -> str:
+    """The shipped weights' runs, step by step (train_runs.json)."""
+    return md_table(["run", "recipe", "work", "wall time (min)"], "lllr",
+                    ([r["run"], f"`{r['recipe']}`" if r.get("recipe") else "", r["work"],
+                      _cell(r["minutes"], ".0f")]
+                     for r in R.get("train_runs")["steps"]))
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "ops": t_ops, "functions": t_functions, "rows": t_rows, "goals": t_goals, "encode": t_encode,
     "pipeline": t_pipeline, "levers_pipelines": t_levers_pipelines, "levers_time": t_levers_time,
     "levers": t_levers, "latent_ops": t_latent_ops, "memory": t_memory, "contention": t_contention,
-    "onnx": t_onnx, "registry": t_registry,
+    "onnx": t_onnx, "registry": t_registry, "identity": t_identity, "thresholds": t_thresholds,
+    "expressions": t_expressions, "probe_verify": t_probe_verify, "probe_fer": t_probe_fer, "pose": t_pose,
+    "arms": t_arms, "expression_levers": t_expression_levers, "stage2_levers": t_stage2_levers,
+    "train_times": t_train_times, "readout": t_readout, "log_windows": t_log_windows,
 }
 
 
@@ -510,6 +746,17 @@ def c_video_machine(R: Results) -> str:
             f"{m['loadavg'][0]:.1f})")
 
 
+def c_zid_over_zexp(R: Results) -> float:
+    """How far the identity latents' verification probe is above ``Z_exp``'s (probes.json)."""
+    rows = {r["feature"]: r for r in R.get("probes")["verify"]["rows"]}
+    return float(rows["latentface-id"]["probe"] - rows["latentface"]["probe"])
+
+
+def c_train_minutes(R: Results) -> float:
+    """The shipped weights' runs from nothing, in minutes (train_runs.json)."""
+    return float(sum(r["minutes"] or 0 for r in R.get("train_runs")["steps"]))
+
+
 CALCS: dict[str, Callable[[Results], Any]] = {
     "suite_command": c_suite_command, "machine_load": c_machine_load, "finish_times": c_finish_times,
     "run_seconds": c_run_seconds, "encode_conv_share": c_encode_conv_share,
@@ -518,7 +765,7 @@ CALCS: dict[str, Callable[[Results], Any]] = {
     "levers_chained_ratio": lambda R: _cascade_ratio(R, "chained"),
     "levers_imfdb": c_levers_imfdb, "levers_jpeg_usable": c_levers_jpeg_usable,
     "levers_jpeg_ms": c_levers_jpeg_ms, "train_rasterize_s": c_train_rasterize_s,
-    "video_machine": c_video_machine,
+    "video_machine": c_video_machine, "zid_over_zexp": c_zid_over_zexp, "train_minutes": c_train_minutes,
 }
 
 
@@ -563,15 +810,16 @@ def _condition(R: Results, paths: str) -> bool:
     return True
 
 
-def render(template: str | None = None, results: Results | Path | None = None) -> str:
-    """The page: ``template`` (default: the template file) filled from ``results`` (default: the
-    committed results folder)."""
-    text = TEMPLATE.read_text(encoding="utf-8") if template is None else template
+def render(template: str | None = None, results: Results | Path | None = None,
+           page: str = "benchmarks") -> str:
+    """A page: ``template`` (default: the template file of ``page``) filled from ``results`` (default:
+    the committed results folders)."""
+    text = template_of(page).read_text(encoding="utf-8") if template is None else template
     R = results if isinstance(results, Results) else Results(results or RESULTS_DIR)
     out: list[str] = []
     stack: list[tuple[bool, bool]] = []  # (this branch is shown, the whole block's parent is shown)
     for number, line in enumerate(text.splitlines(), 1):
-        where = f"{_show(TEMPLATE) if template is None else 'template'}:{number}"
+        where = f"{_show(template_of(page)) if template is None else 'template'}:{number}"
         shown = all(s for s, _ in stack)
         control = CONTROL.match(line)
         try:
@@ -604,7 +852,15 @@ def render(template: str | None = None, results: Results | Path | None = None) -
     return "\n".join(out) + "\n"
 
 
-def write(doc: Path = DOC, results: Path | None = None) -> Path:
+def write(doc: Path = DOC, results: Path | None = None, page: str = "benchmarks") -> Path:
+    """Write one page (default: docs/benchmarks.md) from the results."""
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render(results=results), encoding="utf-8")
+    doc.write_text(render(results=results, page=page), encoding="utf-8")
     return doc
+
+
+def stale_pages(results: Path | None = None) -> list[str]:
+    """The generated pages of docs/ that differ from what their templates and the results make."""
+    return [page for page in PAGES
+            if not doc_of(page).is_file()
+            or doc_of(page).read_text(encoding="utf-8") != render(results=results, page=page)]

@@ -14,7 +14,7 @@ in one run and side by side (every ratio from runs that alternate on the same im
 3. **Lever: a smaller detection copy** (``FaceDetector(max_side=...)``; the SDK uses 1280): detection time
    on the photos and the faces found (score >= 0.9) per photo against facenet-pytorch on the full image.
 4. **Lever: batching MTCNN's stages across images of different sizes**, with the prototype
-   ``benchmarks/archive/mtcnn_cascade.py`` (R-net and O-net once per call for all images; image by image it
+   ``experiments/archive/mtcnn_cascade.py`` (R-net and O-net once per call for all images; image by image it
    gives facenet-pytorch's boxes up to float rounding; batched, the convolutions round differently): detection
    time on the photos' detection copies against the SDK's MTCNN calls, and how far the boxes move.
 5. **Lever: a cheaper pyramid** (the prototype with ``pyramid="chained"``: each level from the smallest
@@ -29,8 +29,8 @@ in one run and side by side (every ratio from runs that alternate on the same im
 
 Usage::
 
-    python benchmarks/detection_levers.py --threads 2 --repeats 3 \
-        --json benchmarks/results/detection_levers.json
+    python experiments/detection_levers.py --threads 2 --repeats 3 \
+        --json experiments/results/detection_levers.json
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _bench
 
 import _bench  # noqa: E402
 import numpy as np  # noqa: E402
@@ -217,7 +217,7 @@ def run(args: Any) -> dict[str, Any]:
               f"(facenet-pytorch on the full images {peer_counts})", flush=True)
 
     # 4./5. the prototype cascade: R-net/O-net batched across sizes, and the chained pyramid (levers that were
-    # dropped; the prototype lives in benchmarks/archive/)
+    # dropped; the prototype lives in experiments/archive/)
     sys.path.insert(0, str(Path(__file__).resolve().parent / "archive"))
     from mtcnn_cascade import Cascade
 

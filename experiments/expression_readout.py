@@ -1,7 +1,7 @@
 """Which readout of the stage-1 encoders carries expression? FER-2013 Training -> PublicTest, the FER probe.
 
-    python benchmarks/expression_readout.py --model weights/latentface-cpu-small \
-        --json benchmarks/results/expression_readout.json
+    python experiments/expression_readout.py --model weights/latentface-cpu-small \
+        --json experiments/results/expression_readout.json
 
 The same crops as ``python -m latentface_sdk.eval fer`` (MTCNN with the model's crop policy, centre crop
 where MTCNN finds no face; cached in ``--cache-dir``) and the same linear probe (BatchNorm + Linear,

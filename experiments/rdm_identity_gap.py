@@ -19,7 +19,7 @@ images), because raw latents share a large common component that makes every cos
 
 Usage::
 
-    python benchmarks/rdm_identity_gap.py --model runs/stage2 [--data ../shared/data] [--json out.json]
+    python experiments/rdm_identity_gap.py --model runs/stage2 [--data ../shared/data] [--json out.json]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What each departure of the stage-1 recipe from the paper buys: short runs, one change at a time.
 
-    OMP_NUM_THREADS=1 python benchmarks/stage1_ablation.py --data ../shared/data --runs runs/ablation \
-        --cache-dir runs/cache --json benchmarks/results/stage1_ablation.json
+    OMP_NUM_THREADS=1 python experiments/stage1_ablation.py --data ../shared/data --runs runs/ablation \
+        --cache-dir runs/cache --json experiments/results/stage1_ablation.json
 
 Each arm trains the shipped recipe (``latentface_sdk/train/configs/stage1_default.json``, one process)
 for ``--steps`` steps (default 300, about 4-6 minutes each on one CPU thread) with the changes of the
@@ -27,7 +27,7 @@ lever:wide-decoder    map decoders and confidence net twice as wide (``model.dec
 
 Three more levers were measured here and dropped, their options removed in config version 2 (random
 pose-head start, a 32 -> 64 px curriculum, one shared encoder trunk); their numbers stay in
-``benchmarks/results/stage1_levers.json`` and docs/training.md (commit 735a0a2 has the code that ran them).
+``experiments/results/stage1_levers.json`` and docs/training.md (commit 735a0a2 has the code that ran them).
 
 An arm whose run folder already holds ``model/`` is measured without retraining. Prints a markdown
 table (UTKFace held-out rows | celeba10k verify sample) and writes the JSON.
@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _bench
 import pose_check  # noqa: E402
 
 from latentface_sdk.config import CropConfig  # noqa: E402

@@ -1,12 +1,12 @@
 """Stage-1 levers for expression (issue 24, goals 1-4): each change of the expression recipe alone, and
 two new ones.
 
-    OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py prepare --runs runs/stage1_levers
-    OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py train --runs runs/stage1_levers --arms recipe,...
-    OMP_NUM_THREADS=1 python benchmarks/stage1_levers.py score --runs runs/stage1_levers \
-        --json benchmarks/results/stage1_expression_levers.json
-    python benchmarks/stage1_levers.py merge --runs runs/stage1_levers --parts A.json B.json \
-        --json benchmarks/results/stage1_expression_levers.json   # scores of runs made side by side
+    OMP_NUM_THREADS=1 python experiments/stage1_levers.py prepare --runs runs/stage1_levers
+    OMP_NUM_THREADS=1 python experiments/stage1_levers.py train --runs runs/stage1_levers --arms recipe,...
+    OMP_NUM_THREADS=1 python experiments/stage1_levers.py score --runs runs/stage1_levers \
+        --json experiments/results/stage1_expression_levers.json
+    python experiments/stage1_levers.py merge --runs runs/stage1_levers --parts A.json B.json \
+        --json experiments/results/stage1_expression_levers.json   # scores of runs made side by side
 
 A continuation screen: every arm starts from the bundled model's stage 1 and trains ``--steps`` more steps
 (default 300; 400 in docs/training.md; batch 16, one process, lr 1e-4) of
@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _bench
 
 import _bench  # noqa: E402
 

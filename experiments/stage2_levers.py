@@ -1,7 +1,7 @@
 """Stage-2 levers for ``Δexp`` (issue 24, goal 2): does the RDM add expression to ``Z_exp`` on FER-2013?
 
-    OMP_NUM_THREADS=1 python benchmarks/stage2_levers.py --runs runs/stage2_levers \
-        --json benchmarks/results/stage2_levers.json
+    OMP_NUM_THREADS=1 python experiments/stage2_levers.py --runs runs/stage2_levers \
+        --json experiments/results/stage2_levers.json
 
 Trains the two RDMs of ``latentface_sdk/train/configs/stage2_expression.json`` on the bundled model's
 stage 1 (the shipped recipe), keeping the checkpoint at several step counts (``--steps``, default
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _bench
 
 import _bench  # noqa: E402
 

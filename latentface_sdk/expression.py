@@ -45,7 +45,7 @@ class MapReadout:
 #: The readout of :meth:`FaceEncoder.expression_features`: the texture and shape encoders' block-3 maps
 #: (8x8) pooled to 2x2 and their block-4 maps at their full 4x4, and the pose and light encoders' block-3
 #: and block-4 maps pooled to 2x2: 12,800 numbers with the latents at width 32 (docs/results.md compares
-#: the layouts that were measured: ``benchmarks/expression_readout.py``).
+#: the layouts that were measured: ``experiments/expression_readout.py``).
 EXPRESSION_READOUT: tuple[MapReadout, ...] = (
     MapReadout("texture", 3, 2), MapReadout("shape", 3, 2),
     MapReadout("texture", 4, 4), MapReadout("shape", 4, 4),

@@ -28,11 +28,12 @@ from benchmarks import registry, report  # noqa: E402
 
 def test_every_registered_script_exists() -> None:
     for b in registry.BENCHMARKS:
-        assert b.path.is_file(), f"{b.name}: benchmarks/{b.script} does not exist"
-        assert b.kind in ("benchmark", "tool") and b.options <= registry.OPTIONS, b.name
+        assert b.path.is_file(), f"{b.name}: {b.where} does not exist"
+        assert b.kind in registry.FOLDERS and b.options <= registry.OPTIONS, b.name
         assert b.measures and b.feeds and (b.kind == "tool" or b.minutes > 0), b.name
+        folder = registry.EXPERIMENT_RESULTS if b.kind == "experiment" else registry.RESULTS
         for r in b.results:
-            assert r.startswith("benchmarks/results/") and r.endswith(".json"), (b.name, r)
+            assert r.startswith(folder + "/") and r.endswith(".json"), (b.name, r)
 
 
 def test_every_script_is_registered() -> None:
@@ -43,15 +44,33 @@ def test_every_script_is_registered() -> None:
 
 
 def test_archived_code_is_not_a_benchmark() -> None:
-    archive = REPO / "benchmarks" / "archive"
+    archive = REPO / "experiments" / "archive"
     assert (archive / "README.md").is_file() and (archive / "mtcnn_cascade.py").is_file()
-    assert not (REPO / "benchmarks" / "mtcnn_cascade.py").exists()
+    assert not (REPO / "benchmarks" / "archive").exists()
     assert all(not b.script.startswith("archive/") for b in registry.BENCHMARKS)
+
+
+def test_research_lives_in_experiments_and_its_readme_says_what_each_found() -> None:
+    """benchmarks/ holds what a user reruns (speed and quality of what ships); the scripts that chose a
+    recipe live in experiments/, and experiments/README.md names each with its command."""
+    readme = (REPO / "experiments" / "README.md").read_text(encoding="utf-8")
+    scripts = sorted(p.name for p in (REPO / "experiments").glob("*.py"))
+    assert {"stage1_levers.py", "stage2_levers.py", "stage1_ablation.py", "detection_levers.py",
+            "expression_readout.py", "answer_heads.py"} <= set(scripts)
+    for name in scripts:
+        assert f"python experiments/{name}" in readme, f"experiments/README.md says nothing of {name}"
+        assert not (REPO / "benchmarks" / name).exists(), name
+    for b in registry.BENCHMARKS:
+        assert (b.kind == "experiment") == (b.where.startswith("experiments/")), b.name
+    present = {p.relative_to(REPO).as_posix() for p in (REPO / "experiments" / "results").glob("*.json")}
+    claimed = {r for b in registry.BENCHMARKS if b.kind == "experiment" for r in b.results}
+    assert present == claimed, "results files in experiments/results that no experiment claims (or missing)"
 
 
 def test_every_results_file_has_its_benchmark() -> None:
     claimed = {r for b in registry.BENCHMARKS for r in b.results} | set(registry.SUITE_RESULTS)
-    present = {p.relative_to(REPO).as_posix() for p in (REPO / "benchmarks" / "results").glob("*.json")}
+    present = {p.relative_to(REPO).as_posix() for folder in ("benchmarks", "experiments")
+               for p in (REPO / folder / "results").glob("*.json")}
     assert present - claimed == set(), "results files no registered benchmark writes"
     results = [r for b in registry.BENCHMARKS for r in b.results]
     assert len(results) == len(set(results)), "two benchmarks claim one results file"
@@ -161,7 +180,7 @@ def test_list_runs() -> None:
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for b in registry.BENCHMARKS:
-        assert f"| {b.name} | `benchmarks/{b.script}` |" in proc.stdout
+        assert f"| {b.name} | `{b.where}` |" in proc.stdout
 
 
 def test_the_documented_commands_parse() -> None:
@@ -196,6 +215,15 @@ def test_run_passes_each_script_the_options_it_has(tmp_path: Path) -> None:
     levers = suite.commands(names["stage1_levers"], _args("x", "--extra=--steps 10"), tmp_path)
     assert ([c[2] for c in levers] == ["prepare", "train", "score"]
             and all(c[-2:] == ["--steps", "10"] for c in levers))
+    assert all(c[1] == "experiments/stage1_levers.py" for c in levers)
+
+
+def test_an_experiment_writes_its_results_beside_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """By default an experiment's results go to experiments/results/, a benchmark's to benchmarks/results/."""
+    assert suite.main(["run", "stage2_levers", "encode_speed", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "experiments/stage2_levers.py --json experiments/results/stage2_levers.json" in out
+    assert "benchmarks/encode_speed.py --repeats 5 --json benchmarks/results/encode.json" in out
 
 
 def test_paths_are_given_as_a_reader_types_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

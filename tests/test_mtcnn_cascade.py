@@ -1,4 +1,4 @@
-"""The prototype cascade behind issue 15's detection levers (benchmarks/archive/mtcnn_cascade.py) is MTCNN.
+"""The prototype cascade behind issue 15's detection levers (experiments/archive/mtcnn_cascade.py) is MTCNN.
 
 Image by image, with facenet-pytorch's full-image pyramid, it must find facenet-pytorch's faces with the same
 boxes, scores and landmarks (up to float rounding); otherwise the speed it measures would be that of another
@@ -15,7 +15,7 @@ import pytest
 import torch
 from _close import assert_close_to_scale
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "archive"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "archive"))
 
 from mtcnn_cascade import Cascade, pyramid_scales  # noqa: E402
 

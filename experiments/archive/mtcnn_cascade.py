@@ -1,9 +1,9 @@
 """A prototype MTCNN cascade over images of any sizes, written to measure two levers of issue 15.
 
 Not used by the SDK (``latentface_sdk.detection.FaceDetector`` runs ``facenet_pytorch.MTCNN.detect`` on
-each group of same-size images). ``benchmarks/detection_levers.py`` times it against that, and counts the
+each group of same-size images). ``experiments/detection_levers.py`` times it against that, and counts the
 faces it finds. Both levers were dropped; the prototype is archived here with the reasons
-(``benchmarks/archive/README.md``) and is not run by the benchmark suite.
+(``experiments/archive/README.md``) and is not run by the benchmark suite.
 
 MTCNN (Zhang et al., 2016) proposes faces with a small fully convolutional P-net slid over an image
 pyramid, then refines the proposals with the R-net (24 px inputs) and the O-net (48 px inputs, which also

@@ -424,8 +424,9 @@ def _run_frontalize(args: argparse.Namespace, enc: FaceEncoder, model_id: str,
 # ---------------------------------------------------------------------------------------------- main
 
 
-def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
-    """``encode``/``disentangle`` on Ray Data: Parquet files in the folder ``args.output``."""
+def _run_ray(args: argparse.Namespace, inputs: list[InputFile], model_id: str) -> int:
+    """``encode``/``disentangle`` on Ray Data: Parquet files in the folder ``args.output``; the workers load
+    the model, whose id (``NAME@SHA256``) is ``model_id``."""
     out = Path(args.output)
     if out.is_file():
         raise UsageError(f"{out}: is a file; --engine ray writes Parquet files into a folder")
@@ -446,7 +447,8 @@ def _run_ray(args: argparse.Namespace, inputs: list[InputFile]) -> int:
         else "disentangle" if args.command == "disentangle" else "encode")
     encode_files([f.path for f in inputs], out, operation=operation, model=args.model,
                  workers=args.workers, address=args.address, batch_size=args.batch_size,
-                 threads=args.threads or 1, device=args.device, progress=args.progress, **options)
+                 threads=args.threads or 1, device=args.device, progress=args.progress, model_id=model_id,
+                 **options)
     import pyarrow.parquet as pq
 
     table = pq.read_table(out, columns=["names", "ok", "errors"])
@@ -807,30 +809,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_export_onnx(args)
         inputs = collect_inputs(args.inputs) if args.command not in ("video", "verify") else []
         from . import hub
-        from .digests import file_digest
         from .encoder import FaceEncoder
-        from .model_folder import WEIGHTS_NAME
+        from .model_folder import model_id
 
         try:
             folder = hub.resolve(args.model, revision=getattr(args, "revision", None),
                                  local_files_only=True if getattr(args, "local_files_only", False) else None)
-            enc = FaceEncoder.from_pretrained(folder, device=args.device, threads=args.threads or "auto")
+            on_ray = getattr(args, "engine", "local") == "ray"
+            if on_ray:  # each Ray worker loads the model; here only its name and digest are needed
+                from .config import ModelConfig
+
+                ray_config = ModelConfig.load(folder)
+            else:
+                enc = FaceEncoder.from_pretrained(folder, device=args.device, threads=args.threads or "auto")
         except (LatentFaceError, ValueError) as exc:
             raise UsageError(f"cannot load the model: {exc}") from exc
-        model_id = f"{enc.config.name}@{enc.config.checksum or file_digest(folder / WEIGHTS_NAME)}"
+        if on_ray:
+            print(f"latentface {args.command}: {len(inputs)} input(s), model {ray_config.name} on Ray",
+                  file=sys.stderr)
+            return _run_ray(args, inputs, model_id(ray_config, folder))
+        name = model_id(enc.config, folder)
         if args.command == "video":
-            return _run_video(args, enc, model_id)
+            return _run_video(args, enc, name)
         if args.command == "verify":
             return _run_verify(args, enc)
         print(f"latentface {args.command}: {len(inputs)} input(s), model {enc.config.name} on {enc.device}",
               file=sys.stderr)
         if args.command == "frontalize":
-            return _run_frontalize(args, enc, model_id, inputs)
+            return _run_frontalize(args, enc, name, inputs)
         if args.command == "mesh":
             return _run_mesh(args, enc, inputs)
-        if args.engine == "ray":
-            return _run_ray(args, inputs)
-        return _run_features(args, enc, model_id, inputs)
+        return _run_features(args, enc, name, inputs)
     except UsageError as exc:
         print(f"latentface: error: {exc}", file=sys.stderr)
         return 2

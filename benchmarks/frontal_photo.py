@@ -139,7 +139,7 @@ def run(args: Any) -> dict[str, Any]:
     }
     if not args.quick:
         rows["identity"] = identity(enc, args.data)
-    ratio = rows["frontalize_64"]["ratio"]["median"]
+    ratio = max(rows["frontalize_64"]["ratio"]["median"], rows["frontalize_256"]["ratio"]["median"])
     return {
         "benchmark": "frontal_photo",
         "command": _bench.command(),
@@ -147,7 +147,7 @@ def run(args: Any) -> dict[str, Any]:
         "model": model_desc,
         **rows,
         "goal": {"what": f"frontalize(texture='photo') costs at most {GOAL_RATIO:.0f}x the albedo mode per "
-                         "face (pre-cropped faces, one call, 64 px)",
+                         "face (pre-cropped faces, one call; the larger ratio of 64 px and size=256)",
                  "achieved": ratio, "target": GOAL_RATIO, "met": ratio <= GOAL_RATIO},
     }
 

@@ -22,6 +22,7 @@ exported. A capability a backend lacks is refused before any image is read: a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -40,7 +41,8 @@ from .threads import Threads
 if TYPE_CHECKING:
     from .encoder import FaceEncoder
 
-__all__ = ["CAPABILITIES", "Capability", "FaceBackend", "TorchBackend", "UnsupportedOperationError"]
+__all__ = ["CAPABILITIES", "Capability", "FaceBackend", "ModelFacts", "TorchBackend",
+           "UnsupportedOperationError"]
 
 #: ``"identity"``: the identity head (``identity_embedding``, ``verify``, ``identity_from_latents``,
 #: video tracks by identity); ``"expression"``: the expression head (``expressions``); ``"maps"``: the
@@ -55,59 +57,34 @@ class UnsupportedOperationError(LatentFaceError, NotImplementedError):
     the encoders, the RDMs and the heads but not the decoders); the message says what to use instead."""
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the facade needs to know about a model, whatever runs it: ``name`` (for messages), ``crop``
+    (the crop policy), ``latent_dim``, ``sample_steps`` and ``sample_init`` (the RDMs' defaults),
+    ``identity_dim`` (0: no identity head), ``identity_threshold`` (the cosine at and above which two
+    faces are one person) and ``expression_classes`` (empty: no expression head)."""
+
+    name: str
+    crop: CropConfig
+    latent_dim: int
+    sample_steps: int
+    sample_init: str
+    identity_dim: int = 0
+    identity_threshold: float = 0.5
+    expression_classes: tuple[str, ...] = ()
+
+
 class FaceBackend(ABC):
     """The runtime-specific part of an encoder (see the module docstring).
 
-    Facts about the model the facade needs: ``name`` (for messages), ``crop`` (the crop policy),
-    ``latent_dim``, ``sample_steps`` and ``sample_init`` (the RDMs' defaults), ``identity_dim`` and
-    ``identity_threshold`` (0 and the threshold of an absent head), ``expression_classes`` (empty without
-    an expression head), and how the pipeline runs: ``threads``, ``decode_workers``,
-    ``detector_device``. Tensors come back on the CPU or the backend's device; the pipeline moves them.
+    ``facts`` (:class:`ModelFacts`) describes the model; ``threads``, ``decode_workers`` and
+    ``detector_device`` say how the pipeline runs. Tensors come back on the CPU or the backend's device;
+    the pipeline moves them.
     """
 
     #: the runtime, for messages and ``repr`` (``"pytorch"``, ``"onnxruntime"``)
     runtime: str = ""
-
-    # -- facts ------------------------------------------------------------------------------------------
-    @property
-    @abstractmethod
-    def name(self) -> str:
-        """The model's name."""
-
-    @property
-    @abstractmethod
-    def crop(self) -> CropConfig:
-        """The crop policy the model was trained with."""
-
-    @property
-    @abstractmethod
-    def latent_dim(self) -> int:
-        """Width of each latent (texture, shape)."""
-
-    @property
-    @abstractmethod
-    def sample_steps(self) -> int:
-        """The RDMs' default DDIM steps."""
-
-    @property
-    @abstractmethod
-    def sample_init(self) -> str:
-        """The RDMs' default start, ``"noise"`` or ``"zero"``."""
-
-    @property
-    @abstractmethod
-    def identity_dim(self) -> int:
-        """Width of the identity embedding (0: no identity head)."""
-
-    @property
-    @abstractmethod
-    def identity_threshold(self) -> float:
-        """The cosine at and above which two faces are one person."""
-
-    @property
-    @abstractmethod
-    def expression_classes(self) -> tuple[str, ...]:
-        """The expression head's classes (empty: no head)."""
+    facts: ModelFacts
 
     @property
     def threads(self) -> Threads:
@@ -141,8 +118,8 @@ class FaceBackend(ABC):
             raise self.missing(capability)
 
     def check_steps(self, steps: int | None) -> int:
-        """The DDIM steps to run (``None``: :attr:`sample_steps`), validated."""
-        return self.sample_steps if steps is None else steps
+        """The DDIM steps to run (``None``: the model's ``sample_steps``), validated."""
+        return self.facts.sample_steps if steps is None else steps
 
     # -- the networks -----------------------------------------------------------------------------------
     @abstractmethod
@@ -196,40 +173,12 @@ class TorchBackend(FaceBackend):
 
     def __init__(self, encoder: FaceEncoder) -> None:
         self.encoder = encoder
-
-    @property
-    def name(self) -> str:
-        return self.encoder.config.name
-
-    @property
-    def crop(self) -> CropConfig:
-        return self.encoder.config.crop
-
-    @property
-    def latent_dim(self) -> int:
-        return self.encoder.config.autoencoder.latent_dim
-
-    @property
-    def sample_steps(self) -> int:
-        return self.encoder.config.rdm.sample_steps
-
-    @property
-    def sample_init(self) -> str:
-        return self.encoder.config.rdm.sample_init
-
-    @property
-    def identity_dim(self) -> int:
-        return self.encoder.config.heads.identity_dim if self.encoder.heads.identity is not None else 0
-
-    @property
-    def identity_threshold(self) -> float:
-        return float(self.encoder.config.heads.identity_threshold)
-
-    @property
-    def expression_classes(self) -> tuple[str, ...]:
-        if self.encoder.heads.expression is None:
-            return ()
-        return tuple(self.encoder.config.heads.expression_classes)
+        c, heads = encoder.config, encoder.heads
+        self.facts = ModelFacts(
+            name=c.name, crop=c.crop, latent_dim=c.autoencoder.latent_dim, sample_steps=c.rdm.sample_steps,
+            sample_init=c.rdm.sample_init, identity_threshold=float(c.heads.identity_threshold),
+            identity_dim=c.heads.identity_dim if heads.identity is not None else 0,
+            expression_classes=tuple(c.heads.expression_classes) if heads.expression is not None else ())
 
     @property
     def threads(self) -> Threads:
@@ -258,7 +207,8 @@ class TorchBackend(FaceBackend):
         from .errors import ConfigError
 
         try:
-            (identity_head if capability == "identity" else expression_head)(self.encoder.heads, self.name)
+            head = identity_head if capability == "identity" else expression_head
+            head(self.encoder.heads, self.facts.name)
         except ConfigError as exc:
             return exc
         return UnsupportedOperationError(f"{capability!r} is not available")  # pragma: no cover
@@ -284,16 +234,16 @@ class TorchBackend(FaceBackend):
         from .answers import embed_latents, identity_head
 
         e, p = self.encoder, self._param()
-        head = identity_head(e.heads, self.name)
+        head = identity_head(e.heads, self.facts.name)
         return embed_latents(head, e.config.heads.identity_input, texture.to(p.device, p.dtype),
-                             shape.to(p.device, p.dtype), e.rdm_texture, e.rdm_shape, self.sample_steps)
+                             shape.to(p.device, p.dtype), e.rdm_texture, e.rdm_shape, self.facts.sample_steps)
 
     def expression_probabilities(self, crops: np.ndarray) -> Tensor:
         from .answers import expression_head, expression_probabilities
         from .pipeline import crops_to_input
 
         e, p = self.encoder, self._param()
-        return expression_probabilities(e.autoencoder, expression_head(e.heads, self.name),
+        return expression_probabilities(e.autoencoder, expression_head(e.heads, self.facts.name),
                                         crops_to_input(crops, p.device, p.dtype),
                                         grey=e.config.heads.expression_grey)
 

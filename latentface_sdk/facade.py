@@ -120,7 +120,7 @@ class FaceFacade:
             with self._detector_lock:
                 if self._detector is None:
                     b = self.backend
-                    det = FaceDetector(b.crop, device=b.detector_device)
+                    det = FaceDetector(b.facts.crop, device=b.detector_device)
                     if self.channels_last:
                         det.mtcnn.to(memory_format=torch.channels_last)
                     self._detector = det
@@ -128,7 +128,7 @@ class FaceFacade:
 
     def _pipeline(self) -> FacePipeline:
         b = self.backend
-        return FacePipeline(b.crop, b.encode_crops, lambda: self.detector, b.threads, b.decode_workers)
+        return FacePipeline(b.facts.crop, b.encode_crops, lambda: self.detector, b.threads, b.decode_workers)
 
     def _run(self, images: Images, *, desc: str, detect: bool, faces: FacePolicy, batch_size: int,
              progress: bool, max_pixels: int, work: Callable[[CropBatch], T] | None = None,
@@ -137,7 +137,7 @@ class FaceFacade:
         done = self._pipeline().run(images, detect=detect, faces=faces, batch_size=batch_size,
                                     progress=progress, desc=desc, max_pixels=max_pixels, work=work,
                                     work_rows=work_rows)
-        return done, assemble_encoding([b for b, _ in done], self.backend.latent_dim)
+        return done, assemble_encoding([b for b, _ in done], self.backend.facts.latent_dim)
 
     # -- encode and disentangle -------------------------------------------------------------------------
     def encode(self, images: Images, *, detect: bool = True, faces: FacePolicy = "largest",
@@ -162,7 +162,7 @@ class FaceFacade:
             raise ValueError(f"num_samples must be a positive integer (got {num_samples!r})")
         b = self.backend
         chosen_steps = b.check_steps(steps)
-        chosen = init if init is not None else b.sample_init
+        chosen = init if init is not None else b.facts.sample_init
         if chosen not in ("noise", "zero"):
             raise ValueError(f"init must be 'noise' or 'zero' (got {chosen!r})")
         if seed is None:
@@ -203,7 +203,7 @@ class FaceFacade:
         done, enc = self._run(images, desc="disentangle", detect=detect, faces=faces, batch_size=batch_size,
                               progress=progress, max_pixels=max_pixels, work=identity,
                               work_rows=IDENTITY_ROWS)
-        return assemble_disentangled(done, enc, self.backend.latent_dim)
+        return assemble_disentangled(done, enc, self.backend.facts.latent_dim)
 
     def expression_features(self, images: Images, *, mirror: bool = True, detect: bool = True,
                             faces: FacePolicy = "largest", batch_size: int = 64, progress: bool = False,
@@ -232,7 +232,7 @@ class FaceFacade:
     def identity_threshold(self) -> float:
         """The cosine of two identity embeddings at and above which :meth:`verify` says "same person"
         (chosen on training identities; the model card gives its error rates on held-out ones)."""
-        return self.backend.identity_threshold
+        return self.backend.facts.identity_threshold
 
     def identity_embedding(self, images: Images, *, detect: bool = True, faces: FacePolicy = "largest",
                            batch_size: int = 64, progress: bool = False,
@@ -256,7 +256,7 @@ class FaceFacade:
 
         done, enc = self._run(images, desc="identity", detect=detect, faces=faces, batch_size=batch_size,
                               progress=progress, max_pixels=max_pixels, work=embed, work_rows=IDENTITY_ROWS)
-        return assemble_identity(done, enc, b.identity_dim, b.identity_threshold)
+        return assemble_identity(done, enc, b.facts.identity_dim, b.facts.identity_threshold)
 
     def verify(self, a: Images, b: Images, *, threshold: float | None = None, detect: bool = True,
                batch_size: int = 64, progress: bool = False,
@@ -293,7 +293,7 @@ class FaceFacade:
 
         done, enc = self._run(images, desc="expressions", detect=detect, faces=faces, batch_size=batch_size,
                               progress=progress, max_pixels=max_pixels, work=score)
-        return assemble_expressions(done, enc, b.expression_classes)
+        return assemble_expressions(done, enc, b.facts.expression_classes)
 
     # -- views and meshes -------------------------------------------------------------------------------
     def frontalize(self, images: Images, *, light: LightSpec = "same", texture: TextureMode = "photo",
@@ -334,7 +334,7 @@ class FaceFacade:
         done, enc = self._run(images, desc=desc, detect=detect, faces=faces, batch_size=batch_size,
                               progress=progress, max_pixels=max_pixels, work=draw)
         return assemble_frontalized(done, enc, side, maps=maps, return_tensors=return_tensors,
-                                    map_size=self.backend.crop.size)
+                                    map_size=self.backend.facts.crop.size)
 
     def _view(self, yaw: float, pitch: float, roll: float, light: LightSpec, texture: TextureMode,
               size: int | None, maps: bool) -> tuple[Callable[[CropBatch], RenderedViews], int]:
@@ -346,7 +346,7 @@ class FaceFacade:
             raise ValueError(f"yaw, pitch and roll must be finite numbers of degrees (got {angles})")
         fixed_light = parse_light(light)
         mode = check_texture(texture)
-        side = check_size(size, b.crop.size)
+        side = check_size(size, b.facts.crop.size)
 
         def draw(batch: CropBatch) -> RenderedViews:
             return b.render(batch, angles=angles, light=fixed_light, maps=maps, texture=mode, size=side)
@@ -393,7 +393,7 @@ class FaceFacade:
         Raises :class:`~latentface_sdk.errors.ConfigError` when the weights have no identity head."""
         b = self.backend
         b.require("identity")
-        out = torch.full((len(encoding), b.identity_dim), float("nan"))
+        out = torch.full((len(encoding), b.facts.identity_dim), float("nan"))
         ok = encoding.ok.bool()
         if bool(ok.any()):
             with torch.inference_mode():
@@ -420,7 +420,7 @@ class FaceFacade:
         done = self._latent_batches(encoding, photos if texture == "photo" else None, batch_size, draw,
                                     need_photos=texture == "photo")
         return assemble_frontalized(done, encoding, side, maps=maps, return_tensors=return_tensors,
-                                    map_size=self.backend.crop.size)
+                                    map_size=self.backend.facts.crop.size)
 
     def mesh_from_latents(self, encoding: Encoding, *, view: Literal["frontal", "photo"] = "frontal",
                           texture: TextureMode = "albedo", photos: Images | None = None,
@@ -442,7 +442,7 @@ class FaceFacade:
         if need_photos and photos is None:
             raise ValueError("texture='photo' needs the photos the encoding was made from (photos=...); "
                              "texture='albedo' needs none")
-        crop = self.backend.crop
+        crop = self.backend.facts.crop
         rgbs: dict[int, np.ndarray] = {}
         items = split_inputs(photos)[0] if photos is not None else []
         done: Done[T] = []
@@ -489,10 +489,10 @@ class FaceFacade:
         has_identity = b.has("identity")
         similarity = s.min_similarity
         if similarity is not None and not has_identity:
-            raise ConfigError(f"min_similarity needs an identity head and the weights {b.name!r} have none: "
-                              "leave it None to link faces by box overlap alone")
+            raise ConfigError(f"min_similarity needs an identity head and the weights {b.facts.name!r} have "
+                              "none: leave it None to link faces by box overlap alone")
         if similarity is None and has_identity:
-            similarity = b.identity_threshold
+            similarity = b.facts.identity_threshold
         sampling = self.identity_sampling(seed=s.seed) if s.features == "disentangle" else None
         parts = VideoParts(os.fspath(path), FaceTracker(s.min_iou, s.max_gap,
                                                         None if similarity is None else float(similarity)))
@@ -561,18 +561,21 @@ class FaceFacade:
                                  frames_per_batch=frames_per_batch, batch_size=batch_size, min_iou=min_iou,
                                  max_gap=max_gap, min_similarity=min_similarity, cut_threshold=cut_threshold,
                                  seed=seed, progress=progress)
-        b = self.backend
+        facts = self.backend.facts
         parts: list[VideoEncoding] = []
+
+        def gathered() -> VideoEncoding:
+            if parts:
+                return concat_video(parts)
+            return empty_video(os.fspath(path), features, facts.latent_dim, identity_dim=facts.identity_dim)
+
         try:
             for part in self._video_parts(path, settings):
                 parts.append(part)
         except VideoDecodeError as exc:
-            exc.partial = (concat_video(parts) if parts else
-                           empty_video(os.fspath(path), features, b.latent_dim, identity_dim=b.identity_dim))
+            exc.partial = gathered()
             raise
-        if not parts:
-            return empty_video(os.fspath(path), features, b.latent_dim, identity_dim=b.identity_dim)
-        return concat_video(parts)
+        return gathered()
 
 
 def _photo(cache: dict[int, np.ndarray], items: Sequence[Any], source: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..backends import Capability, FaceBackend, UnsupportedOperationError
+from ..backends import Capability, FaceBackend, ModelFacts, UnsupportedOperationError
 from ..config import CropConfig
 from ..digests import file_digest, parts_digest
 from ..errors import ConfigError, LatentFaceError, OnnxFormatError
@@ -94,45 +94,15 @@ class OnnxBackend(FaceBackend):
         self._encoder, self._disentangle = sessions["encoder"], sessions["disentangle"]
         self._identity, self._expression = sessions.get("identity"), sessions.get("expression")
         heads = self.card.get("heads", {})
-        self._identity_dim = int(heads.get("identity_dim", 0))
-        self._identity_threshold = float(heads.get("identity_threshold", 0.5))
-        self._expression_classes: tuple[str, ...] = tuple(heads.get("expression_classes", ()))
-        self._crop = CropConfig.from_dict(self.card["crop"], source=f"{self.folder / CONFIG_NAME}: crop")
-        self._latent_dim = int(self.card["latent_dim"])
-        self._sample_steps = int(self.card["rdm"]["sample_steps"])
-        self._sample_init: str = self.card["rdm"]["sample_init"]
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("model", {}).get("name") or self.folder.name)
-
-    @property
-    def crop(self) -> CropConfig:
-        return self._crop
-
-    @property
-    def latent_dim(self) -> int:
-        return self._latent_dim
-
-    @property
-    def sample_steps(self) -> int:
-        return self._sample_steps
-
-    @property
-    def sample_init(self) -> str:
-        return self._sample_init
-
-    @property
-    def identity_dim(self) -> int:
-        return self._identity_dim if self._identity is not None else 0
-
-    @property
-    def identity_threshold(self) -> float:
-        return self._identity_threshold
-
-    @property
-    def expression_classes(self) -> tuple[str, ...]:
-        return self._expression_classes if self._expression is not None else ()
+        self.facts = ModelFacts(
+            name=str(self.card.get("model", {}).get("name") or self.folder.name),
+            crop=CropConfig.from_dict(self.card["crop"], source=f"{self.folder / CONFIG_NAME}: crop"),
+            latent_dim=int(self.card["latent_dim"]), sample_steps=int(self.card["rdm"]["sample_steps"]),
+            sample_init=str(self.card["rdm"]["sample_init"]),
+            identity_dim=int(heads.get("identity_dim", 0)) if self._identity is not None else 0,
+            identity_threshold=float(heads.get("identity_threshold", 0.5)),
+            expression_classes=(tuple(heads.get("expression_classes", ())) if self._expression is not None
+                                else ()))
 
     def has(self, capability: Capability) -> bool:
         if capability == "identity":
@@ -152,12 +122,13 @@ class OnnxBackend(FaceBackend):
                                          "them")
 
     def check_steps(self, steps: int | None) -> int:
-        if steps is not None and steps != self._sample_steps:
+        n = self.facts.sample_steps
+        if steps is not None and steps != n:
             raise UnsupportedOperationError(
-                f"{self.folder}: the export's disentangle graph has its {self._sample_steps} DDIM steps "
+                f"{self.folder}: the export's disentangle graph has its {n} DDIM steps "
                 f"unrolled (got steps={steps!r}): export a model whose rdm.sample_steps is {steps!r}, or use "
                 "FaceEncoder")
-        return self._sample_steps
+        return n
 
     def encode_crops(self, crops: np.ndarray, batch_size: int = 64) -> Latents:
         """Stage-1 latents of uint8 crops ``(M, S, S, 3)`` (float32 CPU tensors)."""
@@ -221,9 +192,18 @@ class OnnxFaceEncoder(FaceFacade):
                  providers: Sequence[str] | None = None) -> None:
         """Open the ONNX export in ``folder`` (see :func:`~latentface_sdk.deploy.export.export_onnx` and
         :class:`OnnxBackend` for the errors)."""
-        self._backend = OnnxBackend(folder, threads=threads, providers=providers)
+        self._backend = b = OnnxBackend(folder, threads=threads, providers=providers)
         self._detector = None
         self._detector_lock = threading.Lock()
+        #: the export folder and its ``config.json`` (graphs, crop, latents, RDM steps, heads)
+        self.folder, self.card = b.folder, b.card
+        facts = b.facts
+        #: the exported model's crop policy, latent width, the DDIM steps unrolled in its disentangle graph
+        #: and the RDMs' default start; the identity embedding's width (0: no identity graph) and the
+        #: expression classes (empty: no expression graph)
+        self.crop, self.latent_dim, self.sample_steps = facts.crop, facts.latent_dim, facts.sample_steps
+        self.sample_init = facts.sample_init
+        self.identity_dim, self.expression_classes = facts.identity_dim, facts.expression_classes
 
     @classmethod
     def from_pretrained(
@@ -263,46 +243,6 @@ class OnnxFaceEncoder(FaceFacade):
     def backend(self) -> OnnxBackend:
         """The onnxruntime backend (:class:`OnnxBackend`)."""
         return self._backend
-
-    @property
-    def folder(self) -> Path:
-        """The export folder."""
-        return self._backend.folder
-
-    @property
-    def card(self) -> dict[str, Any]:
-        """The export's ``config.json`` (graphs, crop, latents, RDM steps, heads)."""
-        return self._backend.card
-
-    @property
-    def crop(self) -> CropConfig:
-        """The crop policy of the exported model."""
-        return self._backend.crop
-
-    @property
-    def latent_dim(self) -> int:
-        """Width of each latent."""
-        return self._backend.latent_dim
-
-    @property
-    def sample_steps(self) -> int:
-        """The DDIM steps unrolled in the disentangle graph."""
-        return self._backend.sample_steps
-
-    @property
-    def sample_init(self) -> str:
-        """The RDMs' default start (``"noise"`` or ``"zero"``)."""
-        return self._backend.sample_init
-
-    @property
-    def identity_dim(self) -> int:
-        """Width of the identity embedding (0: the export has no identity graph)."""
-        return self._backend.identity_dim
-
-    @property
-    def expression_classes(self) -> tuple[str, ...]:
-        """The expression graph's classes (empty: none)."""
-        return self._backend.expression_classes
 
     def encode_crops(self, crops: np.ndarray, batch_size: int = 64) -> Latents:
         """Stage-1 latents of uint8 crops ``(M, S, S, 3)`` (float32 CPU tensors)."""

@@ -752,6 +752,17 @@ def c_zid_over_zexp(R: Results) -> float:
     return float(rows["latentface-id"]["probe"] - rows["latentface"]["probe"])
 
 
+def c_photo_means(R: Results) -> str:
+    """The mean identity cosine of one person's photos and of two people's (answers.json's shared photos)."""
+    photos = R.get("answers")["photos"]
+    who = [f.split(" (")[0] for f in photos["faces"]]
+    same, other = [], []
+    for i in range(len(who)):
+        for j in range(i + 1, len(who)):
+            (same if who[i] == who[j] else other).append(photos["similarity"][i][j])
+    return f"{sum(same) / len(same):.2f} against {sum(other) / len(other):.2f}"
+
+
 def c_train_minutes(R: Results) -> float:
     """The shipped weights' runs from nothing, in minutes (train_runs.json)."""
     return float(sum(r["minutes"] or 0 for r in R.get("train_runs")["steps"]))
@@ -766,6 +777,7 @@ CALCS: dict[str, Callable[[Results], Any]] = {
     "levers_imfdb": c_levers_imfdb, "levers_jpeg_usable": c_levers_jpeg_usable,
     "levers_jpeg_ms": c_levers_jpeg_ms, "train_rasterize_s": c_train_rasterize_s,
     "video_machine": c_video_machine, "zid_over_zexp": c_zid_over_zexp, "train_minutes": c_train_minutes,
+    "photo_means": c_photo_means,
 }
 
 

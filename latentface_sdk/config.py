@@ -11,7 +11,7 @@ heads). 2 dropped the autoencoder fields that could take only one value
 (``AutoencoderConfig.RETIRED``): the input size and the pose and light sizes (fixed: :data:`IMAGE_SIZE`,
 :data:`POSE_DIM`, :data:`LIGHT_DIM`, still readable as properties of :class:`AutoencoderConfig`) and two
 stage-1 levers that were measured and dropped (``shared_trunk``, ``pose_init_scale``; docs/training.md,
-"The other levers"); the stage-1 recipe lost the third (``coarse_steps``). Version 1 files and older
+"Stage-1 levers not adopted"); the stage-1 recipe lost the third (``coarse_steps``). Version 1 files and older
 recipes that carry them are still read when they hold that one value; any other value is refused with a
 :class:`~latentface_sdk.errors.ConfigError` that says why (:func:`drop_retired`).
 """
@@ -53,7 +53,7 @@ class RetiredField(NamedTuple):
 
 
 #: Why the three levers went (their ``reason`` ends with it).
-DROPPED_LEVER = "a stage-1 lever measured and dropped (docs/training.md, 'The other levers')"
+DROPPED_LEVER = "a stage-1 lever measured and dropped (docs/training.md, 'Stage-1 levers not adopted')"
 
 
 def _same_value(value: Any, want: Any) -> bool:

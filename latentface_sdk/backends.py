@@ -22,26 +22,26 @@ exported. A capability a backend lacks is refused before any image is read: a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .config import CropConfig
+from .config import CropConfig, ModelConfig
 from .errors import LatentFaceError
-from .models.autoencoder import Latents
+from .models.autoencoder import LatentAutoencoder, Latents
+from .models.heads import AnswerHeads
+from .models.rdm import RepresentationDiffusion
 from .operations import CanonicalMaps, RenderedViews, decode_maps, read_expression, render_views
 from .pipeline import CropBatch, encode_crops
 from .render.photo_texture import TextureMode
 from .render.renderer import FaceRenderer
 from .threads import Threads
 
-if TYPE_CHECKING:
-    from .encoder import FaceEncoder
-
-__all__ = ["CAPABILITIES", "Capability", "FaceBackend", "ModelFacts", "TorchBackend",
+__all__ = ["CAPABILITIES", "Capability", "FaceBackend", "ModelFacts", "TorchBackend", "TorchModel",
            "UnsupportedOperationError"]
 
 #: ``"identity"``: the identity head (``identity_embedding``, ``verify``, ``identity_from_latents``,
@@ -163,6 +163,43 @@ class FaceBackend(ABC):
         raise self.missing("maps")
 
 
+class TorchModel(Protocol):
+    """What :class:`TorchBackend` reads of a PyTorch model (a :class:`~latentface_sdk.FaceEncoder`): its
+    config, its modules and where they run."""
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    @property
+    def autoencoder(self) -> LatentAutoencoder: ...
+
+    @property
+    def rdm_texture(self) -> RepresentationDiffusion: ...
+
+    @property
+    def rdm_shape(self) -> RepresentationDiffusion: ...
+
+    @property
+    def heads(self) -> AnswerHeads: ...
+
+    @property
+    def renderer(self) -> FaceRenderer: ...
+
+    @property
+    def render_backend(self) -> Literal["pytorch3d", "fast"]: ...
+
+    @property
+    def threads(self) -> Threads: ...
+
+    @property
+    def decode_workers(self) -> int | None: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+
 class TorchBackend(FaceBackend):
     """The PyTorch modules of a :class:`~latentface_sdk.FaceEncoder`: every capability its weights have.
 
@@ -171,7 +208,7 @@ class TorchBackend(FaceBackend):
 
     runtime = "pytorch"
 
-    def __init__(self, encoder: FaceEncoder) -> None:
+    def __init__(self, encoder: TorchModel) -> None:
         self.encoder = encoder
         c, heads = encoder.config, encoder.heads
         self.facts = ModelFacts(

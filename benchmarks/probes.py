@@ -57,12 +57,14 @@ def collect(runs: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     verify = runs / "verify" / "verification.json"
     if verify.is_file():
-        out["verify"] = {"rows": [
+        rows = json.loads(verify.read_text(encoding="utf-8"))["results"]
+        out["verify"] = {"pairs": rows[0]["n_pairs"] if rows else 0, "folds": rows[0]["folds"] if rows else 0,
+                         "rows": [
             {"feature": r["feature"], "dim": r["dim"],
              "probe": _pct(r["probe_accuracy"]["mean"]), "probe_sem": _pct(r["probe_accuracy"]["sem"]),
              "cosine": _pct(r["cosine_accuracy"]["mean"]), "cosine_sem": _pct(r["cosine_accuracy"]["sem"]),
              "probe_auc": round(r["probe_auc"], 3), "cosine_auc": round(r["cosine_auc"], 3)}
-            for r in json.loads(verify.read_text(encoding="utf-8"))["results"]]}
+            for r in rows]}
     controls = REPO / "runs" / "identity" / "controls.json"  # experiments/answer_heads.py control
     if controls.is_file():
         raw = json.loads(controls.read_text(encoding="utf-8"))
@@ -70,9 +72,10 @@ def collect(runs: Path) -> dict[str, Any]:
     for name in ("fer", "taiwan"):
         path = runs / name / "fer.json"
         if path.is_file():
-            out[name] = {"rows": [{"feature": r["feature"], "dim": r["dim"], "accuracy": _pct(r["accuracy"]),
-                                   "macro_f1": _pct(r["macro_f1"]), "n_test": r["n_test"]}
-                                  for r in json.loads(path.read_text(encoding="utf-8"))["results"]]}
+            rows = json.loads(path.read_text(encoding="utf-8"))["results"]
+            out[name] = {"train": rows[0]["n_train"] if rows else 0, "test": rows[0]["n_test"] if rows else 0,
+                         "rows": [{"feature": r["feature"], "dim": r["dim"], "accuracy": _pct(r["accuracy"]),
+                                   "macro_f1": _pct(r["macro_f1"])} for r in rows]}
     return out
 
 

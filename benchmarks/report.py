@@ -763,6 +763,15 @@ def c_photo_means(R: Results) -> str:
     return f"{sum(same) / len(same):.2f} against {sum(other) / len(other):.2f}"
 
 
+def c_probe_footnote(R: Results) -> str:
+    """The note behind the rows of probes.json measured on other weights (nothing when there are none)."""
+    probes = R.get("probes")
+    rows = [r for k in ("verify", "fer", "taiwan") for r in probes.get(k, {}).get("rows", [])]
+    other = sorted({r["weights"] for r in rows if r.get("weights") not in (None, "dc20075")})
+    return (f"¹ Baselines that do not depend on the weights, from an earlier run (commit {', '.join(other)})."
+            if other else "")
+
+
 def c_train_minutes(R: Results) -> float:
     """The shipped weights' runs from nothing, in minutes (train_runs.json)."""
     return float(sum(r["minutes"] or 0 for r in R.get("train_runs")["steps"]))
@@ -777,7 +786,7 @@ CALCS: dict[str, Callable[[Results], Any]] = {
     "levers_imfdb": c_levers_imfdb, "levers_jpeg_usable": c_levers_jpeg_usable,
     "levers_jpeg_ms": c_levers_jpeg_ms, "train_rasterize_s": c_train_rasterize_s,
     "video_machine": c_video_machine, "zid_over_zexp": c_zid_over_zexp, "train_minutes": c_train_minutes,
-    "photo_means": c_photo_means,
+    "photo_means": c_photo_means, "probe_footnote": c_probe_footnote,
 }
 
 

@@ -92,3 +92,39 @@ def test_install_sizes_and_times_are_the_measured_ones() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert not re.search(r"\d+(\.\d+)? GB", readme), "state install sizes in docs/install.md and link to it"
     assert "docs/install.md" in readme
+
+
+def test_a_probes_run_renders_the_results_page(tmp_path: Path) -> None:
+    """benchmarks/probes.py collects the eval runs' JSON into what results.md reads; a fresh run (no
+    transcription note, no controls, no earlier-weights rows) still makes the page."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import probes
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    runs = tmp_path / "runs"
+    (runs / "verify").mkdir(parents=True)
+    verify = [{"feature": f, "dim": 512, "folds": 10, "n_pairs": 2200,
+               "probe_accuracy": {"mean": acc, "sem": 0.01},
+               "cosine_accuracy": {"mean": acc - 0.02, "sem": 0.01},
+               "probe_auc": 0.8, "cosine_auc": 0.75}
+              for f, acc in (("lbp", 0.54), ("latentface", 0.68), ("latentface-id", 0.7312))]
+    (runs / "verify" / "verification.json").write_text(json.dumps({"results": verify}))
+    for name, n_train, n_test in (("fer", 28709, 3589), ("taiwan", 1033, 199)):
+        (runs / name).mkdir()
+        found = (("lbp", 0.35), ("hog", 0.42), ("latentface-expression", 0.5))
+        rows = [{"feature": f, "dim": 640, "accuracy": acc, "macro_f1": acc - 0.05, "n_train": n_train,
+                 "n_test": n_test} for f, acc in found]
+        (runs / name / "fer.json").write_text(json.dumps({"results": rows}))
+    collected = probes.collect(runs)
+    assert collected["verify"]["pairs"] == 2200 and collected["fer"]["test"] == 3589
+    assert collected["verify"]["rows"][2] == {"feature": "latentface-id", "dim": 512, "probe": 73.12,
+                                              "probe_sem": 1.0, "cosine": 71.12, "cosine_sem": 1.0,
+                                              "probe_auc": 0.8, "cosine_auc": 0.75}
+    folder = tmp_path / "results"
+    shutil.copytree(report.RESULTS_DIR, folder)
+    (folder / "probes.json").write_text(json.dumps(collected))
+    page = report.render(results=folder, page="results")
+    glance = page.split("## The data")[0]
+    assert "the best probe on the raw latents 73.12%" in glance and "untrained model" not in glance
+    assert "¹" not in page and "Transcribed" not in page

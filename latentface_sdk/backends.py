@@ -167,32 +167,17 @@ class TorchModel(Protocol):
     """What :class:`TorchBackend` reads of a PyTorch model (a :class:`~latentface_sdk.FaceEncoder`): its
     config, its modules and where they run."""
 
-    @property
-    def config(self) -> ModelConfig: ...
-
-    @property
-    def autoencoder(self) -> LatentAutoencoder: ...
-
-    @property
-    def rdm_texture(self) -> RepresentationDiffusion: ...
-
-    @property
-    def rdm_shape(self) -> RepresentationDiffusion: ...
-
-    @property
-    def heads(self) -> AnswerHeads: ...
-
-    @property
-    def renderer(self) -> FaceRenderer: ...
+    config: ModelConfig
+    autoencoder: LatentAutoencoder
+    rdm_texture: RepresentationDiffusion
+    rdm_shape: RepresentationDiffusion
+    heads: AnswerHeads
+    renderer: FaceRenderer
+    threads: Threads
+    decode_workers: int | None
 
     @property
     def render_backend(self) -> Literal["pytorch3d", "fast"]: ...
-
-    @property
-    def threads(self) -> Threads: ...
-
-    @property
-    def decode_workers(self) -> int | None: ...
 
     @property
     def device(self) -> torch.device: ...

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .config import CropConfig, ModelConfig
-from .errors import LatentFaceError
+from .errors import LatentFaceError, UnsupportedOperationError
 from .models.autoencoder import LatentAutoencoder, Latents
 from .models.heads import AnswerHeads
 from .models.rdm import RepresentationDiffusion
@@ -50,11 +50,6 @@ __all__ = ["CAPABILITIES", "Capability", "FaceBackend", "ModelFacts", "TorchBack
 #: ``"expression_features"``: the encoders' intermediate maps (``expression_features``).
 Capability = Literal["identity", "expression", "maps", "expression_features"]
 CAPABILITIES: tuple[Capability, ...] = ("identity", "expression", "maps", "expression_features")
-
-
-class UnsupportedOperationError(LatentFaceError, NotImplementedError):
-    """An operation the runtime behind an encoder cannot do (e.g. rendering on an ONNX export, which holds
-    the encoders, the RDMs and the heads but not the decoders); the message says what to use instead."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ class InvalidImageError(LatentFaceError, ValueError):
     """An input could not be read or interpreted as an image (says which input and why)."""
 
 
+class VideoFileError(InvalidImageError):
+    """A video file was given where an image is expected; the message names the video API
+    (:meth:`~latentface_sdk.FaceEncoder.encode_video`, ``latentface video``)."""
+
+
 class ImageTooLargeError(InvalidImageError):
     """An image has more pixels than the configured limit (decompression-bomb guard)."""
 
@@ -51,6 +56,11 @@ class OnnxFormatError(WeightsError, ValueError):
     """A folder that is not a usable ONNX export: no card, another format, a missing or altered graph."""
 
 
+class UnsupportedOperationError(LatentFaceError, NotImplementedError):
+    """An operation the runtime behind an encoder cannot do (e.g. rendering on an ONNX export, which holds
+    the encoders, the RDMs and the heads but not the decoders); the message says what to use instead."""
+
+
 class DataError(LatentFaceError, ValueError):
     """A data set, manifest or pairs file used for training or evaluation is malformed."""
 
@@ -70,6 +80,7 @@ def read_data_text(path: Path, what: str = "", *, encoding: str = "utf-8") -> st
 __all__ = [
     "LatentFaceError",
     "InvalidImageError",
+    "VideoFileError",
     "ImageTooLargeError",
     "NoFaceError",
     "WeightsError",
@@ -77,5 +88,6 @@ __all__ = [
     "ChecksumError",
     "OfflineError",
     "OnnxFormatError",
+    "UnsupportedOperationError",
     "DataError",
 ]

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageTooLargeError, InvalidImageError, LatentFaceError
+from .errors import ImageTooLargeError, InvalidImageError, LatentFaceError, VideoFileError
 
 #: What the SDK accepts as one image.
 ImageInput: TypeAlias = (str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -82,11 +82,6 @@ VIDEO_EXTENSIONS: dict[str, str] = {
 #: ISO base media brands (bytes 8-12 after ``ftyp``) of still images (HEIF, AVIF): not videos.
 _IMAGE_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1",
                            b"avif", b"avis"})
-
-
-class VideoFileError(InvalidImageError):
-    """A video file was given where an image is expected; the message names the video API
-    (:meth:`~latentface_sdk.FaceEncoder.encode_video`, ``latentface video``)."""
 
 
 def video_kind(path: str | os.PathLike[str] | None = None, head: bytes | None = None) -> str | None:

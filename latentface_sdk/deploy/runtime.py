@@ -10,7 +10,7 @@ answer heads that were exported. Faces are found and cut by the same
 from the same noise as :meth:`FaceEncoder.disentangle <latentface_sdk.FaceEncoder.disentangle>` (drawn per
 crop by :func:`~latentface_sdk.operations.identity_noise`), so both backends agree to float rounding. What
 needs the decoders and the renderer (``frontalize``, ``render``, ``mesh``, their ``*_from_latents``) and
-``expression_features`` raise :class:`~latentface_sdk.backends.UnsupportedOperationError`.
+``expression_features`` raise :class:`~latentface_sdk.errors.UnsupportedOperationError`.
 """
 
 from __future__ import annotations

@@ -143,7 +143,6 @@ def test_python_snippets_run_as_pasted(shared_data: Path, tmp_path: Path) -> Non
     root = tmp_path / "repo"  # the repository root as the docs assume it: ../shared/data beside it
     root.mkdir()
     (tmp_path / "shared").symlink_to(shared_data.parent)
-    (root / "examples").symlink_to(REPO / "examples")  # the README's photos ship in examples/photos/
     for doc, index, code in blocks:
         proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                               timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1",

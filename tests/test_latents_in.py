@@ -13,8 +13,6 @@ from _close import assert_close_to_scale
 
 from latentface_sdk import FaceEncoder, InvalidImageError
 
-PHOTO = Path(__file__).resolve().parents[1] / "examples" / "photos" / "obama_small.jpg"
-
 
 def _same_views(got, want) -> None:  # type: ignore[no-untyped-def]
     for name in ("tensor", "mask", "pose", "light", "albedo", "depth", "normal", "shading"):
@@ -58,10 +56,12 @@ def test_mesh_from_latents_equals_mesh(enc: FaceEncoder, crops: list[np.ndarray]
         assert np.abs(a.texture.astype(int) - b.texture.astype(int)).max() <= 1
 
 
-def test_a_detected_face_rendered_from_its_latents_matches_the_photo_path(enc: FaceEncoder) -> None:
+def test_a_detected_face_rendered_from_its_latents_matches_the_photo_path(enc: FaceEncoder,
+                                                                        shared_data: Path) -> None:
     """detect=True: the face is cut again from its row's box (the crop square around the MTCNN box)."""
-    want = enc.frontalize(str(PHOTO), size=128)
-    got = enc.render_from_latents(enc.encode(str(PHOTO)), texture="photo", photos=str(PHOTO), size=128)
+    photo = str(shared_data / "photos" / "obama_small.jpg")
+    want = enc.frontalize(photo, size=128)
+    got = enc.render_from_latents(enc.encode(photo), texture="photo", photos=photo, size=128)
     # the box went through float32 in the Encoding: the square moves by a fraction of a pixel at most
     assert float((got.tensor - want.tensor).abs().mean()) < 2e-3
     torch.testing.assert_close(got.mask, want.mask, atol=0.02, rtol=0)

@@ -22,6 +22,7 @@ from latentface_sdk._extras import EXTRAS, install_hint
 from latentface_sdk.errors import InvalidImageError
 from latentface_sdk.images import VideoFileError, to_rgb, video_kind
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "latentface_sdk"
 
@@ -233,12 +234,12 @@ def test_shading_png_is_divided_by_its_maximum_and_keeps_the_order() -> None:
 
 
 def test_frontalize_maps_writes_a_shading_png_that_is_not_white(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], shared_data: Path
 ) -> None:
-    """The bundled model on a photo shipped in examples/: the PNG is the API's shading over its maximum."""
+    """The bundled model on a real photo: the PNG is the API's shading over its maximum."""
     from latentface_sdk import FaceEncoder
 
-    photo = REPO / "examples" / "photos" / "obama_small.jpg"
+    photo = shared_data / "photos" / "obama_small.jpg"
     out = tmp_path / "front"
     assert cli.main(["frontalize", str(photo), "-o", str(out), "--maps", "--device", "cpu", "--threads", "1",
                      "--no-progress"]) == 0
@@ -285,46 +286,39 @@ def _readme_block(tag: str) -> str:
     return match.group(1)
 
 
-def test_the_readme_setup_line_reads_only_files_in_the_repository() -> None:
-    line = _readme_block("<!-- ci:setup").strip()
-    assert "\n" not in line and "../" not in line
-    encode = line.split(" && ")[-1]
-    words = shlex.split(encode)
-    assert words[0] == ".venv/bin/latentface" and words[1] == "encode"
-    inputs = []
-    skip = False
-    for word in words[2:]:
-        if skip:
-            skip = False
-        elif word in ("-o", "--output", "--faces", "--model"):
-            skip = True
-        elif not word.startswith("-"):
-            inputs.append(word)
-    assert inputs, encode
-    for word in inputs:
-        assert (REPO / word).is_file() and cli.collect_inputs([str(REPO / word)]), word
-        assert _carried(word), f"{word} exists here but is not part of the repository"
-
-
-def _carried(relative: str) -> bool:
-    """Whether ``relative`` is a file the repository carries: not ignored by ``.gitignore``."""
-    import subprocess
-
-    proc = subprocess.run(["git", "check-ignore", "-q", relative], cwd=REPO, capture_output=True)
-    return proc.returncode == 1 or not (REPO / ".git").exists()  # 1: not ignored (no git: nothing to ask)
-
-
-def test_the_readme_python_quickstart_reads_only_files_in_the_repository() -> None:
-    code = _readme_block("## Quickstart (Python)")
-    tree = ast.parse(code)
+def _readme_photos(code: str) -> list[str]:
+    """The photo paths a README block reads (string constants ending in an image suffix, or joined to a
+    folder constant), without the files it writes and the deliberately missing one."""
+    tree = ast.parse(code) if "import" in code else None
+    if tree is None:  # the shell line: its words
+        return [w for w in shlex.split(code) if w.lower().endswith((".jpg", ".jpeg", ".png"))]
     saved = {id(arg) for node in ast.walk(tree) if isinstance(node, ast.Call)
              and isinstance(node.func, ast.Attribute) and node.func.attr == "save" for arg in node.args}
     strings = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     folders = [n.value for n in strings if n.value.endswith("/")]
-    photos = [n.value for n in strings if id(n) not in saved
-              and n.value.lower().endswith((".jpg", ".jpeg", ".png")) and n.value != "no_such_file.jpg"]
-    assert len(photos) >= 3 and not any(s.startswith("../") for s in [*photos, *folders])
-    for photo in photos:  # a path, or a name joined to one of the snippet's folders
-        candidates = [REPO / photo] + [REPO / folder / photo for folder in folders]
-        assert any(c.is_file() for c in candidates), f"README quickstart: {photo} is not in the repository"
-    assert "no_such_file.jpg" in code and not (REPO / "no_such_file.jpg").exists()  # the failing row's
+    names = [n.value for n in strings if id(n) not in saved
+             and n.value.lower().endswith((".jpg", ".jpeg", ".png")) and n.value != "no_such_file.jpg"]
+    return [name if "/" in name else folder + name for name in names
+            for folder in ([""] if "/" in name else folders)]
+
+
+def test_the_readme_reads_its_photos_from_the_shared_data_and_says_what_to_use_without_it() -> None:
+    """The data's terms keep its photos out of the repository: the set-up line and the Python quickstart
+    read them from ``../shared/data`` beside the clone (where CI puts it), and the text before the set-up
+    line says what to run on a clone without it (a photo of one's own, with the whole command)."""
+    line = _readme_block("<!-- ci:setup").strip()
+    assert "\n" not in line
+    words = shlex.split(line.split(" && ")[-1])
+    assert words[:2] == [".venv/bin/latentface", "encode"]
+    quick = _readme_block("## Quickstart (Python)")
+    photos = _readme_photos(line) + _readme_photos(quick)
+    assert len(photos) >= 4
+    for photo in photos:
+        assert photo.startswith("../shared/data/photos/"), photo
+        assert not (REPO / photo.removeprefix("../")).exists()  # nothing of the data copied in
+        if SHARED.is_dir():
+            assert (REPO / photo).is_file(), f"README: {photo} is not in ../shared/data"
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    intro = text[:text.index("<!-- ci:setup")].rsplit("## ", 1)[-1]
+    assert "without it" in intro and "latentface encode my_photo.jpg" in intro
+    assert not (REPO / "examples" / "photos").exists()

@@ -19,7 +19,7 @@ from latentface_sdk.errors import ConfigError
 from latentface_sdk.facade import FaceFacade
 
 REPO = Path(__file__).resolve().parents[1]
-PHOTOS = [str(REPO / "examples" / "photos" / n) for n in ("biden.jpg", "obama2.jpg")]
+PHOTOS = ("biden.jpg", "obama2.jpg")  # of ../shared/data/photos
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +91,12 @@ def test_the_same_answers(heads_pair: tuple[FaceEncoder, OnnxFaceEncoder], crops
     assert onnx_enc.identity_threshold == pytest.approx(torch_enc.identity_threshold)
 
 
-def test_faces_found_in_photos_are_the_same(pair: tuple[FaceEncoder, OnnxFaceEncoder]) -> None:
+def test_faces_found_in_photos_are_the_same(pair: tuple[FaceEncoder, OnnxFaceEncoder],
+                                            shared_data: Path) -> None:
     """detect=True: the one pipeline (MTCNN, the crop policy) in front of either backend."""
     torch_enc, onnx_enc = pair
-    a, b = torch_enc.encode(PHOTOS, faces="all"), onnx_enc.encode(PHOTOS, faces="all")
+    photos = [str(shared_data / "photos" / n) for n in PHOTOS]
+    a, b = torch_enc.encode(photos, faces="all"), onnx_enc.encode(photos, faces="all")
     assert a.ok.all() and a.names == b.names
     torch.testing.assert_close(b.boxes, a.boxes)
     assert_close_to_scale(b.texture, a.texture, msg="texture")

@@ -70,18 +70,18 @@ def test_encoder_uses_its_setting_and_restores_torch(monkeypatch: pytest.MonkeyP
     from _tiny import tiny_config
 
     from latentface_sdk import FaceEncoder
-    from latentface_sdk import encoder as encoder_module
+    from latentface_sdk import backends as backend_module
 
     enc = FaceEncoder.from_config(tiny_config())
     assert enc.threads == "auto"
     seen: list[int] = []
-    original = encoder_module.encode_crops  # what the encoder binds into its FacePipeline
+    original = backend_module.encode_crops  # what the PyTorch backend binds into its FacePipeline
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(encoder_module, "encode_crops", spy)
+    monkeypatch.setattr(backend_module, "encode_crops", spy)
     torch.set_num_threads(1)
     enc.threads = 2
     enc.encode(np.zeros((2, 64, 64, 3), np.uint8), detect=False, batch_size=1)

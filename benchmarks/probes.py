@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 #: What each protocol measures: the baselines, the untrained encoder, then the model's readouts.
-VERIFY = "raw,lbp,hog,random-encoder,latentface,latentface-id,latentface-verify,lbp-frontal"
+VERIFY = "raw,lbp,hog,random-encoder,latentface,latentface-id,latentface-verify,lbp-frontal,lbp-frontal-photo"
 FER = "lbp,hog,random-encoder,latentface,latentface-fer,latentface-expression,hog-frontal"
 TAIWAN = "lbp,hog,latentface,latentface-fer,latentface-expression"
 
@@ -48,6 +48,12 @@ def commands(data: Path, runs: Path, model: str | None, threads: int | None) -> 
     }
 
 
+def _portable(command: str) -> str:
+    """A command as anyone reruns it from the repository root: this checkout's paths made relative
+    (``../shared/data``, ``benchmarks/...``), so no machine's folders are written into the results."""
+    return command.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../")
+
+
 def _pct(x: float) -> float:
     return round(100 * float(x), 2)
 
@@ -58,7 +64,9 @@ def collect(runs: Path) -> dict[str, Any]:
     verify = runs / "verify" / "verification.json"
     if verify.is_file():
         rows = json.loads(verify.read_text(encoding="utf-8"))["results"]
-        out["verify"] = {"pairs": rows[0]["n_pairs"] if rows else 0, "folds": rows[0]["folds"] if rows else 0,
+        folds = rows[0]["folds"] if rows else 0  # the eval writes the folds' list; the count is the number
+        out["verify"] = {"pairs": rows[0]["n_pairs"] if rows else 0,
+                         "folds": len(folds) if isinstance(folds, list) else folds,
                          "rows": [
             {"feature": r["feature"], "dim": r["dim"],
              "probe": _pct(r["probe_accuracy"]["mean"]), "probe_sem": _pct(r["probe_accuracy"]["sem"]),
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([sys.executable, *todo[name]], check=True, cwd=REPO)
     results = collect(args.runs)
     results.update(model=args.model or "bundled", seconds=round(time.perf_counter() - t0, 1),
-                   commands={**{k: "python " + " ".join(v) for k, v in todo.items()},
+                   commands={**{k: _portable("python " + " ".join(v)) for k, v in todo.items()},
                              "controls": "python experiments/answer_heads.py control"})
     text = json.dumps(results, indent=1)
     if args.json:

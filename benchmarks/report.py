@@ -457,6 +457,7 @@ FEATURES = {
     "latentface-fer": "`[Δexp, Z_exp]` (`latentface-fer`)",
     "latentface-expression": "`expression_features` (`latentface-expression`)",
     "lbp-frontal": "LBP on the frontal view (`lbp-frontal`)",
+    "lbp-frontal-photo": "LBP on the photo-textured frontal view (`lbp-frontal-photo`)",
     "hog-frontal": "HOG on the frontal view (`hog-frontal`)",
 }
 

@@ -69,10 +69,12 @@ class CropSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def counts(self) -> dict[str, int]:
-        """How many rows got each method code."""
+    def counts(self, done: int | None = None) -> dict[str, int]:
+        """How many rows got each method code; ``done``: only the first ``done`` rows (those processed so
+        far, while the rest still hold their initial ``"failed"``)."""
+        method = self.method if done is None else self.method[:done]
         return {
-            m: int((self.method == m).sum())
+            m: int((method == m).sum())
             for m in (METHOD_MTCNN, METHOD_CENTER, METHOD_NOFACE, METHOD_FAILED)
         }
 
@@ -157,7 +159,7 @@ def prepare_crops(
                     if row.landmarks is not None:
                         result.landmarks[i] = landmarks_in_crop(row.landmarks, row.box, crop.margin)
             bar.update(len(batch.rows))
-            bar.set_postfix(result.counts(), refresh=False)
+            bar.set_postfix(result.counts(done=start + len(batch.rows)), refresh=False)
     if result.n_failed:
         logger.warning("face crops: %d of %d files could not be read", result.n_failed, n)
     if cache_file is not None:

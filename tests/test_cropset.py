@@ -117,3 +117,34 @@ def test_prepare_crops_cache_key_follows_settings_and_files(dataset: list[str], 
     prepare_crops(dataset, CropConfig(), detect=False, cache_file=cache, progress=False)
     with np.load(cache, allow_pickle=False) as data:
         assert str(data["key"]) != key_before
+
+
+def test_the_progress_bar_counts_only_the_rows_done(
+    dataset: list[str], detector: FaceDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While cropping, the bar's counts cover the images processed so far: the rows still to come are not
+    shown as failed (they start as "failed" in the result until their batch has run)."""
+    from latentface_sdk import cropset
+
+    shown: list[dict[str, int]] = []
+
+    class Bar:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> Bar:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def update(self, n: int) -> None:
+            pass
+
+        def set_postfix(self, counts: dict[str, int], refresh: bool = True) -> None:
+            shown.append(dict(counts))
+
+    monkeypatch.setattr(cropset, "tqdm", Bar)
+    prepare_crops(dataset, CropConfig(), batch_size=6, detector=detector)
+    assert shown[0] == {"mtcnn": 5, "center": 0, "noface": 0, "failed": 1}  # first batch: the corrupt file
+    assert shown[-1] == {"mtcnn": 10, "center": 0, "noface": 1, "failed": 1}

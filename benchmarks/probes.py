@@ -58,8 +58,13 @@ def _pct(x: float) -> float:
     return round(100 * float(x), 2)
 
 
-def collect(runs: Path) -> dict[str, Any]:
-    """One results dict from the runs' JSON files (a protocol not run yet is left out)."""
+#: Where ``python experiments/answer_heads.py control`` writes the untrained-model controls.
+CONTROLS = REPO / "runs" / "identity" / "controls.json"
+
+
+def collect(runs: Path, controls: Path | None = CONTROLS) -> dict[str, Any]:
+    """One results dict from the runs' JSON files (a protocol not run yet is left out), with the
+    untrained-model ``controls`` when that file is there (``None``: without them)."""
     out: dict[str, Any] = {}
     verify = runs / "verify" / "verification.json"
     if verify.is_file():
@@ -73,8 +78,7 @@ def collect(runs: Path) -> dict[str, Any]:
              "cosine": _pct(r["cosine_accuracy"]["mean"]), "cosine_sem": _pct(r["cosine_accuracy"]["sem"]),
              "probe_auc": round(r["probe_auc"], 3), "cosine_auc": round(r["cosine_auc"], 3)}
             for r in rows]}
-    controls = REPO / "runs" / "identity" / "controls.json"  # experiments/answer_heads.py control
-    if controls.is_file():
+    if controls is not None and controls.is_file():
         raw = json.loads(controls.read_text(encoding="utf-8"))
         out["controls"] = {k: round(v, 2) for k, v in raw.items()}
     for name in ("fer", "taiwan"):

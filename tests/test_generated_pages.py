@@ -116,7 +116,7 @@ def test_a_probes_run_renders_the_results_page(tmp_path: Path) -> None:
         rows = [{"feature": f, "dim": 640, "accuracy": acc, "macro_f1": acc - 0.05, "n_train": n_train,
                  "n_test": n_test} for f, acc in found]
         (runs / name / "fer.json").write_text(json.dumps({"results": rows}))
-    collected = probes.collect(runs)
+    collected = probes.collect(runs, controls=None)  # a fresh run: no controls, whatever runs/ holds
     assert collected["verify"]["pairs"] == 2200 and collected["fer"]["test"] == 3589
     assert collected["verify"]["rows"][2] == {"feature": "latentface-id", "dim": 512, "probe": 73.12,
                                               "probe_sem": 1.0, "cosine": 71.12, "cosine_sem": 1.0,
